@@ -1,0 +1,165 @@
+"""The command line. The only module that reads argv, files and stdin.
+
+Exit codes (design.md): 0 done; 1 the input was understood but a secret was rejected (the
+reason on stderr, one line); 2 bad usage, unreadable input, or a broken config, rule or
+template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from . import __version__
+from .engine import Engine, Mutation
+from .errors import InputError, LoadError, Rejected, RenderError
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+class _Exit(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def read_document(name: str) -> Any:
+    """A YAML or JSON document from a file, or from stdin for '-'."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _Exit(EXIT_USAGE, f"cannot read {name}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise _Exit(EXIT_USAGE, f"cannot read {name}: not UTF-8 text") from None
+    try:
+        if text.lstrip().startswith(("{", "[")):
+            return json.loads(text)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _Exit(EXIT_USAGE, f"cannot parse {name}: {detail}") from None
+
+
+def _pod_of(document: Any, name: str) -> Any:
+    """Accept a pod, or an AdmissionReview carrying one."""
+    if isinstance(document, dict) and document.get("kind") == "AdmissionReview":
+        request = document.get("request")
+        pod = request.get("object") if isinstance(request, dict) else None
+        if not isinstance(pod, dict):
+            raise _Exit(EXIT_USAGE, f"{name}: the AdmissionReview has no request.object")
+        return pod
+    if not isinstance(document, dict):
+        raise _Exit(EXIT_USAGE, f"{name}: expected a pod (a mapping), got {type(document).__name__}")
+    return document
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    return Engine.from_config(args.config)
+
+
+def _print_mutation(mutation: Mutation, output: str) -> None:
+    if output == "patch":
+        print(json.dumps(mutation.patch, indent=2))
+    elif output == "pod":
+        print(yaml.safe_dump(mutation.pod, sort_keys=False, default_flow_style=False), end="")
+    else:
+        for injected in mutation.injected:
+            for text in injected.texts.values():
+                print(text)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    pod = _pod_of(read_document(args.pod), args.pod)
+    _print_mutation(engine.mutate(pod), args.output)
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    response = engine.review(read_document(args.review))
+    print(json.dumps(response, indent=2))
+    answer = response["response"]
+    if not answer["allowed"]:
+        print(f"secretpatch: denied: {answer.get('status', {}).get('message', '')}", file=sys.stderr)
+        return EXIT_REJECTED
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help="Flyte's webhook config (a whole Flyte config or the section), YAML or JSON",
+    )
+    parser = argparse.ArgumentParser(
+        prog="secretpatch",
+        description="Inject GCP Secret Manager secrets into Flyte task pods, as Flyte's webhook does.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"secretpatch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    render = commands.add_parser(
+        "render",
+        parents=[common],
+        help="print the JSONPatch (or patched pod) for a pod",
+        description="Print what the webhook would do to POD (a pod or an AdmissionReview; '-' for stdin).",
+    )
+    render.add_argument("pod", metavar="POD")
+    render.add_argument(
+        "--output",
+        "-o",
+        choices=("patch", "pod", "commands"),
+        default="patch",
+        help="patch: the RFC 6902 JSONPatch (default); pod: the patched pod as YAML; "
+        "commands: the shell line of each injected secret",
+    )
+    render.set_defaults(func=cmd_render)
+
+    review = commands.add_parser(
+        "review",
+        parents=[common],
+        help="answer an AdmissionReview as the webhook would",
+        description="Print the AdmissionReview response for REVIEW ('-' for stdin).",
+    )
+    review.add_argument("review", metavar="REVIEW")
+    review.set_defaults(func=cmd_review)
+    return parser
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    print(f"secretpatch: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(format="secretpatch: warning: %(message)s", level=logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except _Exit as exc:
+        _fail(exc.code, str(exc))
+    except LoadError as exc:
+        _fail(EXIT_USAGE, str(exc))
+    except InputError as exc:
+        _fail(EXIT_USAGE, f"invalid input: {exc}")
+    except Rejected as exc:
+        _fail(EXIT_REJECTED, f"rejected: {exc.message}")
+    except RenderError as exc:
+        _fail(EXIT_REJECTED, f"a template failed, so the pod would be denied: {exc}")
+    except BrokenPipeError:  # pragma: no cover - `secretpatch render ... | head`
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

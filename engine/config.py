@@ -1,0 +1,190 @@
+"""Configuration: Flyte's `webhook` section, plus secretpatch's own keys.
+
+The file may be a whole Flyte configuration (with a top-level `webhook:`) or the section
+alone. An operator's existing section must keep working, so every key Flyte has is accepted;
+the ones secretpatch does not use are reported once each. A key nobody has is an error that
+names the closest valid key, because a typo in a webhook config otherwise fails silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import yamldoc
+from .errors import LoadError
+
+log = logging.getLogger("secretpatch")
+
+# Every key of Flyte's webhook section (flytepropeller's webhook config), with what Flyte uses
+# it for, so that a warning can say why secretpatch ignores it.
+FLYTE_KEYS: dict[str, str] = {
+    "certDir": "where Flyte's webhook reads its certificates",
+    "localCert": "Flyte's local-development certificates",
+    "listenPort": "the port Flyte's webhook listens on",
+    "serviceName": "the Service and webhook configuration Flyte creates",
+    "servicePort": "the Service port Flyte's webhook configuration names",
+    "secretName": "the Secret Flyte writes its certificates to",
+    "metrics-prefix": "the prefix of Flyte's webhook metrics",
+    "secretManagerType": "the legacy single secret manager (secretManagerTypes replaces it)",
+    "secretManagerTypes": "the secret managers to try, in order",
+    "awsSecretManager": "Flyte's AWS Secrets Manager injector",
+    "gcpSecretManager": "Flyte's GCP Secret Manager injector",
+    "azureSecretManager": "Flyte's Azure Key Vault injector",
+    "vaultSecretManager": "Flyte's Vault agent injector",
+    "embeddedSecretManagerConfig": "Flyte's embedded secret manager",
+    "namespaceSelector": "the namespaces Flyte's webhook configuration selects",
+}
+FLYTE_MANAGER_TYPES = ("K8s", "AWS", "Vault", "GCP", "Azure", "Embedded")
+OWN_SECTION = "secretpatch"
+OWN_KEYS = ("rules", "templates", "values")
+DEFAULT_MANAGERS = ("GCP",)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The configuration as read; rules decide later which sections they consume."""
+
+    file: str
+    managers: tuple[str, ...] = DEFAULT_MANAGERS
+    managers_path: tuple[str | int, ...] = ()
+    section: Mapping[str, Any] = field(default_factory=dict)
+    section_path: tuple[str | int, ...] = ()
+    rules_dir: Path | None = None
+    templates_dir: Path | None = None
+    values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    own_path: tuple[str | int, ...] = (OWN_SECTION,)
+    doc: yamldoc.Doc | None = None
+
+    def error(self, path: tuple[str | int, ...], message: str) -> LoadError:
+        if self.doc is None:
+            return LoadError(f"{_dotted(path)}: {message}", file=self.file)
+        return self.doc.error(path, f"{_dotted(path)}: {message}")
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def closest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`; did you mean 'x'?` when something is close, else the list of valid choices."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if match:
+        return f"did you mean {match[0]!r}?"
+    return "valid keys: " + ", ".join(sorted(choices))
+
+
+def load_config(source: str | Path | Mapping[str, Any] | None) -> Config:
+    """Read a config file (YAML or JSON), a dict, or nothing (defaults)."""
+    if source is None:
+        return Config(file="<defaults>")
+    if isinstance(source, Mapping):
+        doc = yamldoc.Doc(dict(source), "<config>")
+        base = Path.cwd()
+    else:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LoadError(f"cannot read the config file: {exc.strerror}", file=str(path)) from None
+        doc = yamldoc.load(text, str(path))
+        base = path.resolve().parent
+    return _parse(doc, base)
+
+
+def _parse(doc: yamldoc.Doc, base: Path) -> Config:
+    data = doc.data
+    if data is None:
+        return Config(file=doc.file, doc=doc)
+    if not isinstance(data, Mapping):
+        raise doc.error((), "the config must be a mapping (Flyte's webhook section, or a whole Flyte config)")
+    own: Any = None
+    own_path: tuple[str | int, ...] = ()
+    if "webhook" in data:
+        section_path: tuple[str | int, ...] = ("webhook",)
+        section = data["webhook"] or {}
+        if OWN_SECTION in data:
+            own, own_path = data[OWN_SECTION], (OWN_SECTION,)
+        for key in data:
+            if key not in ("webhook", OWN_SECTION) and key.lower() in ("webhook", OWN_SECTION):
+                raise doc.error((key,), f"unknown key {key!r}; did you mean {key.lower()!r}?")
+    else:
+        section_path, section = (), data
+    if not isinstance(section, Mapping):
+        raise doc.error(section_path, "the webhook section must be a mapping")
+    for key in section:
+        if key == OWN_SECTION:
+            if own is not None:
+                raise doc.error((*section_path, key), "secretpatch's keys are given twice")
+            own, own_path = section[key], (*section_path, key)
+        elif key not in FLYTE_KEYS:
+            where = _dotted((*section_path, key))
+            raise doc.error(
+                (*section_path, key),
+                f"unknown key {where!r}; {closest(key, [*FLYTE_KEYS, OWN_SECTION])}",
+            )
+    managers = section.get("secretManagerTypes", list(DEFAULT_MANAGERS))
+    managers_path = (*section_path, "secretManagerTypes")
+    if not isinstance(managers, list) or not all(isinstance(m, str) for m in managers):
+        raise doc.error(managers_path, "secretManagerTypes must be a list of names, such as [GCP]")
+    rules_dir, templates_dir, values = _own_keys(doc, own, own_path, base)
+    return Config(
+        file=doc.file,
+        managers=tuple(managers),
+        managers_path=managers_path,
+        section=section,
+        section_path=section_path,
+        rules_dir=rules_dir,
+        templates_dir=templates_dir,
+        values=values,
+        own_path=own_path or (OWN_SECTION,),
+        doc=doc,
+    )
+
+
+def _own_keys(
+    doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...], base: Path
+) -> tuple[Path | None, Path | None, Mapping[str, Mapping[str, Any]]]:
+    if own is None:
+        return None, None, {}
+    if not isinstance(own, Mapping):
+        raise doc.error(path, f"{_dotted(path)} must be a mapping with keys: {', '.join(OWN_KEYS)}")
+    for key in own:
+        if key not in OWN_KEYS:
+            raise doc.error((*path, key), f"unknown key {_dotted((*path, key))!r}; {closest(key, OWN_KEYS)}")
+    folders: list[Path | None] = []
+    for key in ("rules", "templates"):
+        value = own.get(key)
+        if value is None:
+            folders.append(None)
+            continue
+        if not isinstance(value, str) or not value:
+            raise doc.error((*path, key), f"{_dotted((*path, key))} must be a folder path")
+        folder = (base / value).resolve()
+        if not folder.is_dir():
+            raise doc.error((*path, key), f"{_dotted((*path, key))}: no folder at {folder}")
+        folders.append(folder)
+    values = own.get("values") or {}
+    if not isinstance(values, Mapping) or not all(isinstance(v, Mapping) for v in values.values()):
+        raise doc.error(
+            (*path, "values"),
+            f"{_dotted((*path, 'values'))} must map rule names to mappings of values, "
+            "such as {gcp: {mountPath: /etc/flyte/secrets}}",
+        )
+    return folders[0], folders[1], values
+
+
+def warn_ignored(config: Config, consumed: set[str]) -> list[str]:
+    """One warning for each Flyte key present that secretpatch does not act on."""
+    messages = []
+    for key in config.section:
+        if key in FLYTE_KEYS and key != "secretManagerTypes" and key not in consumed:
+            where = _dotted((*config.section_path, key))
+            messages.append(f"{config.file}: {where} is ignored: secretpatch does not use {FLYTE_KEYS[key]}")
+    for message in messages:
+        log.warning(message)
+    return messages

@@ -1,0 +1,250 @@
+"""The engine: configuration and rules loaded once, then pods in, patches out.
+
+`Engine.from_config` does all the I/O and all the checking; after it returns, `mutate` and
+`review` read no file and share no mutable state between calls, so one engine serves many
+threads at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+
+from . import admission, yamldoc
+from .bundled import bundled_dir
+from .config import FLYTE_MANAGER_TYPES, Config, closest, load_config, warn_ignored
+from .errors import InputError, Rejected
+from .patch import NameCollision, PodPatch
+from .render import make_environment
+from .rules import FragmentSpec, Rule, compile_rule, read_rule, rule_header
+from .secrets import SecretRequest, requested_secrets
+from .types import AdmissionReviewResponse, PatchOp
+
+log = logging.getLogger("secretpatch")
+
+
+@dataclass(frozen=True)
+class Injected:
+    """Provenance of one injected secret: the request, the rule, the texts it rendered."""
+
+    secret: SecretRequest
+    rule: str
+    texts: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """The result of `Engine.mutate`. `patch` is RFC 6902 against `original`."""
+
+    original: Mapping[str, Any]
+    patch: list[PatchOp]
+    injected: tuple[Injected, ...] = ()
+
+    @cached_property
+    def pod(self) -> dict[str, Any]:
+        """The patched pod, made by applying `patch` with the jsonpatch library."""
+        if not self.patch:
+            return copy.deepcopy(dict(self.original))
+        result: dict[str, Any] = jsonpatch.apply_patch(self.original, copy.deepcopy(self.patch))
+        return result
+
+
+class Engine:
+    def __init__(self, config: Config, rules: Sequence[Rule], warnings: Sequence[str] = ()) -> None:
+        self.config = config
+        self.rules = tuple(rules)
+        self.warnings = tuple(warnings)
+        _mark_idempotent_merges(self.rules)
+
+    @classmethod
+    def from_config(cls, source: str | Path | Mapping[str, Any] | None = None) -> Engine:
+        """Load config, rules and templates; any mistake raises LoadError with file and line."""
+        config = load_config(source)
+        return cls(config, *_load_rules(config))
+
+    def mutate(self, pod: Mapping[str, Any]) -> Mutation:
+        """The patch Flyte's webhook would apply; raises Rejected for a secret it cannot inject."""
+        if not isinstance(pod, Mapping):
+            raise InputError("a pod must be a JSON object")
+        requests = requested_secrets(pod)
+        if not requests:
+            return Mutation(pod, [])
+        chosen = [(request, self._rule_for(request)) for request in requests]
+        patch = PodPatch(pod)
+        merged: dict[tuple[int, str], int] = {}
+        injected = []
+        for request, rule in chosen:
+            rendered = rule.render(request, patch.length("initContainers"), pod)
+            for spec, items in zip(rule.fragments, rendered.items, strict=True):
+                try:
+                    _merge(patch, spec, items, merged)
+                except NameCollision as exc:
+                    raise Rejected(
+                        f"{request.annotation}: cannot add {exc.name!r}: {exc}; rename the pod's own item",
+                        annotation=request.annotation,
+                        secret=request.describe(),
+                    ) from None
+            injected.append(Injected(request, rule.name, rendered.texts))
+        return Mutation(pod, patch.ops, tuple(injected))
+
+    def review(self, review: Mapping[str, Any]) -> AdmissionReviewResponse:
+        """An AdmissionReview response; raises InputError only for a malformed review."""
+        return admission.review(lambda pod: self.mutate(pod).patch, review)
+
+    def _rule_for(self, request: SecretRequest) -> Rule:
+        reasons = []
+        for rule in self.rules:
+            reason = rule.refusal(request)
+            if reason is None:
+                return rule
+            reasons.append((rule.name, reason))
+        if len(reasons) == 1:
+            text = reasons[0][1]
+        else:
+            text = "; ".join(f"rule {name}: {reason}" for name, reason in reasons)
+        raise Rejected(
+            f"{request.annotation}: {text}", annotation=request.annotation, secret=request.describe()
+        )
+
+
+def _merge(
+    patch: PodPatch,
+    spec: FragmentSpec,
+    items: Sequence[Mapping[str, Any]],
+    merged: dict[tuple[int, str], int],
+) -> None:
+    """Merge a fragment's items into its target lists, in Flyte's order (item by item).
+
+    When merging is known to be idempotent, targets already merged into for an earlier
+    secret are skipped: Flyte re-applies them for every secret, with no effect, which would
+    make the patch grow with the square of the number of secrets.
+    """
+    keys: list[Any] = []
+    for list_name in spec.into:
+        memo = (id(spec), list_name)
+        start = merged.get(memo, 0) if spec.skip_merged else 0
+        if spec.field is None:
+            if start == 0:
+                keys.append((list_name,))
+            end = 1
+        else:
+            end = patch.length(list_name)
+            keys.extend((list_name, i, spec.field) for i in range(start, end))
+        if spec.skip_merged:
+            merged[memo] = end
+    for item in items:
+        for key in keys:
+            spec.mode.apply(patch, key, item)
+
+
+def _mark_idempotent_merges(rules: Sequence[Rule]) -> None:
+    """A fragment may skip targets it has merged into when re-merging cannot change them.
+
+    That holds when the mode is idempotent, the fragment renders the same items for every
+    secret, no other fragment writes the same lists, and no fragment reorders the container
+    lists the fragment walks.
+    """
+    writers: dict[tuple[str, str | None], int] = {}
+    reordered: set[str] = set()
+    specs = [spec for rule in rules for spec in rule.fragments]
+    for spec in specs:
+        for list_name in spec.into:
+            writers[(list_name, spec.field)] = writers.get((list_name, spec.field), 0) + 1
+            if spec.field is None and spec.mode.name == "prepend":
+                reordered.add(list_name)
+    for spec in specs:
+        spec.skip_merged = (
+            spec.mode.idempotent
+            and spec.fragment.is_static
+            and all(writers[(list_name, spec.field)] == 1 for list_name in spec.into)
+            and not (spec.field is not None and reordered & set(spec.into))
+        )
+
+
+def _load_rules(config: Config) -> tuple[list[Rule], list[str]]:
+    bundled_rules = bundled_dir("rules")
+    files = {path.name: path for path in sorted(bundled_rules.glob("*.yaml"))}
+    if config.rules_dir is not None:
+        files.update({path.name: path for path in sorted(config.rules_dir.glob("*.yaml"))})
+    search = [bundled_dir("templates")]
+    if config.templates_dir is not None:
+        search.insert(0, config.templates_dir)
+    env = make_environment(search)
+
+    docs = [read_rule(path) for _, path in sorted(files.items())]
+    headers: dict[str, tuple[yamldoc.Doc, str]] = {}
+    for doc in docs:
+        name, manager = rule_header(doc)
+        if name in headers:
+            raise doc.error(("name",), f"rule {name!r} is also defined in {headers[name][0].file}")
+        headers[name] = (doc, manager)
+    managers = {manager for _, manager in headers.values()}
+    warnings: list[str] = []
+    enabled = []
+    for position, manager in enumerate(config.managers):
+        matching = [doc for doc, m in headers.values() if m == manager]
+        if matching:
+            enabled.extend(matching)
+        elif manager in FLYTE_MANAGER_TYPES:
+            warnings.append(
+                f"{config.file}: secretManagerTypes lists {manager}, which secretpatch has no rule "
+                f"for; its requests go to the other managers ({', '.join(sorted(managers))})"
+            )
+        else:
+            raise config.error(
+                (*config.managers_path, position),
+                f"unknown secret manager type {manager!r}; "
+                f"{closest(manager, sorted(managers | set(FLYTE_MANAGER_TYPES)))}",
+            )
+    if not enabled:
+        raise config.error(
+            config.managers_path,
+            f"no rule is enabled: secretManagerTypes must list one of {', '.join(sorted(managers))}",
+        )
+    for name in config.values:
+        if name not in headers:
+            raise config.error(
+                (*config.own_path, "values", name),
+                f"no rule named {name!r}; {closest(name, sorted(headers))}",
+            )
+
+    rules = [compile_rule(doc, env, _values(config, doc)) for doc in enabled]
+    consumed = {rule.config_section for rule in rules if rule.config_section}
+    for message in warnings:
+        log.warning(message)
+    return rules, warnings + warn_ignored(config, consumed)
+
+
+def _values(config: Config, doc: yamldoc.Doc) -> dict[str, Any]:
+    """The rule's defaults, overridden by its Flyte config section, then by secretpatch.values."""
+    defaults = doc.data.get("values") or {}
+    if not isinstance(defaults, Mapping):
+        raise doc.error(("values",), "values must be a mapping")
+    values = dict(defaults)
+    section_name = doc.data.get("configSection")
+    allowed = doc.data.get("configKeys") or []
+    section = config.section.get(section_name) if isinstance(section_name, str) else None
+    if section is not None:
+        path = (*config.section_path, section_name)
+        if not isinstance(section, Mapping):
+            raise config.error(path, "must be a mapping")
+        for key, value in section.items():
+            if key not in allowed:
+                raise config.error((*path, key), f"unknown key {key!r}; {closest(key, allowed)}")
+            values[key] = value
+    overrides = config.values.get(doc.data["name"], {})
+    for key, value in overrides.items():
+        if key not in defaults:
+            raise config.error(
+                (*config.own_path, "values", doc.data["name"], key),
+                f"unknown value {key!r}; {closest(key, sorted(defaults))}",
+            )
+        values[key] = value
+    return values

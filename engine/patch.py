@@ -1,0 +1,199 @@
+"""RFC 6902 operations composed directly against the original pod.
+
+`PodPatch` records operations in the order they are decided and keeps, beside them, the lists
+it has changed (copied on first write), so that every later operation names the right index.
+The input pod is never modified and never diffed. Lists that do not exist yet are created
+with one `add` holding the first item; appends use `/-`; prepend-replace is a `remove` of the
+old index followed by an `add` at `/0`.
+
+The merge modes are looked up in `MODES`: adding a mode is adding an entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InputError
+from .types import PatchOp, copy_json
+
+# ("volumes",) is spec.volumes; ("initContainers", 2, "env") is spec.initContainers[2].env.
+Key = tuple[str] | tuple[str, int, str]
+
+# Containers and init containers share one namespace of names in a pod.
+CONTAINER_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers"})
+
+
+class NameCollision(Exception):
+    """An appended item's name is already taken; the engine turns this into a refusal."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self.name = name
+        self.where = where
+        super().__init__(f"the name {name!r} is already used by {where}")
+
+
+def escape(segment: str) -> str:
+    """RFC 6901: '~' and '/' inside a path segment."""
+    return segment.replace("~", "~0").replace("/", "~1")
+
+
+def pointer(key: Key) -> str:
+    return "/spec/" + "/".join(escape(str(part)) for part in key)
+
+
+def _describe(key: Key) -> str:
+    if len(key) == 1:
+        return f"spec.{key[0]}"
+    return f"spec.{key[0]}[{key[1]}].{key[2]}"
+
+
+class PodPatch:
+    def __init__(self, pod: Mapping[str, Any]) -> None:
+        spec = pod.get("spec")
+        if not isinstance(spec, Mapping):
+            raise InputError("the pod has no spec object")
+        self._spec = spec
+        self._lists: dict[Key, list[Any] | None] = {}
+        self._owned: set[Key] = set()
+        self.ops: list[PatchOp] = []
+
+    def current(self, key: Key) -> list[Any] | None:
+        """The list at `key` as mutated so far (None when absent); read-only for callers."""
+        if key in self._lists:
+            return self._lists[key]
+        if len(key) == 1:
+            value = self._spec.get(key[0])
+        else:
+            container = self.container(key[0], key[1])
+            value = container.get(key[2])
+        if value is not None and not isinstance(value, list):
+            raise InputError(f"{_describe(key)} is not a list")
+        self._lists[key] = value
+        return value
+
+    def container(self, list_name: str, index: int) -> Mapping[str, Any]:
+        items = self.current((list_name,))
+        if items is None or index >= len(items):  # pragma: no cover - callers iterate lengths
+            raise InputError(f"spec.{list_name}[{index}] does not exist")
+        item = items[index]
+        if not isinstance(item, Mapping):
+            raise InputError(f"spec.{list_name}[{index}] is not an object")
+        return item
+
+    def length(self, list_name: str) -> int:
+        return len(self.current((list_name,)) or ())
+
+    def _writable(self, key: Key) -> list[Any]:
+        items = self.current(key)
+        if key not in self._owned:
+            items = list(items or ())
+            self._lists[key] = items
+            self._owned.add(key)
+        return items  # type: ignore[return-value]
+
+    def add(self, key: Key, item: Any, *, first: bool = False) -> None:
+        item = copy_json(item)
+        existing = self.current(key)
+        path = pointer(key)
+        if existing is None:
+            self.ops.append({"op": "add", "path": path, "value": [item]})
+        else:
+            self.ops.append({"op": "add", "path": f"{path}/{0 if first else '-'}", "value": item})
+        items = self._writable(key)
+        if first:
+            items.insert(0, item)
+            self._shift(key, 0, +1)
+        else:
+            items.append(item)
+
+    def remove(self, key: Key, index: int) -> None:
+        self.ops.append({"op": "remove", "path": f"{pointer(key)}/{index}"})
+        del self._writable(key)[index]
+        self._shift(key, index, -1)
+
+    def _shift(self, key: Key, start: int, delta: int) -> None:
+        """Keep container-level state on the right container when a container list moves."""
+        if len(key) != 1 or key[0] not in CONTAINER_LISTS:
+            return
+        list_name = key[0]
+        moved = {k: v for k, v in self._lists.items() if len(k) == 3 and k[0] == list_name}
+        if not moved:
+            return
+        for k in moved:
+            del self._lists[k]
+        owned = {k for k in self._owned if len(k) == 3 and k[0] == list_name}
+        self._owned -= owned
+        for k, v in moved.items():
+            index: int = k[1]
+            if index < start:
+                new_key = k
+            elif delta < 0 and index == start:
+                continue  # the removed container takes its state with it
+            else:
+                new_key = (list_name, index + delta, k[2])
+            self._lists[new_key] = v
+            if k in owned:
+                self._owned.add(new_key)
+
+    def names(self, key: Key) -> list[Any]:
+        return [item.get("name") if isinstance(item, Mapping) else None for item in self.current(key) or ()]
+
+
+def _index_of(patch: PodPatch, key: Key, name: str) -> int | None:
+    for index, item_name in enumerate(patch.names(key)):
+        if item_name == name:
+            return index
+    return None
+
+
+def add_unless_named(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
+    if _index_of(patch, key, item["name"]) is None:
+        patch.add(key, item)
+
+
+def append_unique(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
+    name = item["name"]
+    if len(key) == 1 and key[0] in CONTAINER_LISTS:
+        scope: list[Key] = [(list_name,) for list_name in sorted(CONTAINER_LISTS)]
+    else:
+        scope = [key]
+    for list_key in scope:
+        found = _index_of(patch, list_key, name)
+        if found is not None:
+            raise NameCollision(name, f"{_describe(list_key)}[{found}]")
+    patch.add(key, item)
+
+
+def prepend_replace(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
+    found = _index_of(patch, key, item["name"])
+    if found is not None:
+        patch.remove(key, found)
+    patch.add(key, item, first=True)
+
+
+@dataclass(frozen=True)
+class MergeMode:
+    """How one item merges into one list.
+
+    `field`: whether the mode targets a list of each container (True), a pod-spec list
+    (False), or either (None). `idempotent`: merging the same item twice changes nothing, so
+    the engine may skip containers it has already merged into.
+    """
+
+    name: str
+    field: bool | None
+    idempotent: bool
+    apply: Callable[[PodPatch, Key, Mapping[str, Any]], None]
+
+
+MODES: dict[str, MergeMode] = {
+    mode.name: mode
+    for mode in (
+        MergeMode("once", field=False, idempotent=True, apply=add_unless_named),
+        MergeMode("append", field=False, idempotent=False, apply=append_unique),
+        MergeMode("per-container", field=True, idempotent=True, apply=add_unless_named),
+        MergeMode("prepend", field=None, idempotent=True, apply=prepend_replace),
+    )
+}

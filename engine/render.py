@@ -1,0 +1,299 @@
+"""Templates: YAML fragments whose string values may hold Jinja, and plain text templates.
+
+A fragment template is parsed as YAML once, at load time. Each string value that holds Jinja
+is compiled in place: a value that is exactly one expression (`"{{ values.resources }}"`)
+yields whatever the expression yields (a mapping, a list, a string); any other value renders
+as text. Values that depend only on `values` are computed at load time, so at request time
+only the parts that name `secret`, `index`, `texts` or `pod` are rendered. Because rendered
+values are never parsed as YAML again, no value can add a key or a list item.
+
+Everything renders in Jinja's immutable sandbox with StrictUndefined: a template cannot
+mutate what it is given, and a misspelt name is an error, never an empty string.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from . import yamldoc
+from .errors import LoadError, RenderError
+from .types import copy_json, is_json_data
+
+# Names a template may read. `values` is fixed at load time; the others change per secret.
+PER_SECRET_NAMES = frozenset({"secret", "index", "texts", "pod"})
+CONTEXT_NAMES = PER_SECRET_NAMES | {"values"}
+
+_SINGLE_EXPRESSION = re.compile(r"\A\{\{-?(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*?)-?\}\}\Z", re.DOTALL)
+_HAS_JINJA = re.compile(r"\{\{|\{%|\{#")
+
+
+def shquote(value: object) -> str:
+    """One shell word. Leaves a word of safe characters as it is, so Flyte's lines are kept."""
+    if not isinstance(value, str | int):
+        raise TypeError(f"shquote expects a string, got {type(value).__name__}")
+    return shlex.quote(str(value))
+
+
+def path_join(base: object, *parts: object) -> str:
+    """Go's filepath.Join (join, then clean), refusing a result outside `base`."""
+    if not isinstance(base, str) or not all(isinstance(p, str) for p in parts):
+        raise TypeError("path_join expects strings")
+    joined = "/".join(p for p in (base, *parts) if p)  # type: ignore[misc]
+    cleaned = posixpath.normpath(joined) if joined else ""
+    root = posixpath.normpath(base) if base else ""
+    if root and cleaned != root and not cleaned.startswith(root.rstrip("/") + "/"):
+        raise ValueError(f"path {cleaned!r} is outside {root!r}")
+    return cleaned
+
+
+def make_environment(search_path: list[Path]) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader([str(p) for p in search_path]),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+        auto_reload=False,
+    )
+    env.filters["shquote"] = shquote
+    env.filters["path_join"] = path_join
+    return env
+
+
+@dataclass(frozen=True)
+class Place:
+    file: str
+    line: int
+
+
+class Dynamic:
+    """A value computed per secret: an expression or a text template, with its place."""
+
+    __slots__ = ("evaluate", "names", "place")
+
+    def __init__(
+        self, evaluate: Callable[[Mapping[str, Any]], Any], place: Place, names: frozenset[str]
+    ) -> None:
+        self.evaluate = evaluate
+        self.place = place
+        self.names = names
+
+
+def _undeclared(env: jinja2.Environment, source: str, place: Place) -> frozenset[str]:
+    try:
+        ast = env.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise LoadError(
+            f"Jinja syntax error: {exc.message}", file=place.file, line=place.line + (exc.lineno or 1) - 1
+        ) from None
+    return frozenset(meta.find_undeclared_variables(ast))
+
+
+def _compile_value(env: jinja2.Environment, source: str, place: Place) -> Dynamic:
+    names = _undeclared(env, source, place)
+    unknown = sorted(names - CONTEXT_NAMES - set(env.globals))
+    if unknown:
+        raise LoadError(
+            f"unknown name {unknown[0]!r} in {source.strip()!r}; "
+            f"templates see: {', '.join(sorted(CONTEXT_NAMES))}",
+            file=place.file,
+            line=place.line,
+        )
+    match = _SINGLE_EXPRESSION.match(source)
+    if match is not None:
+        expression = env.compile_expression(match.group("expr"), undefined_to_none=False)
+
+        def evaluate(context: Mapping[str, Any]) -> Any:
+            result = expression(**context)
+            if isinstance(result, jinja2.Undefined):
+                result._fail_with_undefined_error()
+            return result
+
+        return Dynamic(evaluate, place, names)
+    template = env.from_string(source)
+    return Dynamic(template.render, place, names)
+
+
+class Fragment:
+    """A compiled fragment template.
+
+    `tree` mirrors the YAML document with `Dynamic` leaves; `static` is the whole fragment
+    when it depends on nothing but `values` (then it is computed once, at load).
+    """
+
+    def __init__(self, name: str, file: str, tree: Any, names: frozenset[str]) -> None:
+        self.name = name
+        self.file = file
+        self.tree = tree
+        self.names = names
+        self.is_static = False
+        self.static: Any = None
+
+    @property
+    def per_secret(self) -> bool:
+        return bool(self.names & PER_SECRET_NAMES)
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        if self.is_static:
+            return self.static
+        return _render_tree(self.tree, context)
+
+
+def _render_tree(tree: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(tree, Dynamic):
+        try:
+            value = tree.evaluate(context)
+        except jinja2.TemplateError as exc:
+            raise RenderError(exc.message or str(exc), file=tree.place.file, line=tree.place.line) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise RenderError(str(exc), file=tree.place.file, line=tree.place.line) from None
+        if not is_json_data(value):
+            raise RenderError(
+                f"the expression yields a {type(value).__name__}, which is not JSON data",
+                file=tree.place.file,
+                line=tree.place.line,
+            )
+        return copy_json(value)
+    if isinstance(tree, dict):
+        return {k: _render_tree(v, context) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_render_tree(v, context) for v in tree]
+    return tree
+
+
+def _fold(tree: Any, values_context: Mapping[str, Any]) -> Any:
+    """Compute, at load time, every leaf that reads nothing but `values`."""
+    if isinstance(tree, Dynamic):
+        if tree.names & PER_SECRET_NAMES:
+            return tree
+        return _render_tree(tree, values_context)
+    if isinstance(tree, dict):
+        return {k: _fold(v, values_context) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_fold(v, values_context) for v in tree]
+    return tree
+
+
+def _has_dynamic(tree: Any) -> bool:
+    if isinstance(tree, Dynamic):
+        return True
+    if isinstance(tree, dict):
+        return any(_has_dynamic(v) for v in tree.values())
+    if isinstance(tree, list):
+        return any(_has_dynamic(v) for v in tree)
+    return False
+
+
+def load_fragment(env: jinja2.Environment, name: str, values: Mapping[str, Any]) -> Fragment:
+    """Read, parse and compile one fragment template, folding what depends only on values."""
+    source, filename = _source(env, name)
+    names: set[str] = set()
+
+    def hook(node: Any, value: Any, line: int) -> Any:
+        if isinstance(value, str) and _HAS_JINJA.search(value):
+            dynamic = _compile_value(env, value, Place(filename, line))
+            names.update(dynamic.names)
+            return dynamic
+        return value
+
+    doc = yamldoc.load(source, filename, scalar_hook=hook)
+    _refuse_jinja_keys(doc)
+    try:
+        tree = _fold(doc.data, {"values": values})
+    except RenderError as exc:
+        raise LoadError(exc.message, file=exc.file, line=exc.line) from None
+    fragment = Fragment(name, filename, tree, frozenset(names))
+    if not _has_dynamic(tree):
+        fragment.is_static = True
+        fragment.static = tree
+    return fragment
+
+
+def _refuse_jinja_keys(doc: yamldoc.Doc) -> None:
+    for path in doc.lines:
+        if path and isinstance(path[-1], str) and _HAS_JINJA.search(path[-1]):
+            raise doc.error(path, f"key {path[-1]!r} holds Jinja; only values may")
+
+
+def _source(env: jinja2.Environment, name: str) -> tuple[str, str]:
+    if env.loader is None:  # pragma: no cover - make_environment always sets one
+        raise LoadError(f"no template loader for {name}")
+    try:
+        source, filename, _ = env.loader.get_source(env, name)
+    except jinja2.TemplateNotFound:
+        raise LoadError(f"template {name!r} not found in {_search_path(env)}") from None
+    return source, filename or name
+
+
+def _search_path(env: jinja2.Environment) -> str:
+    loader = env.loader
+    if isinstance(loader, jinja2.FileSystemLoader):
+        return ", ".join(str(p) for p in loader.searchpath)
+    return "the template folders"  # pragma: no cover
+
+
+class TextTemplate:
+    """A text template rendered per secret (the gcloud shell line)."""
+
+    def __init__(self, env: jinja2.Environment, name: str) -> None:
+        source, filename = _source(env, name)
+        self.name = name
+        self.file = filename
+        names = _undeclared(env, source, Place(filename, 1))
+        self.names = names
+        unknown = sorted(names - CONTEXT_NAMES - set(env.globals))
+        if unknown:
+            raise LoadError(
+                f"unknown name {unknown[0]!r}; templates see: {', '.join(sorted(CONTEXT_NAMES))}",
+                file=filename,
+                line=_first_line_naming(env, source, unknown[0]),
+            )
+        try:
+            self.template = env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:  # pragma: no cover - _undeclared parsed it
+            raise LoadError(exc.message or "syntax error", file=filename, line=exc.lineno) from None
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        try:
+            return self.template.render(context)
+        except jinja2.TemplateError as exc:
+            line = _template_error_line(exc)
+            raise RenderError(exc.message or str(exc), file=self.file, line=line) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            line = _traceback_line(exc, self.template)
+            raise RenderError(str(exc), file=self.file, line=line) from None
+
+
+def _first_line_naming(env: jinja2.Environment, source: str, name: str) -> int | None:
+    for node in env.parse(source).find_all(nodes.Name):
+        if node.name == name:
+            return node.lineno
+    return None  # pragma: no cover
+
+
+def _template_error_line(exc: jinja2.TemplateError) -> int | None:
+    lineno = getattr(exc, "lineno", None)
+    if isinstance(lineno, int):
+        return lineno
+    return _traceback_line(exc, None)
+
+
+def _traceback_line(exc: BaseException, template: jinja2.Template | None) -> int | None:
+    """The template line of the innermost frame that belongs to a compiled template."""
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        module_template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if module_template is not None and (template is None or module_template is template):
+            line = module_template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line

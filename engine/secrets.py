@@ -1,0 +1,181 @@
+"""Secret requests: what a Flyte task pod asks for, read from its annotations.
+
+Flyte writes each requested secret as an annotation `flyte.secrets/s<N>` whose value is the
+protobuf text format of `flyteidl.core.Secret`, base32-encoded with a lower-case alphabet and
+no padding. The text format is decoded by the protobuf library against a descriptor built here,
+so no hand-written parser decides what a hostile annotation means.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf.message import Message
+
+from .errors import InputError, Rejected, quote_value
+
+INJECT_LABEL = "inject-flyte-secrets"
+ANNOTATION_PREFIX = "flyte.secrets/s"
+_ANNOTATION_NAME = re.compile(r"flyte\.secrets/s([0-9]{1,9})")
+
+_FLYTE_ALPHABET = "abcdefghijklmnopqrstuvwxyz123456"
+_RFC4648_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_TO_RFC4648 = str.maketrans(_FLYTE_ALPHABET, _RFC4648_ALPHABET)
+_FLYTE_BASE32 = re.compile(f"[{_FLYTE_ALPHABET}]*")
+# Lengths an unpadded base32 string can have: 8k plus 0, 2, 4, 5 or 7 characters.
+_VALID_TAIL = frozenset({0, 2, 4, 5, 7})
+# No real request comes near this; it keeps a hostile annotation from costing a parse.
+MAX_ANNOTATION_LENGTH = 16384
+
+MOUNT_TYPES = ("ANY", "ENV_VAR", "FILE")
+
+
+def _secret_class() -> type[Message]:
+    """`flyteidl.core.Secret`, as flyteidl/core/security.proto declares it."""
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="flyteidl/core/security.proto", package="flyteidl.core", syntax="proto3"
+    )
+    message = proto.message_type.add(name="Secret")
+    enum = message.enum_type.add(name="MountType")
+    for number, name in enumerate(MOUNT_TYPES):
+        enum.value.add(name=name, number=number)
+    for number, name in enumerate(("group", "group_version", "key"), start=1):
+        message.field.add(name=name, number=number, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    message.field.add(
+        name="mount_requirement",
+        number=4,
+        type=field.TYPE_ENUM,
+        type_name=".flyteidl.core.Secret.MountType",
+        label=field.LABEL_OPTIONAL,
+    )
+    message.field.add(name="env_var", number=5, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("flyteidl.core.Secret"))
+
+
+SecretMessage = _secret_class()
+
+
+@dataclass(frozen=True)
+class SecretRequest:
+    """One requested secret, decoded but not yet validated."""
+
+    annotation: str
+    group: str = ""
+    group_version: str = ""
+    key: str = ""
+    mount_requirement: str = "ANY"
+    env_var: str = ""
+
+    def describe(self) -> str:
+        """The request as Flyte's `%v` prints it, with every value escaped and shortened."""
+        parts = [
+            f"{name}:{quote_value(value)}"
+            for name, value in (
+                ("group", self.group),
+                ("group_version", self.group_version),
+                ("key", self.key),
+            )
+            if value
+        ]
+        if self.mount_requirement != "ANY":
+            parts.append(f"mount_requirement:{self.mount_requirement}")
+        if self.env_var:
+            parts.append(f"env_var:{quote_value(self.env_var)}")
+        return " ".join(parts)
+
+
+def decode_base32(value: str) -> bytes:
+    """Decode Flyte's base32 (alphabet a-z1-6, no padding); ValueError names the problem."""
+    if not _FLYTE_BASE32.fullmatch(value):
+        bad = next(c for c in value if c not in _FLYTE_ALPHABET)
+        raise ValueError(f"not Flyte base32: character {quote_value(bad)} is outside a-z and 1-6")
+    if len(value) % 8 not in _VALID_TAIL:
+        raise ValueError(f"not Flyte base32: a length of {len(value)} characters is impossible")
+    padded = value.translate(_TO_RFC4648) + "=" * (-len(value) % 8)
+    try:
+        return base64.b32decode(padded)
+    except binascii.Error as exc:
+        raise ValueError(f"not Flyte base32: {exc}") from None
+
+
+@lru_cache(maxsize=4096)
+def decode_annotation(name: str, value: str) -> SecretRequest:
+    """One annotation to one request. Cached: Flyte repeats the same requests all day."""
+    if len(value) > MAX_ANNOTATION_LENGTH:
+        raise Rejected(
+            f"{name}: the value is {len(value)} characters long; "
+            f"a secret request is at most {MAX_ANNOTATION_LENGTH}",
+            annotation=name,
+        )
+    try:
+        raw = decode_base32(value)
+        text = raw.decode("utf-8")
+        message = SecretMessage()
+        text_format.Parse(text, message)
+    except UnicodeDecodeError:
+        reason = "the decoded request is not UTF-8 text"
+        raise Rejected(f"{name}: cannot read the secret request: {reason}", annotation=name) from None
+    except (ValueError, text_format.ParseError) as exc:
+        reason = str(exc).replace("\n", " ")
+        raise Rejected(f"{name}: cannot read the secret request: {reason}", annotation=name) from None
+    mount = message.mount_requirement  # type: ignore[attr-defined]
+    request = SecretRequest(
+        annotation=name,
+        group=message.group,  # type: ignore[attr-defined]
+        group_version=message.group_version,  # type: ignore[attr-defined]
+        key=message.key,  # type: ignore[attr-defined]
+        mount_requirement=MOUNT_TYPES[mount] if 0 <= mount < len(MOUNT_TYPES) else str(mount),
+        env_var=message.env_var,  # type: ignore[attr-defined]
+    )
+    return request
+
+
+def encode_request(text: str) -> str:
+    """The annotation value Flyte would write for a text-format request (for tests and docs)."""
+    encoded = base64.b32encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+    return encoded.translate(str.maketrans(_RFC4648_ALPHABET, _FLYTE_ALPHABET))
+
+
+def requested_secrets(pod: Mapping[str, Any]) -> list[SecretRequest]:
+    """The pod's secret requests in the order of N (s2 before s10).
+
+    A pod without the injection label, or without annotations, asks for nothing.
+    """
+    metadata = pod.get("metadata")
+    if metadata is None:
+        return []
+    if not isinstance(metadata, Mapping):
+        raise InputError("metadata is not an object")
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    if not isinstance(labels, Mapping):
+        raise InputError("metadata.labels is not an object")
+    if not isinstance(annotations, Mapping):
+        raise InputError("metadata.annotations is not an object")
+    if labels.get(INJECT_LABEL) != "true":
+        return []
+    found: list[tuple[int, str, str]] = []
+    for name, value in annotations.items():
+        if not isinstance(name, str) or not name.startswith(ANNOTATION_PREFIX):
+            continue
+        match = _ANNOTATION_NAME.fullmatch(name)
+        if match is None:
+            raise Rejected(
+                f"annotation {quote_value(name)} is not of the form flyte.secrets/s<N>",
+                annotation=name,
+            )
+        if not isinstance(value, str):
+            raise InputError(f"annotation {name} is not a string")
+        found.append((int(match.group(1)), name, value))
+    found.sort()
+    return [decode_annotation(name, value) for _, name, value in found]

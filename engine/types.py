@@ -1,0 +1,63 @@
+"""The wire formats, typed: JSON Patch operations and AdmissionReview documents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class AddOp(TypedDict):
+    op: Literal["add"]
+    path: str
+    value: Any
+
+
+class RemoveOp(TypedDict):
+    op: Literal["remove"]
+    path: str
+
+
+PatchOp = AddOp | RemoveOp
+
+Pod = dict[str, Any]
+
+
+class Status(TypedDict):
+    code: int
+    message: str
+
+
+class AdmissionResponse(TypedDict):
+    uid: str
+    allowed: bool
+    patchType: NotRequired[Literal["JSONPatch"]]
+    patch: NotRequired[str]
+    status: NotRequired[Status]
+    warnings: NotRequired[list[str]]
+
+
+class AdmissionReviewResponse(TypedDict):
+    apiVersion: str
+    kind: Literal["AdmissionReview"]
+    response: AdmissionResponse
+
+
+def is_json_data(value: Any) -> bool:
+    """True for what JSON can carry: the only thing a template may put into a pod."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return True
+    if isinstance(value, list | tuple):
+        return all(is_json_data(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and is_json_data(v) for k, v in value.items())
+    return False
+
+
+def copy_json(value: Any) -> Any:
+    """A fresh copy of JSON data (tuples become lists), so no operation shares objects with a
+    cache or with the input pod."""
+    if isinstance(value, Mapping):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [copy_json(v) for v in value]
+    return value

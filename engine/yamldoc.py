@@ -1,0 +1,90 @@
+"""YAML files that remember where each value came from.
+
+Rules, templates and configuration are written by people; an error about them must name the
+file and line. PyYAML keeps positions only on its node graph, so this module walks the nodes
+once at load time and records the line of every key and item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import LoadError
+
+Path_ = tuple[str | int, ...]
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class Doc:
+    """A parsed YAML document and the 1-based line of each path inside it."""
+
+    data: Any
+    file: str
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line(self, path: Path_) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+    def error(self, path: Path_, message: str) -> LoadError:
+        return LoadError(message, file=self.file, line=self.line(path))
+
+
+ScalarHook = Callable[[yaml.ScalarNode, Any, int], Any]
+
+
+def load(text: str, file: str, scalar_hook: ScalarHook | None = None) -> Doc:
+    """Parse one YAML document; duplicate keys and non-string keys are errors.
+
+    `scalar_hook(node, value, line)` may replace a scalar's value (templates use it to compile
+    Jinja expressions in place, keeping their line).
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        doc = Doc(None, file)
+        if node is not None:
+            doc.data = _walk(loader, node, (), doc, scalar_hook)
+        return doc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise LoadError(f"invalid YAML: {problem}", file=file, line=line) from None
+    except yaml.YAMLError as exc:
+        raise LoadError(f"invalid YAML: {exc}", file=file) from None
+    finally:
+        loader.dispose()
+
+
+def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, doc: Doc, hook: ScalarHook | None) -> Any:
+    line = node.start_mark.line + 1
+    doc.lines[path] = line
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                raise LoadError(f"key {key!r} is not a string", file=doc.file, line=key_line)
+            if key in result:
+                raise LoadError(f"duplicate key {key!r}", file=doc.file, line=key_line)
+            result[key] = _walk(loader, value_node, (*path, key), doc, hook)
+            doc.lines[(*path, key)] = key_line
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(loader, item, (*path, i), doc, hook) for i, item in enumerate(node.value)]
+    value = loader.construct_object(node, deep=True)
+    if hook is not None and isinstance(node, yaml.ScalarNode):
+        return hook(node, value, line)
+    return value

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import base64
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from secretpatch import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Flyte's base32: RFC 4648 with a lower-case alphabet whose digits are 1-6, no padding.
+_STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_FLYTE = "abcdefghijklmnopqrstuvwxyz123456"
+
+
+def flyte_b32(text: str) -> str:
+    """How flytepropeller encodes a secret request (written here independently of the engine)."""
+    raw = base64.b32encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+    return raw.translate(str.maketrans(_STD, _FLYTE))
+
+
+def proto_text(**fields: str) -> str:
+    """Go's proto.MarshalTextString for a core.Secret: one `name: value` line per set field."""
+    lines = []
+    for name in ("group", "group_version", "key", "mount_requirement", "env_var"):
+        value = fields.get(name)
+        if not value:
+            continue
+        if name == "mount_requirement":
+            lines.append(f"{name}: {value}")
+        else:
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{name}: "{escaped}"')
+    return "".join(line + "\n" for line in lines)
+
+
+def annotation(**fields: str) -> str:
+    return flyte_b32(proto_text(**fields))
+
+
+def flyte_pod(
+    *requests: dict[str, str], containers: list[dict[str, Any]] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A labelled task pod asking for `requests` as s0, s1, ..."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "task-pod",
+            "namespace": "flytesnacks-development",
+            "labels": {"inject-flyte-secrets": "true"},
+            "annotations": {f"flyte.secrets/s{i}": annotation(**r) for i, r in enumerate(requests)},
+        },
+        "spec": {
+            "containers": copy.deepcopy(containers)
+            if containers is not None
+            else [{"name": "main", "image": "task:1"}],
+            **spec,
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    return Engine.from_config(None)

@@ -1,0 +1,98 @@
+"""Flyte's GCP mutation written out imperatively from parity.md, as a reference.
+
+It shares no code with the engine: if the engine's rules, templates or patch composer drift
+from Flyte's behaviour, the property tests that compare the two fail.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+MOUNT_PATH = "/etc/flyte/secrets"
+VOLUME = "gcp-secret-vol"
+DEFAULT_IMAGE = "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine"
+DEFAULT_RESOURCES = {
+    "requests": {"cpu": "200m", "memory": "500Mi"},
+    "limits": {"cpu": "200m", "memory": "500Mi"},
+}
+
+
+@dataclass(frozen=True)
+class Req:
+    group: str
+    group_version: str
+    key: str = ""
+    mount_requirement: str = "ANY"
+
+
+class RefRejected(Exception):
+    pass
+
+
+def go_join(*parts: str) -> str:
+    """Go's filepath.Join: join the non-empty parts with '/', then Clean."""
+    joined = "/".join(p for p in parts if p)
+    return posixpath.normpath(joined) if joined else ""
+
+
+def gcloud_line(group: str, version: str) -> str:
+    secret_dir = go_join(MOUNT_PATH, group).lower()
+    secret_path = go_join(secret_dir, version).lower()
+    return (
+        f"gcloud secrets versions access {group}/versions/{version} --out-file={secret_path} || "
+        f"gcloud secrets versions access {version} --secret={group} --out-file={secret_path}; "
+        f"chmod +rX {secret_dir} {secret_path}"
+    )
+
+
+def _prepend_env(container: dict[str, Any], name: str, value: str) -> None:
+    env = container.get("env") or []
+    for i, var in enumerate(env):
+        if var.get("name") == name:
+            del env[i]
+            break
+    env.insert(0, {"name": name, "value": value})
+    container["env"] = env
+
+
+def reference_mutate(
+    pod: dict[str, Any],
+    requests: list[Req],
+    image: str = DEFAULT_IMAGE,
+    resources: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    pod = copy.deepcopy(pod)
+    spec = pod["spec"]
+    for req in requests:
+        if not req.group or not req.group_version:
+            raise RefRejected("group and group_version are required")
+        if req.mount_requirement == "ENV_VAR":
+            raise RefRejected("ENV_VAR")
+        volumes = spec.get("volumes") or []
+        if not any(v.get("name") == VOLUME for v in volumes):
+            volumes.append({"name": VOLUME, "emptyDir": {"medium": "Memory"}})
+        spec["volumes"] = volumes
+        inits = spec.get("initContainers") or []
+        inits.append(
+            {
+                "name": f"gcp-pull-secret-{len(inits)}",
+                "image": image,
+                "command": ["sh", "-ec", gcloud_line(req.group, req.group_version)],
+                "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH}],
+                "resources": copy.deepcopy(resources or DEFAULT_RESOURCES),
+            }
+        )
+        spec["initContainers"] = inits
+        containers = spec.get("containers") or []
+        for container in inits + containers:
+            mounts = container.get("volumeMounts") or []
+            if not any(m.get("name") == VOLUME for m in mounts):
+                mounts.append({"name": VOLUME, "readOnly": True, "mountPath": MOUNT_PATH})
+            container["volumeMounts"] = mounts
+        for name, value in (("FLYTE_SECRETS_DEFAULT_DIR", MOUNT_PATH), ("FLYTE_SECRETS_FILE_PREFIX", "")):
+            for container in inits + containers:
+                _prepend_env(container, name, value)
+    return pod
