@@ -1,0 +1,14 @@
+"""Kubernetes schema validation of pods, strict, for the oldest and newest versions we check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+
+VERSIONS = ("1.31", kubernetes_validate.latest_version())
+
+
+def validate_pod(pod: dict[str, Any]) -> None:
+    for version in VERSIONS:
+        kubernetes_validate.validate(pod, version, strict=True)
