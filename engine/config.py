@@ -70,12 +70,15 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
 
-def closest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """`; did you mean 'x'?` when something is close, else the list of valid choices."""
+def closest(word: str, choices: list[str] | tuple[str, ...], what: str = "valid keys") -> str:
+    """`did you mean 'x'?` when something is close, else the list of valid choices."""
+    by_case = {choice.lower(): choice for choice in choices}
+    if word.lower() in by_case:
+        return f"did you mean {by_case[word.lower()]!r}?"
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if match:
         return f"did you mean {match[0]!r}?"
-    return "valid keys: " + ", ".join(sorted(choices))
+    return f"{what}: " + ", ".join(sorted(choices))
 
 
 def load_config(source: str | Path | Mapping[str, Any] | None) -> Config:

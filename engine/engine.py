@@ -201,7 +201,7 @@ def _load_rules(config: Config) -> tuple[list[Rule], list[str]]:
             raise config.error(
                 (*config.managers_path, position),
                 f"unknown secret manager type {manager!r}; "
-                f"{closest(manager, sorted(managers | set(FLYTE_MANAGER_TYPES)))}",
+                f"{closest(manager, sorted(managers | set(FLYTE_MANAGER_TYPES)), 'valid types')}",
             )
     if not enabled:
         raise config.error(
@@ -212,7 +212,7 @@ def _load_rules(config: Config) -> tuple[list[Rule], list[str]]:
         if name not in headers:
             raise config.error(
                 (*config.own_path, "values", name),
-                f"no rule named {name!r}; {closest(name, sorted(headers))}",
+                f"no rule named {name!r}; {closest(name, sorted(headers), 'rules')}",
             )
 
     rules = [compile_rule(doc, env, _values(config, doc)) for doc in enabled]

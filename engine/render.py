@@ -90,12 +90,11 @@ class Dynamic:
 
 def _undeclared(env: jinja2.Environment, source: str, place: Place) -> frozenset[str]:
     try:
-        ast = env.parse(source)
+        return frozenset(meta.find_undeclared_variables(env.parse(source)))
     except jinja2.TemplateSyntaxError as exc:
         raise LoadError(
             f"Jinja syntax error: {exc.message}", file=place.file, line=place.line + (exc.lineno or 1) - 1
         ) from None
-    return frozenset(meta.find_undeclared_variables(ast))
 
 
 def _compile_value(env: jinja2.Environment, source: str, place: Place) -> Dynamic:
@@ -266,10 +265,10 @@ class TextTemplate:
         try:
             return self.template.render(context)
         except jinja2.TemplateError as exc:
-            line = _template_error_line(exc)
+            line = _template_error_line(exc, self.file)
             raise RenderError(exc.message or str(exc), file=self.file, line=line) from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            line = _traceback_line(exc, self.template)
+            line = _traceback_line(exc, self.file)
             raise RenderError(str(exc), file=self.file, line=line) from None
 
 
@@ -280,20 +279,20 @@ def _first_line_naming(env: jinja2.Environment, source: str, name: str) -> int |
     return None  # pragma: no cover
 
 
-def _template_error_line(exc: jinja2.TemplateError) -> int | None:
+def _template_error_line(exc: jinja2.TemplateError, file: str) -> int | None:
     lineno = getattr(exc, "lineno", None)
     if isinstance(lineno, int):
         return lineno
-    return _traceback_line(exc, None)
+    return _traceback_line(exc, file)
 
 
-def _traceback_line(exc: BaseException, template: jinja2.Template | None) -> int | None:
-    """The template line of the innermost frame that belongs to a compiled template."""
+def _traceback_line(exc: BaseException, file: str) -> int | None:
+    """The template line where `exc` was raised: Jinja rewrites tracebacks so that template
+    frames carry the template's file name and line."""
     tb = exc.__traceback__
     line = None
     while tb is not None:
-        module_template = tb.tb_frame.f_globals.get("__jinja_template__")
-        if module_template is not None and (template is None or module_template is template):
-            line = module_template.get_corresponding_lineno(tb.tb_lineno)
+        if tb.tb_frame.f_code.co_filename == file:
+            line = tb.tb_lineno
         tb = tb.tb_next
     return line

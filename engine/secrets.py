@@ -32,7 +32,7 @@ _FLYTE_BASE32 = re.compile(f"[{_FLYTE_ALPHABET}]*")
 # Lengths an unpadded base32 string can have: 8k plus 0, 2, 4, 5 or 7 characters.
 _VALID_TAIL = frozenset({0, 2, 4, 5, 7})
 # No real request comes near this; it keeps a hostile annotation from costing a parse.
-MAX_ANNOTATION_LENGTH = 16384
+MAX_ANNOTATION_LENGTH = 65536
 
 MOUNT_TYPES = ("ANY", "ENV_VAR", "FILE")
 

@@ -21,6 +21,26 @@ def flyte_b32(text: str) -> str:
     return raw.translate(str.maketrans(_STD, _FLYTE))
 
 
+def go_quote(value: str) -> str:
+    """A string as Go's text marshaler quotes it: C escapes, other bytes in octal."""
+    out = []
+    for byte in value.encode("utf-8"):
+        char = chr(byte)
+        if char in '\\"':
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\r":
+            out.append("\\r")
+        elif char == "\t":
+            out.append("\\t")
+        elif byte < 0x20 or byte >= 0x7F:
+            out.append(f"\\{byte:03o}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
 def proto_text(**fields: str) -> str:
     """Go's proto.MarshalTextString for a core.Secret: one `name: value` line per set field."""
     lines = []
@@ -31,8 +51,7 @@ def proto_text(**fields: str) -> str:
         if name == "mount_requirement":
             lines.append(f"{name}: {value}")
         else:
-            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{name}: "{escaped}"')
+            lines.append(f"{name}: {go_quote(value)}")
     return "".join(line + "\n" for line in lines)
 
 

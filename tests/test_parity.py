@@ -62,6 +62,8 @@ def test_annotation_vector_with_a_key() -> None:
 
 def test_the_test_encoder_matches_the_vectors() -> None:
     assert flyte_b32('key: "my_key"\n') == "nnsxsoraejwxsx2lmv3secq"
+    assert annotation(group=";':/\\") == "m4zg54lqhiqceozhhixvyxbcbi"
+    assert annotation(key="my_key") == "nnsxsoraejwxsx2lmv3secq"
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def test_there_are_at_least_twenty_scenarios() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_scenario_matches_its_golden_files(name: str, snapshot: Any) -> None:
-    pod, engine, config = load(name)
+    pod, engine, _ = load(name)
     snapshot.snapshot_dir = ROOT / "snapshots" / name
     try:
         mutation = engine.mutate(pod)

@@ -1,0 +1,132 @@
+"""Flyte's webhook section, whole or alone, with our own keys beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from secretpatch import Engine, LoadError
+
+from .conftest import ROOT, flyte_pod
+
+POD = flyte_pod({"group": "a", "group_version": "1"})
+
+
+def image_of(engine: Engine) -> str:
+    image: str = engine.mutate(POD).pod["spec"]["initContainers"][0]["image"]
+    return image
+
+
+def test_the_section_alone_and_a_whole_flyte_config_mean_the_same(tmp_path: Path) -> None:
+    section = "secretManagerTypes: [GCP]\ngcpSecretManager:\n  sidecarImage: example.com/a:1\n"
+    (tmp_path / "section.yaml").write_text(section)
+    whole = "propeller:\n  workers: 4\nwebhook:\n" + "".join(
+        "  " + line + "\n" for line in section.splitlines()
+    )
+    (tmp_path / "whole.yaml").write_text(whole)
+    assert image_of(Engine.from_config(tmp_path / "section.yaml")) == "example.com/a:1"
+    assert image_of(Engine.from_config(tmp_path / "whole.yaml")) == "example.com/a:1"
+    assert image_of(Engine.from_config(str(tmp_path / "whole.yaml"))) == "example.com/a:1"
+
+
+def test_json_config_files_work(tmp_path: Path) -> None:
+    (tmp_path / "c.json").write_text('{"webhook": {"gcpSecretManager": {"sidecarImage": "example.com/j:1"}}}')
+    assert image_of(Engine.from_config(tmp_path / "c.json")) == "example.com/j:1"
+
+
+def test_no_config_and_an_empty_file_give_flytes_defaults(tmp_path: Path) -> None:
+    (tmp_path / "empty.yaml").write_text("")
+    for source in (None, {}, tmp_path / "empty.yaml"):
+        assert image_of(Engine.from_config(source)) == "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (
+            "secretManagerTypess: [GCP]\n",
+            1,
+            "unknown key 'secretManagerTypess'; did you mean 'secretManagerTypes'?",
+        ),
+        ("secretManagerTypes: [Hashi]\n", 1, "unknown secret manager type 'Hashi'; valid types: AWS, Azure"),
+        (
+            "webhook:\n  gcpSecretManger: {}\n",
+            2,
+            "unknown key 'webhook.gcpSecretManger'; did you mean 'gcpSecretManager'?",
+        ),
+        (
+            "webhook:\n  gcpSecretManager:\n    sidecarImg: x\n",
+            3,
+            "unknown key 'sidecarImg'; did you mean 'sidecarImage'?",
+        ),
+        ("secretManagerTypes: [gcp]\n", 1, "unknown secret manager type 'gcp'; did you mean 'GCP'?"),
+        ("secretManagerTypes: [K8s]\n", 1, "no rule is enabled: secretManagerTypes must list one of GCP"),
+        ("secretManagerTypes: GCP\n", 1, "secretManagerTypes must be a list of names"),
+        ("- a\n", 1, "the config must be a mapping"),
+        ("Webhook: {}\n", 1, "unknown key 'Webhook'"),
+        ("webhook: {}\nWebhook: {}\n", 2, "unknown key 'Webhook'; did you mean 'webhook'?"),
+        ("secretpatch:\n  rule: x\n", 2, "unknown key 'secretpatch.rule'; did you mean 'rules'?"),
+        ("secretpatch:\n  rules: nowhere\n", 2, "secretpatch.rules: no folder at"),
+        ("secretpatch:\n  values:\n    gpc: {}\n", 3, "no rule named 'gpc'; did you mean 'gcp'?"),
+        (
+            "secretpatch:\n  values:\n    gcp:\n      mountPth: /x\n",
+            4,
+            "unknown value 'mountPth'; did you mean 'mountPath'?",
+        ),
+        ("webhook:\n  a: 1\n  a: 2\n", 3, "duplicate key 'a'"),
+        ("webhook: [\n", 2, "invalid YAML"),
+    ],
+)
+def test_config_mistakes_name_file_line_and_the_closest_key(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(LoadError) as caught:
+        Engine.from_config(path)
+    assert caught.value.file == str(path)
+    assert caught.value.line == line
+    assert message in str(caught.value)
+    assert str(caught.value).startswith(f"{path}:{line}: ")
+
+
+def test_a_missing_config_file_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match="cannot read the config file: No such file or directory"):
+        Engine.from_config(tmp_path / "absent.yaml")
+
+
+def test_a_flyte_manager_without_a_rule_is_warned_about_not_refused() -> None:
+    engine = Engine.from_config({"webhook": {"secretManagerTypes": ["K8s", "GCP"]}})
+    assert any(
+        "secretManagerTypes lists K8s, which secretpatch has no rule for" in w for w in engine.warnings
+    )
+    assert image_of(engine)
+
+
+def test_a_gcp_section_while_gcp_is_disabled_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match="no rule is enabled"):
+        Engine.from_config({"secretManagerTypes": ["AWS"], "gcpSecretManager": {}})
+
+
+def test_our_values_override_the_rule_defaults() -> None:
+    engine = Engine.from_config({"secretpatch": {"values": {"gcp": {"mountPath": "/secrets"}}}})
+    spec = engine.mutate(POD).pod["spec"]
+    assert spec["containers"][0]["env"][1] == {"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/secrets"}
+    assert "--out-file=/secrets/a/1 " in spec["initContainers"][0]["command"][2]
+
+
+def test_relative_folders_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "ops" / "templates" / "gcp").mkdir(parents=True)
+    (tmp_path / "ops" / "templates" / "gcp" / "volume.yaml.j2").write_text(
+        'name: "{{ values.volumeName }}"\nemptyDir: {medium: Memory, sizeLimit: 16Mi}\n'
+    )
+    (tmp_path / "ops" / "config.yaml").write_text("secretpatch:\n  templates: templates\n")
+    engine = Engine.from_config(tmp_path / "ops" / "config.yaml")
+    volume = engine.mutate(POD).pod["spec"]["volumes"][0]
+    assert volume == {"name": "gcp-secret-vol", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
+    # Every other template still comes from the bundled folder.
+    assert engine.mutate(POD).pod["spec"]["initContainers"][0]["name"] == "gcp-pull-secret-0"
+
+
+def test_the_example_config_loads_without_warnings() -> None:
+    assert Engine.from_config(ROOT / "examples" / "config.yaml").warnings == ()

@@ -1,0 +1,244 @@
+"""Rules and templates load once; every mistake stops loading with file and line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jsonpatch
+import pytest
+from secretpatch import Engine, LoadError, Rejected, RenderError
+
+from .conftest import ROOT, flyte_pod
+
+GCP_RULE = (ROOT / "rules" / "gcp.yaml").read_text()
+POD = flyte_pod({"group": "a", "group_version": "1"}, {"group": "b", "group_version": "2"})
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), start=1) if needle in line)
+
+
+def engine_with(tmp_path: Path, rule: str | None = None, templates: dict[str, str] | None = None) -> Engine:
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    (tmp_path / "templates" / "gcp").mkdir(parents=True, exist_ok=True)
+    if rule is not None:
+        (tmp_path / "rules" / "gcp.yaml").write_text(rule)
+    for name, text in (templates or {}).items():
+        (tmp_path / "templates" / name).write_text(text)
+    return Engine.from_config(
+        {"secretpatch": {"rules": str(tmp_path / "rules"), "templates": str(tmp_path / "templates")}}
+    )
+
+
+def test_an_unknown_merge_mode_names_file_line_and_the_modes(tmp_path: Path) -> None:
+    rule = GCP_RULE.replace("merge: prepend", "merge: prepnd")
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, rule)
+    path = tmp_path / "rules" / "gcp.yaml"
+    assert str(caught.value) == (
+        f"{path}:{line_of(rule, 'prepnd')}: unknown merge mode 'prepnd'; "
+        "expected one of: append, once, per-container, prepend"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "message"),
+    [
+        (
+            "configSection:",
+            "configSecton:",
+            "configSecton",
+            "unknown key 'configSecton'; did you mean 'configSection'?",
+        ),
+        (
+            "    merge: once\n",
+            "    merge: once\n    feild: env\n",
+            "feild",
+            "unknown key 'feild'; did you mean 'field'?",
+        ),
+        (
+            "    field: volumeMounts\n",
+            "",
+            "template: gcp/mount.yaml.j2",
+            "merge mode 'per-container' needs a 'field'",
+        ),
+        (
+            "into: [volumes]",
+            "into: [volumes]\n    field: env",
+            "field: env",
+            "merge mode 'once' merges into pod-spec lists",
+        ),
+        (
+            "into: [initContainers, containers]\n    field: env",
+            "into: [tolerations]\n    field: env",
+            "into: [tolerations]",
+            "'tolerations' is not a container list",
+        ),
+        (
+            "ENV_VAR: >-",
+            "ENV_VARS: >-",
+            "ENV_VARS",
+            "unknown mount requirement 'ENV_VARS'; did you mean 'ENV_VAR'?",
+        ),
+        ("[A-Za-z0-9_-][A-Za-z0-9_.-]{0,252}", "[A-Z", 'pattern: "[A-Z', "invalid regular expression"),
+        (
+            "gcp/volume.yaml.j2",
+            "gcp/volumes.yaml.j2",
+            "volumes.yaml.j2",
+            "template 'gcp/volumes.yaml.j2' not found",
+        ),
+        ("name: gcp\n", "name: gcp\nname: gcp\n", "name: gcp", "duplicate key 'name'"),
+        ("fragments:\n", "fragments: [\n", "fragments: [", "invalid YAML"),
+    ],
+)
+def test_rule_mistakes_are_located(tmp_path: Path, old: str, new: str, needle: str, message: str) -> None:
+    assert old in GCP_RULE
+    rule = GCP_RULE.replace(old, new, 1)
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, rule)
+    assert caught.value.file == str(tmp_path / "rules" / "gcp.yaml")
+    first_line = needle.split("\n", maxsplit=1)[0]
+    expected_lines = {line_of(rule, first_line), line_of(rule, first_line) + 1}
+    assert caught.value.line in expected_lines
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line", "message"),
+    [
+        ("gcp/volume.yaml.j2", 'name: "{{ values.volumeName }"\n', 1, "Jinja syntax error"),
+        ("gcp/volume.yaml.j2", 'a: 1\nname: "{{ secrt.group }}"\n', 2, "unknown name 'secrt'"),
+        ("gcp/init-container.yaml.j2", 'name: x\nimage: "{{ secret.grop }}"\n', 2, "has no attribute 'grop'"),
+        (
+            "gcp/volume.yaml.j2",
+            "- just\n- strings\n",
+            None,
+            "a fragment must render a mapping with a non-empty string 'name'",
+        ),
+        ("gcp/volume.yaml.j2", "emptyDir: {}\n", None, "got a mapping with keys ['emptyDir']"),
+        ("gcp/volume.yaml.j2", '"{{ values.volumeName }}": x\n', 1, "holds Jinja; only values may"),
+        ("gcp/env.yaml.j2", "- {name: A}\n- {name: A}\n", None, "renders the name 'A' twice"),
+        ("gcp/command.sh.j2", "gcloud {{ secret.group | shquote }\n", 1, "Jinja syntax error"),
+        (
+            "gcp/command.sh.j2",
+            "\n\ngcloud {{ secret.group | nosuchfilter }}\n",
+            3,
+            "No filter named 'nosuchfilter'",
+        ),
+        ("gcp/command.sh.j2", "\ngcloud {{ scret }}\n", 2, "unknown name 'scret'"),
+        ("gcp/volume.yaml.j2", "name: [unclosed\n", 2, "invalid YAML"),
+    ],
+)
+def test_template_mistakes_are_located(
+    tmp_path: Path, name: str, text: str, line: int | None, message: str
+) -> None:
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, templates={name: text})
+    assert caught.value.file is not None
+    assert caught.value.file.endswith(name)
+    assert caught.value.line == line
+    assert message in str(caught.value)
+
+
+def test_bundled_templates_fill_in_what_the_operator_does_not_override(tmp_path: Path) -> None:
+    engine = engine_with(
+        tmp_path,
+        templates={
+            "gcp/mount.yaml.j2": 'name: "{{ values.volumeName }}"\nmountPath: /secrets\nreadOnly: true\n'
+        },
+    )
+    spec = engine.mutate(POD).pod["spec"]
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": "gcp-secret-vol", "mountPath": "/secrets", "readOnly": True}
+    ]
+    assert spec["initContainers"][0]["image"] == "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine"
+
+
+def test_an_operator_rules_folder_overrides_by_file_name(tmp_path: Path) -> None:
+    rule = GCP_RULE.replace("containerPrefix: gcp-pull-secret-", "containerPrefix: fetch-secret-")
+    spec = engine_with(tmp_path, rule).mutate(POD).pod["spec"]
+    assert [c["name"] for c in spec["initContainers"]] == ["fetch-secret-0", "fetch-secret-1"]
+
+
+def test_a_per_secret_container_fragment_is_merged_for_every_secret(tmp_path: Path) -> None:
+    """A fragment that names `secret` is not idempotent across secrets: no skipping."""
+    rule = GCP_RULE.replace(
+        "  - template: gcp/env.yaml.j2\n",
+        "  - template: gcp/last.yaml.j2\n    merge: prepend\n    into: [containers]\n    field: env\n  - template: gcp/env.yaml.j2\n",
+    )
+    engine = engine_with(
+        tmp_path, rule, {"gcp/last.yaml.j2": 'name: LAST_SECRET\nvalue: "{{ secret.group }}"\n'}
+    )
+    mutation = engine.mutate(POD)
+    env = mutation.pod["spec"]["containers"][0]["env"]
+    assert [v["name"] for v in env] == [
+        "FLYTE_SECRETS_FILE_PREFIX",
+        "FLYTE_SECRETS_DEFAULT_DIR",
+        "LAST_SECRET",
+    ]
+    assert env[2]["value"] == "b"
+    assert jsonpatch.apply_patch(POD, mutation.patch) == mutation.pod
+
+
+def test_a_pod_level_prepend_keeps_container_state_on_the_right_container(tmp_path: Path) -> None:
+    """Prepending init containers shifts indexes; later per-container merges must follow."""
+    rule = GCP_RULE.replace(
+        "    merge: append\n    into: [initContainers]", "    merge: prepend\n    into: [initContainers]"
+    )
+    pod = flyte_pod(
+        {"group": "a", "group_version": "1"},
+        {"group": "b", "group_version": "2"},
+        initContainers=[{"name": "user", "image": "x"}],
+    )
+    mutation = engine_with(tmp_path, rule).mutate(pod)
+    inits = mutation.pod["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["gcp-pull-secret-2", "gcp-pull-secret-1", "user"]
+    for container in inits:
+        assert [v["name"] for v in container["env"]] == [
+            "FLYTE_SECRETS_FILE_PREFIX",
+            "FLYTE_SECRETS_DEFAULT_DIR",
+        ]
+        assert len(container["volumeMounts"]) == 1
+    assert jsonpatch.apply_patch(pod, mutation.patch) == mutation.pod
+
+
+def test_an_init_container_name_the_pod_already_uses_is_refused(engine: Engine) -> None:
+    pod = flyte_pod(
+        {"group": "a", "group_version": "1"},
+        {"group": "b", "group_version": "1"},
+        containers=[{"name": "gcp-pull-secret-1", "image": "x"}],
+    )
+    with pytest.raises(
+        Rejected,
+        match=r"flyte.secrets/s1: cannot add 'gcp-pull-secret-1': the name 'gcp-pull-secret-1' is already used by spec.containers\[0\]",
+    ):
+        engine.mutate(pod)
+
+
+def test_a_template_that_fails_only_on_a_real_request_is_a_render_error(tmp_path: Path) -> None:
+    engine = engine_with(
+        tmp_path, templates={"gcp/command.sh.j2": "gcloud {{ 1 // (secret.group_version | int - 2) }}\n"}
+    )
+    pod = flyte_pod({"group": "a", "group_version": "2"})
+    with pytest.raises(RenderError) as caught:
+        engine.mutate(pod)
+    assert caught.value.file is not None and caught.value.file.endswith("gcp/command.sh.j2")
+    assert caught.value.line == 1
+    assert "modulo by zero" in str(caught.value)
+
+
+def test_templates_cannot_mutate_what_they_are_given(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match="unsafe|access to attribute"):
+        engine_with(tmp_path, templates={"gcp/command.sh.j2": "{{ values.update({'x': 1}) }}\n"})
+    with pytest.raises(LoadError, match="unsafe|access to attribute"):
+        engine_with(
+            tmp_path, templates={"gcp/command.sh.j2": "{{ secret.__class__.__init__.__globals__ }}\n"}
+        )
+
+
+def test_a_rule_name_defined_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    shutil.copy(ROOT / "rules" / "gcp.yaml", tmp_path / "rules" / "other.yaml")
+    with pytest.raises(LoadError, match="rule 'gcp' is also defined in"):
+        Engine.from_config({"secretpatch": {"rules": str(tmp_path / "rules")}})

@@ -1,0 +1,111 @@
+"""Reading secret requests from annotations: bad ones are refused with name and reason."""
+
+from __future__ import annotations
+
+import pytest
+from secretpatch import Engine, InputError, Rejected
+from secretpatch.secrets import decode_base32, requested_secrets
+
+from .conftest import annotation, flyte_b32, flyte_pod
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("M4ZG54LQ", 'character "M" is outside a-z and 1-6'),
+        ("m4zg54l=", 'character "=" is outside a-z and 1-6'),
+        ("abc", "a length of 3 characters is impossible"),
+        ("a", "a length of 1 characters is impossible"),
+        ("m4zg 54lq", 'character " " is outside'),
+    ],
+)
+def test_bad_base32_is_explained(value: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        decode_base32(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('bogus: "x"\n', 'has no field named "bogus"'),
+        ('group: "a"\ngroup: "b"\n', 'should not have multiple "group" fields'),
+        ('group: "a\n', "String missing ending quote"),
+        ("mount_requirement: SOMETIMES\n", "has no value named SOMETIMES"),
+        ("group: 5\n", "Expected string"),
+    ],
+)
+def test_bad_text_format_is_refused_with_the_annotation_named(engine: Engine, text: str, reason: str) -> None:
+    pod = flyte_pod({"group": "fine", "group_version": "1"})
+    pod["metadata"]["annotations"]["flyte.secrets/s7"] = flyte_b32(text)
+    with pytest.raises(Rejected) as caught:
+        engine.mutate(pod)
+    assert caught.value.annotation == "flyte.secrets/s7"
+    assert "flyte.secrets/s7: cannot read the secret request" in caught.value.message
+    assert reason in caught.value.message
+
+
+def test_bytes_that_are_not_utf8_are_refused(engine: Engine) -> None:
+    import base64
+
+    raw = base64.b32encode(b'group: "\xff"\n').decode().rstrip("=")
+    value = raw.translate(
+        str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "abcdefghijklmnopqrstuvwxyz123456")
+    )
+    pod = flyte_pod()
+    pod["metadata"]["annotations"]["flyte.secrets/s0"] = value
+    with pytest.raises(
+        Rejected, match="flyte.secrets/s0: cannot read the secret request: the decoded request is not UTF-8"
+    ):
+        engine.mutate(pod)
+
+
+def test_an_annotation_that_is_not_s_and_a_number_is_refused(engine: Engine) -> None:
+    pod = flyte_pod()
+    pod["metadata"]["annotations"]["flyte.secrets/sfoo"] = annotation(group="a", group_version="1")
+    with pytest.raises(
+        Rejected, match='annotation "flyte.secrets/sfoo" is not of the form flyte.secrets/s<N>'
+    ):
+        engine.mutate(pod)
+
+
+def test_other_annotations_are_ignored() -> None:
+    pod = flyte_pod({"group": "a", "group_version": "1"})
+    pod["metadata"]["annotations"].update(
+        {"flyte.secrets": "x", "example.com/secrets": "y", "flyte.secrets/": "z"}
+    )
+    assert [r.group for r in requested_secrets(pod)] == ["a"]
+
+
+def test_an_oversized_annotation_is_refused_before_decoding(engine: Engine) -> None:
+    pod = flyte_pod()
+    pod["metadata"]["annotations"]["flyte.secrets/s0"] = "a" * 3 * 1024 * 1024
+    with pytest.raises(
+        Rejected, match="the value is 3145728 characters long; a secret request is at most 65536"
+    ):
+        engine.mutate(pod)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ("x", "metadata is not an object"),
+        ({"labels": ["a"]}, "metadata.labels is not an object"),
+        (
+            {"labels": {"inject-flyte-secrets": "true"}, "annotations": "x"},
+            "metadata.annotations is not an object",
+        ),
+        (
+            {"labels": {"inject-flyte-secrets": "true"}, "annotations": {"flyte.secrets/s0": 5}},
+            "annotation flyte.secrets/s0 is not a string",
+        ),
+    ],
+)
+def test_malformed_metadata_is_an_input_error(engine: Engine, metadata: object, reason: str) -> None:
+    with pytest.raises(InputError, match=reason):
+        engine.mutate({"metadata": metadata, "spec": {"containers": []}})
+
+
+def test_the_same_request_under_two_numbers_is_injected_twice(engine: Engine) -> None:
+    pod = flyte_pod({"group": "a", "group_version": "1"}, {"group": "a", "group_version": "1"})
+    names = [c["name"] for c in engine.mutate(pod).pod["spec"]["initContainers"]]
+    assert names == ["gcp-pull-secret-0", "gcp-pull-secret-1"]
