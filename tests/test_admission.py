@@ -1,0 +1,65 @@
+"""Malformed reviews raise InputError (a 400 from the server); bad pods are denied."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from secretpatch import Engine, InputError
+
+from .conftest import flyte_pod
+
+POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
+
+
+def review(**request: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": POD_KIND, "operation": "CREATE", "object": flyte_pod(), **request},
+    }
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], "an AdmissionReview must be a JSON object"),
+        ({"kind": "AdmissionReview"}, "apiVersion null is not an AdmissionReview version"),
+        ({"apiVersion": "admission.k8s.io/v1", "kind": "Pod"}, 'kind "Pod" is not AdmissionReview'),
+        ({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}, "has no request object"),
+        (review(uid=""), "request.uid is missing"),
+        (review(uid=None), "request.uid is missing"),
+        (
+            review(kind={"group": "apps", "version": "v1", "kind": "Deployment"}),
+            "secretpatch mutates core/v1 Pods only",
+        ),
+        (review(object=None), "request.object is missing or not a pod"),
+    ],
+)
+def test_malformed_reviews_raise_input_error(engine: Engine, document: Any, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        engine.review(document)
+
+
+def test_a_malformed_pod_inside_a_good_review_is_denied(engine: Engine) -> None:
+    pod = flyte_pod({"group": "a", "group_version": "1"})
+    pod["spec"]["containers"] = {"name": "not-a-list"}
+    response = engine.review(review(object=pod))["response"]
+    assert response["allowed"] is False
+    assert response["status"] == {
+        "code": 400,
+        "message": "secretpatch cannot mutate the pod: spec.containers is not a list",
+    }
+
+
+def test_operations_other_than_create_are_allowed_unchanged(engine: Engine) -> None:
+    assert engine.review(review(operation="UPDATE"))["response"] == {"uid": "u", "allowed": True}
+
+
+def test_the_engine_never_imports_the_cli_or_a_server() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, secretpatch; e = secretpatch.Engine.from_config(None); print(sorted(m for m in sys.modules if m.startswith(('secretpatch.cli', 'uvicorn', 'starlette', 'cryptography'))))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

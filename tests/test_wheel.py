@@ -1,0 +1,85 @@
+"""The wheel carries the rules and templates: install it into a fresh venv, outside the
+checkout, and render the example pod there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_renders_the_example_as_the_checkout_does(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    (wheel,) = dist.glob("secretpatch-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    bundled = sorted(n for n in names if "/_bundled/" in n)
+    expected = sorted(
+        f"secretpatch/_bundled/{p.relative_to(ROOT).as_posix()}"
+        for p in [*ROOT.glob("rules/*.yaml"), *ROOT.glob("templates/**/*.j2")]
+    )
+    assert bundled == expected
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    subprocess.run(
+        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+        check=True,
+        cwd=tmp_path,
+    )
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    (work / "pod.yaml").write_text((ROOT / "examples" / "pod.yaml").read_text())
+    installed = subprocess.run(
+        [str(env_dir / "bin" / "secretpatch"), "render", "pod.yaml", "--output", "pod"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=work,
+    )
+    location = subprocess.run(
+        [str(env_dir / "bin" / "python"), "-c", "import secretpatch; print(secretpatch.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=work,
+    )
+    assert str(ROOT) not in location.stdout
+    checkout = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "secretpatch.cli",
+            "render",
+            str(ROOT / "examples" / "pod.yaml"),
+            "--output",
+            "pod",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert installed.stdout == checkout.stdout
+    assert "gcp-pull-secret-1" in installed.stdout
