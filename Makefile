@@ -17,8 +17,8 @@ run: $(STAMP)
 	$(BIN)/secretpatch render examples/pod.yaml --config examples/config.yaml --output pod
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine tests
-	$(BIN)/ruff format --check engine tests
+	$(BIN)/ruff check engine tests bench
+	$(BIN)/ruff format --check engine tests bench
 
 types: $(STAMP)
 	$(BIN)/mypy

@@ -71,13 +71,16 @@ class Engine:
 
     def mutate(self, pod: Mapping[str, Any]) -> Mutation:
         """The patch Flyte's webhook would apply; raises Rejected for a secret it cannot inject."""
+        return self._mutate(pod, copy_items=True)
+
+    def _mutate(self, pod: Mapping[str, Any], *, copy_items: bool) -> Mutation:
         if not isinstance(pod, Mapping):
             raise InputError("a pod must be a JSON object")
         requests = requested_secrets(pod)
         if not requests:
             return Mutation(pod, [])
         chosen = [(request, self._rule_for(request)) for request in requests]
-        patch = PodPatch(pod)
+        patch = PodPatch(pod, copy_items=copy_items)
         merged: dict[tuple[int, str], int] = {}
         injected = []
         for request, rule in chosen:
@@ -96,7 +99,7 @@ class Engine:
 
     def review(self, review: Mapping[str, Any]) -> AdmissionReviewResponse:
         """An AdmissionReview response; raises InputError only for a malformed review."""
-        return admission.review(lambda pod: self.mutate(pod).patch, review)
+        return admission.review(lambda pod: self._mutate(pod, copy_items=False).patch, review)
 
     def _rule_for(self, request: SecretRequest) -> Rule:
         reasons = []

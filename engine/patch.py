@@ -50,7 +50,10 @@ def _describe(key: Key) -> str:
 
 
 class PodPatch:
-    def __init__(self, pod: Mapping[str, Any]) -> None:
+    """`copy_items=False` lets operations share rendered items; only for callers that
+    serialise the patch at once and hand out no reference to it (Engine.review)."""
+
+    def __init__(self, pod: Mapping[str, Any], *, copy_items: bool = True) -> None:
         spec = pod.get("spec")
         if not isinstance(spec, Mapping):
             raise InputError("the pod has no spec object")
@@ -58,6 +61,7 @@ class PodPatch:
         self._lists: dict[Key, list[Any] | None] = {}
         self._owned: set[Key] = set()
         self.ops: list[PatchOp] = []
+        self._copy_items = copy_items
 
     def current(self, key: Key) -> list[Any] | None:
         """The list at `key` as mutated so far (None when absent); read-only for callers."""
@@ -94,7 +98,8 @@ class PodPatch:
         return items  # type: ignore[return-value]
 
     def add(self, key: Key, item: Any, *, first: bool = False) -> None:
-        item = copy_json(item)
+        if self._copy_items:
+            item = copy_json(item)
         existing = self.current(key)
         path = pointer(key)
         if existing is None:
@@ -137,13 +142,10 @@ class PodPatch:
             if k in owned:
                 self._owned.add(new_key)
 
-    def names(self, key: Key) -> list[Any]:
-        return [item.get("name") if isinstance(item, Mapping) else None for item in self.current(key) or ()]
-
 
 def _index_of(patch: PodPatch, key: Key, name: str) -> int | None:
-    for index, item_name in enumerate(patch.names(key)):
-        if item_name == name:
+    for index, item in enumerate(patch.current(key) or ()):
+        if isinstance(item, Mapping) and item.get("name") == name:
             return index
     return None
 

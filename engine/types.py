@@ -56,6 +56,13 @@ def is_json_data(value: Any) -> bool:
 def copy_json(value: Any) -> Any:
     """A fresh copy of JSON data (tuples become lists), so no operation shares objects with a
     cache or with the input pod."""
+    kind = type(value)
+    if kind is dict:
+        return {k: copy_json(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [copy_json(v) for v in value]
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value
     if isinstance(value, Mapping):
         return {k: copy_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
