@@ -81,6 +81,23 @@ def flyte_pod(
     }
 
 
+def admission_review(
+    pod: dict[str, Any] | None, uid: str = "u", api_version: str = "admission.k8s.io/v1", **request: Any
+) -> dict[str, Any]:
+    """An AdmissionReview as the API server sends it for a pod CREATE."""
+    return {
+        "apiVersion": api_version,
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "operation": "CREATE",
+            "object": pod,
+            **request,
+        },
+    }
+
+
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     return Engine.from_config(None)

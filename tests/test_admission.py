@@ -7,17 +7,13 @@ from typing import Any
 import pytest
 from secretpatch import Engine, InputError
 
-from .conftest import flyte_pod
+from .conftest import admission_review, flyte_pod
 
 POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
 
 
 def review(**request: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {"uid": "u", "kind": POD_KIND, "operation": "CREATE", "object": flyte_pod(), **request},
-    }
+    return admission_review(flyte_pod(), **request)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from secretpatch.cli import main
 
-from .conftest import ROOT, flyte_pod
+from .conftest import ROOT, admission_review, flyte_pod
 
 EXAMPLE = str(ROOT / "examples" / "pod.yaml")
 
@@ -79,16 +79,7 @@ def test_a_rejected_secret_exits_1_with_one_line_on_stderr(
 
 
 def write_review(tmp_path: Path, pod: dict[str, Any]) -> str:
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "abc",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "operation": "CREATE",
-            "object": pod,
-        },
-    }
+    review = admission_review(pod, uid="abc")
     path = tmp_path / "review.yaml"
     path.write_text(yaml.safe_dump(review))
     return str(path)

@@ -11,7 +11,7 @@ import pytest
 from secretpatch import Engine, Rejected
 from secretpatch.secrets import decode_annotation, decode_base32
 
-from .conftest import annotation, flyte_b32, flyte_pod
+from .conftest import admission_review, annotation, flyte_b32, flyte_pod
 from .reference import Req, gcloud_line, reference_mutate
 
 TESTSECRET_LINE = (
@@ -274,16 +274,7 @@ def test_many_secrets_match_the_reference(engine: Engine) -> None:
 @pytest.mark.parametrize("api_version", ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"])
 def test_reviews_are_answered_in_the_version_asked(engine: Engine, api_version: str) -> None:
     pod = flyte_pod({"group": "a", "group_version": "1"})
-    review = {
-        "apiVersion": api_version,
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-1",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "operation": "CREATE",
-            "object": pod,
-        },
-    }
+    review = admission_review(pod, uid="u-1", api_version=api_version)
     answer = engine.review(review)
     assert answer["apiVersion"] == api_version
     assert answer["kind"] == "AdmissionReview"
@@ -295,31 +286,13 @@ def test_reviews_are_answered_in_the_version_asked(engine: Engine, api_version: 
 
 
 def test_a_pod_needing_no_change_is_allowed_without_a_patch(engine: Engine) -> None:
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-2",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "operation": "CREATE",
-            "object": flyte_pod(),
-        },
-    }
+    review = admission_review(flyte_pod(), uid="u-2")
     assert engine.review(review)["response"] == {"uid": "u-2", "allowed": True}
 
 
 def test_a_refused_secret_is_denied_with_400_and_flytes_message(engine: Engine) -> None:
     pod = flyte_pod({"group": "a", "group_version": "1", "mount_requirement": "ENV_VAR"})
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u-3",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "operation": "CREATE",
-            "object": pod,
-        },
-    }
+    review = admission_review(pod, uid="u-3")
     response = engine.review(review)["response"]
     assert response["allowed"] is False
     assert response["status"]["code"] == 400

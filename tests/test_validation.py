@@ -7,7 +7,7 @@ import json
 import pytest
 from secretpatch import Engine, Rejected
 
-from .conftest import flyte_pod
+from .conftest import admission_review, flyte_pod
 
 HOSTILE = [
     "a;rm -rf /",
@@ -173,11 +173,7 @@ def test_an_unknown_mount_requirement_is_refused(engine: Engine) -> None:
 def test_no_hostile_value_reaches_a_review_answer(engine: Engine) -> None:
     for value in HOSTILE:
         pod = flyte_pod(_request("group", value))
-        review = {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "object": pod},
-        }
+        review = admission_review(pod)
         response = engine.review(review)["response"]
         assert response["allowed"] is False
         assert "patch" not in response
