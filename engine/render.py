@@ -137,10 +137,6 @@ class Fragment:
         self.is_static = False
         self.static: Any = None
 
-    @property
-    def per_secret(self) -> bool:
-        return bool(self.names & PER_SECRET_NAMES)
-
     def render(self, context: Mapping[str, Any]) -> Any:
         if self.is_static:
             return self.static
