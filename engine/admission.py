@@ -54,21 +54,71 @@ def parse_request(review: Any) -> Request:
     return Request(str(api_version), uid, str(operation), pod if isinstance(pod, Mapping) else {})
 
 
+def encode_patch(patch: list[PatchOp]) -> bytes:
+    return json.dumps(patch, separators=(",", ":")).encode("utf-8")
+
+
+class PatchEncoder:
+    """Serialises patches, reusing the JSON text of items it has serialised before.
+
+    Rendered items are cached by the rules and shared, never modified, between reviews, so
+    the JSON of an init container is computed once per distinct secret, not once per review.
+    An entry keeps its item alive, so an id in the memo always names the same object.
+    """
+
+    def __init__(self, limit: int = 8192) -> None:
+        self._limit = limit
+        self._memo: dict[int, tuple[Any, str]] = {}
+
+    def _item(self, item: Any) -> str:
+        entry = self._memo.get(id(item))
+        if entry is not None and entry[0] is item:
+            return entry[1]
+        text = json.dumps(item, separators=(",", ":"))
+        if len(self._memo) >= self._limit:
+            self._memo.clear()
+        self._memo[id(item)] = (item, text)
+        return text
+
+    def __call__(self, patch: list[PatchOp]) -> bytes:
+        parts = []
+        for op in patch:
+            if op["op"] != "add":
+                parts.append(json.dumps(op, separators=(",", ":")))
+                continue
+            value = op["value"]
+            if type(value) is list:
+                text = "[" + ",".join(self._item(v) for v in value) + "]"
+            else:
+                text = self._item(value)
+            parts.append(f'{{"op":"add","path":{json.dumps(op["path"])},"value":{text}}}')
+        return ("[" + ",".join(parts) + "]").encode("utf-8")
+
+
 def build_response(
-    api_version: str, uid: str, *, patch: list[PatchOp] | None = None, denial: str | None = None
+    api_version: str,
+    uid: str,
+    *,
+    patch: list[PatchOp] | None = None,
+    denial: str | None = None,
+    encode: Callable[[list[PatchOp]], bytes] = encode_patch,
 ) -> AdmissionReviewResponse:
     """The answer to one review: allowed with an optional JSONPatch, or denied with 400."""
     response: AdmissionResponse = {"uid": uid, "allowed": denial is None}
     if denial is not None:
         response["status"] = {"code": 400, "message": denial}
     elif patch:
-        encoded = json.dumps(patch, separators=(",", ":")).encode("utf-8")
+        encoded = encode(patch)
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(encoded).decode("ascii")
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
 
 
-def review(mutate: Callable[[Mapping[str, Any]], list[PatchOp]], document: Any) -> AdmissionReviewResponse:
+def review(
+    mutate: Callable[[Mapping[str, Any]], list[PatchOp]],
+    document: Any,
+    encode: Callable[[list[PatchOp]], bytes] = encode_patch,
+) -> AdmissionReviewResponse:
     """Answer a review with `mutate` (pod to patch). Only the envelope can raise."""
     request = parse_request(document)
     if request.operation != "CREATE":
@@ -81,4 +131,4 @@ def review(mutate: Callable[[Mapping[str, Any]], list[PatchOp]], document: Any) 
         return build_response(
             request.api_version, request.uid, denial=f"secretpatch cannot mutate the pod: {exc}"
         )
-    return build_response(request.api_version, request.uid, patch=patch)
+    return build_response(request.api_version, request.uid, patch=patch, encode=encode)

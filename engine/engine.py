@@ -11,7 +11,7 @@ import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,9 @@ class Engine:
         self.rules = tuple(rules)
         self.warnings = tuple(warnings)
         _mark_idempotent_merges(self.rules)
+        # Requests repeat all day; which rule takes one depends on the request alone.
+        self._rule_for = lru_cache(maxsize=4096)(self._choose_rule)
+        self._encode = admission.PatchEncoder()
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any] | None = None) -> Engine:
@@ -99,9 +102,9 @@ class Engine:
 
     def review(self, review: Mapping[str, Any]) -> AdmissionReviewResponse:
         """An AdmissionReview response; raises InputError only for a malformed review."""
-        return admission.review(lambda pod: self._mutate(pod, copy_items=False).patch, review)
+        return admission.review(lambda pod: self._mutate(pod, copy_items=False).patch, review, self._encode)
 
-    def _rule_for(self, request: SecretRequest) -> Rule:
+    def _choose_rule(self, request: SecretRequest) -> Rule:
         reasons = []
         for rule in self.rules:
             reason = rule.refusal(request)
@@ -130,21 +133,25 @@ def _merge(
     make the patch grow with the square of the number of secrets.
     """
     keys: list[Any] = []
+    field, skip = spec.field, spec.skip_merged
     for list_name in spec.into:
         memo = (id(spec), list_name)
-        start = merged.get(memo, 0) if spec.skip_merged else 0
-        if spec.field is None:
-            if start == 0:
-                keys.append((list_name,))
-            end = 1
+        if field is None:
+            if skip:
+                if memo in merged:
+                    continue
+                merged[memo] = 1
+            keys.append((list_name,))
         else:
             end = patch.length(list_name)
-            keys.extend((list_name, i, spec.field) for i in range(start, end))
-        if spec.skip_merged:
-            merged[memo] = end
+            start = merged.get(memo, 0) if skip else 0
+            if skip:
+                merged[memo] = end
+            keys.extend([(list_name, i, field) for i in range(start, end)])
+    apply = spec.mode.apply
     for item in items:
         for key in keys:
-            spec.mode.apply(patch, key, item)
+            apply(patch, key, item)
 
 
 def _mark_idempotent_merges(rules: Sequence[Rule]) -> None:

@@ -36,17 +36,24 @@ class NameCollision(Exception):
 
 def escape(segment: str) -> str:
     """RFC 6901: '~' and '/' inside a path segment."""
+    if "~" not in segment and "/" not in segment:
+        return segment
     return segment.replace("~", "~0").replace("/", "~1")
 
 
 def pointer(key: Key) -> str:
-    return "/spec/" + "/".join(escape(str(part)) for part in key)
+    if len(key) == 1:
+        return "/spec/" + escape(key[0])
+    return f"/spec/{escape(key[0])}/{key[1]}/{escape(key[2])}"
 
 
 def _describe(key: Key) -> str:
     if len(key) == 1:
         return f"spec.{key[0]}"
     return f"spec.{key[0]}[{key[1]}].{key[2]}"
+
+
+_UNSEEN = object()
 
 
 class PodPatch:
@@ -62,11 +69,13 @@ class PodPatch:
         self._owned: set[Key] = set()
         self.ops: list[PatchOp] = []
         self._copy_items = copy_items
+        self._container_names: dict[str, str] | None = None
 
     def current(self, key: Key) -> list[Any] | None:
         """The list at `key` as mutated so far (None when absent); read-only for callers."""
-        if key in self._lists:
-            return self._lists[key]
+        known = self._lists.get(key, _UNSEEN)
+        if known is not _UNSEEN:
+            return known  # type: ignore[return-value]
         if len(key) == 1:
             value = self._spec.get(key[0])
         else:
@@ -82,9 +91,19 @@ class PodPatch:
         if items is None or index >= len(items):  # pragma: no cover - callers iterate lengths
             raise InputError(f"spec.{list_name}[{index}] does not exist")
         item = items[index]
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):
             raise InputError(f"spec.{list_name}[{index}] is not an object")
         return item
+
+    def container_name_owner(self, name: str) -> str | None:
+        """Where a container name is used (names are unique across all container lists)."""
+        if self._container_names is None:
+            self._container_names = {}
+            for list_name in sorted(CONTAINER_LISTS, reverse=True):
+                for index, item in enumerate(self.current((list_name,)) or ()):
+                    if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+                        self._container_names[item["name"]] = f"spec.{list_name}[{index}]"
+        return self._container_names.get(name)
 
     def length(self, list_name: str) -> int:
         return len(self.current((list_name,)) or ())
@@ -112,11 +131,18 @@ class PodPatch:
             self._shift(key, 0, +1)
         else:
             items.append(item)
+        if len(key) == 1 and key[0] in CONTAINER_LISTS and self._container_names is not None:
+            if first:
+                self._container_names = None
+            elif isinstance(item.get("name"), str):
+                self._container_names[item["name"]] = f"spec.{key[0]}[{len(items) - 1}]"
 
     def remove(self, key: Key, index: int) -> None:
         self.ops.append({"op": "remove", "path": f"{pointer(key)}/{index}"})
         del self._writable(key)[index]
         self._shift(key, index, -1)
+        if len(key) == 1 and key[0] in CONTAINER_LISTS:
+            self._container_names = None
 
     def _shift(self, key: Key, start: int, delta: int) -> None:
         """Keep container-level state on the right container when a container list moves."""
@@ -145,7 +171,7 @@ class PodPatch:
 
 def _index_of(patch: PodPatch, key: Key, name: str) -> int | None:
     for index, item in enumerate(patch.current(key) or ()):
-        if isinstance(item, Mapping) and item.get("name") == name:
+        if (type(item) is dict or isinstance(item, Mapping)) and item.get("name") == name:
             return index
     return None
 
@@ -158,13 +184,12 @@ def add_unless_named(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None
 def append_unique(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
     name = item["name"]
     if len(key) == 1 and key[0] in CONTAINER_LISTS:
-        scope: list[Key] = [(list_name,) for list_name in sorted(CONTAINER_LISTS)]
+        where = patch.container_name_owner(name)
     else:
-        scope = [key]
-    for list_key in scope:
-        found = _index_of(patch, list_key, name)
-        if found is not None:
-            raise NameCollision(name, f"{_describe(list_key)}[{found}]")
+        found = _index_of(patch, key, name)
+        where = None if found is None else f"{_describe(key)}[{found}]"
+    if where is not None:
+        raise NameCollision(name, where)
     patch.add(key, item)
 
 

@@ -59,3 +59,20 @@ def test_the_engine_never_imports_the_cli_or_a_server() -> None:
     code = "import sys, secretpatch; e = secretpatch.Engine.from_config(None); print(sorted(m for m in sys.modules if m.startswith(('secretpatch.cli', 'uvicorn', 'starlette', 'cryptography'))))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_patch_encoder_gives_the_same_json_as_a_plain_dump() -> None:
+    import json
+
+    from secretpatch.admission import PatchEncoder, encode_patch
+
+    shared = {"name": "x", "value": 'é"\n'}
+    patch: list[Any] = [
+        {"op": "remove", "path": "/spec/containers/0/env/1"},
+        {"op": "add", "path": "/spec/volumes", "value": [shared]},
+        {"op": "add", "path": "/spec/containers/0/env/0", "value": shared},
+        {"op": "add", "path": "/spec/a~1b/-", "value": {"name": "y"}},
+    ]
+    encoder = PatchEncoder(limit=2)
+    for _ in range(3):
+        assert json.loads(encoder(patch)) == json.loads(encode_patch(patch)) == patch

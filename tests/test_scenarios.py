@@ -7,6 +7,7 @@ scenario is also checked against the reference mutation and the Kubernetes schem
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import yaml
 from secretpatch import Engine, Rejected
 
-from .conftest import ROOT
+from .conftest import ROOT, admission_review
 from .kube import validate_pod
 from .reference import Req, reference_mutate
 
@@ -70,3 +71,22 @@ def test_scenario_patch_applies_and_equals_the_reference(name: str) -> None:
     )
     assert applied == expected
     validate_pod(applied)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_review_carries_exactly_the_rendered_patch(name: str) -> None:
+    """Engine.review serialises through a memo of item JSON; twice, to use the memo."""
+    pod, engine, _ = load(name)
+    try:
+        expected = engine.mutate(pod).patch
+    except Rejected as exc:
+        expected_denial = exc.message
+        response = engine.review(admission_review(pod))["response"]
+        assert response["status"] == {"code": 400, "message": expected_denial}
+        return
+    for _ in range(2):
+        response = engine.review(admission_review(pod))["response"]
+        if not expected:
+            assert "patch" not in response
+            continue
+        assert json.loads(base64.b64decode(response["patch"])) == expected
