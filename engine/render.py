@@ -107,6 +107,9 @@ def _compile_value(env: jinja2.Environment, source: str, place: Place) -> Dynami
             file=place.file,
             line=place.line,
         )
+    fast = _interpolation(env, source)
+    if fast is not None:
+        return Dynamic(fast, place, names)
     match = _SINGLE_EXPRESSION.match(source)
     if match is not None:
         expression = env.compile_expression(match.group("expr"), undefined_to_none=False)
@@ -120,6 +123,58 @@ def _compile_value(env: jinja2.Environment, source: str, place: Place) -> Dynami
         return Dynamic(evaluate, place, names)
     template = env.from_string(source)
     return Dynamic(template.render, place, names)
+
+
+def _lookup_path(node: nodes.Node) -> tuple[str, tuple[str, ...]] | None:
+    """`a.b.c` as ("a", ("b", "c")); None for anything else (filters, calls, operators)."""
+    attributes: list[str] = []
+    while isinstance(node, nodes.Getattr):
+        attributes.append(node.attr)
+        node = node.node
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        return node.name, tuple(reversed(attributes))
+    return None
+
+
+def _interpolation(env: jinja2.Environment, source: str) -> Callable[[Mapping[str, Any]], Any] | None:
+    """A fast evaluator for the common value `"{{ a.b }}"` or `"text{{ a.b }}text"`.
+
+    Jinja's render machinery costs more than the lookups themselves. The evaluator performs
+    the same lookups through the sandbox's own `getattr`, so unsafe attributes and undefined
+    names fail exactly as they would in a template. Anything else goes to Jinja.
+    """
+    body = env.parse(source).body
+    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+        return None
+    parts: list[str | tuple[str, tuple[str, ...]]] = []
+    for node in body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            parts.append(node.data)
+            continue
+        path = _lookup_path(node)
+        if path is None:
+            return None
+        parts.append(path)
+    getattr_ = env.getattr
+
+    def lookup(context: Mapping[str, Any], name: str, attributes: tuple[str, ...]) -> Any:
+        if name not in context:
+            raise jinja2.UndefinedError(f"{name!r} is undefined")
+        value = context[name]
+        for attribute in attributes:
+            value = getattr_(value, attribute)
+            if isinstance(value, jinja2.Undefined):
+                value._fail_with_undefined_error()
+        return value
+
+    if len(parts) == 1 and isinstance(parts[0], tuple):
+        name, attributes = parts[0]
+        return lambda context: lookup(context, name, attributes)
+
+    def render(context: Mapping[str, Any]) -> str:
+        return "".join(p if isinstance(p, str) else str(lookup(context, *p)) for p in parts)
+
+    return render
 
 
 class Fragment:
@@ -143,7 +198,19 @@ class Fragment:
         return _render_tree(self.tree, context)
 
 
+class Const:
+    """A subtree with nothing to render: rendering returns it as it is, shared, never copied
+    (the patch composer copies what it hands out)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 def _render_tree(tree: Any, context: Mapping[str, Any]) -> Any:
+    if type(tree) is Const:
+        return tree.value
     if isinstance(tree, Dynamic):
         try:
             value = tree.evaluate(context)
@@ -175,6 +242,16 @@ def _fold(tree: Any, values_context: Mapping[str, Any]) -> Any:
         return {k: _fold(v, values_context) for k, v in tree.items()}
     if isinstance(tree, list):
         return [_fold(v, values_context) for v in tree]
+    return tree
+
+
+def _mark_constants(tree: Any) -> Any:
+    if isinstance(tree, dict | list) and not _has_dynamic(tree):
+        return Const(tree)
+    if isinstance(tree, dict):
+        return {k: _mark_constants(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_mark_constants(v) for v in tree]
     return tree
 
 
@@ -210,6 +287,8 @@ def load_fragment(env: jinja2.Environment, name: str, values: Mapping[str, Any])
     if not _has_dynamic(tree):
         fragment.is_static = True
         fragment.static = tree
+    else:
+        fragment.tree = _mark_constants(tree)
     return fragment
 
 

@@ -242,3 +242,32 @@ def test_a_rule_name_defined_twice_is_refused(tmp_path: Path) -> None:
     shutil.copy(ROOT / "rules" / "gcp.yaml", tmp_path / "rules" / "other.yaml")
     with pytest.raises(LoadError, match="rule 'gcp' is also defined in"):
         Engine.from_config({"secretpatch": {"rules": str(tmp_path / "rules")}})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name: x\nimage: "{{ secret.__class__ }}"\n', "unsafe"),
+        ('name: x\nimage: "v-{{ secret._fields }}"\n', "has no attribute '_fields'"),
+        ('name: x\nimage: "{{ values.nothere }}"\n', "has no attribute 'nothere'"),
+    ],
+)
+def test_plain_lookups_keep_the_sandbox_and_strict_undefined(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(LoadError, match=message):
+        engine_with(tmp_path, templates={"gcp/init-container.yaml.j2": text})
+
+
+def test_a_plain_lookup_yields_the_value_itself_and_mixed_text_a_string(tmp_path: Path) -> None:
+    template = 'name: "{{ values.containerPrefix }}{{ index }}"\nimage: x\nresources: "{{ values.resources }}"\nargs: ["n={{ index }}"]\n'
+    pod = flyte_pod({"group": "a", "group_version": "1"})
+    init = (
+        engine_with(tmp_path, templates={"gcp/init-container.yaml.j2": template})
+        .mutate(pod)
+        .pod["spec"]["initContainers"][0]
+    )
+    assert init["name"] == "gcp-pull-secret-0"
+    assert init["resources"] == {
+        "requests": {"cpu": "200m", "memory": "500Mi"},
+        "limits": {"cpu": "200m", "memory": "500Mi"},
+    }
+    assert init["args"] == ["n=0"]
