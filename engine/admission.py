@@ -114,21 +114,39 @@ def build_response(
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A review's answer and what a server logs and counts about it (names only)."""
+
+    response: AdmissionReviewResponse
+    request: Request
+    result: str  # patched, unchanged, denied, skipped (not a CREATE)
+    secrets: tuple[str, ...] = ()
+    denial: str | None = None  # a Rejected code, or "malformed-pod" / "render-error"
+
+
 def review(
-    mutate: Callable[[Mapping[str, Any]], list[PatchOp]],
+    mutate: Callable[[Mapping[str, Any]], tuple[list[PatchOp], tuple[str, ...]]],
     document: Any,
     encode: Callable[[list[PatchOp]], bytes] = encode_patch,
-) -> AdmissionReviewResponse:
-    """Answer a review with `mutate` (pod to patch). Only the envelope can raise."""
+) -> Outcome:
+    """Answer a review with `mutate` (pod to patch and secret names). Only the envelope can
+    raise."""
     request = parse_request(document)
+    version, uid = request.api_version, request.uid
     if request.operation != "CREATE":
-        return build_response(request.api_version, request.uid)
+        return Outcome(build_response(version, uid), request, "skipped")
     try:
-        patch = mutate(request.pod)
+        patch, secrets = mutate(request.pod)
     except Rejected as exc:
-        return build_response(request.api_version, request.uid, denial=exc.message)
-    except (InputError, RenderError) as exc:
-        return build_response(
-            request.api_version, request.uid, denial=f"secretpatch cannot mutate the pod: {exc}"
+        return Outcome(build_response(version, uid, denial=exc.message), request, "denied", denial=exc.code)
+    except InputError as exc:
+        message = f"secretpatch cannot mutate the pod: {exc}"
+        return Outcome(
+            build_response(version, uid, denial=message), request, "denied", denial="malformed-pod"
         )
-    return build_response(request.api_version, request.uid, patch=patch, encode=encode)
+    except RenderError as exc:
+        message = f"secretpatch cannot mutate the pod: {exc}"
+        return Outcome(build_response(version, uid, denial=message), request, "denied", denial="render-error")
+    response = build_response(version, uid, patch=patch, encode=encode)
+    return Outcome(response, request, "patched" if patch else "unchanged", secrets)

@@ -96,27 +96,39 @@ class Engine:
                         f"{request.annotation}: cannot add {exc.name!r}: {exc}; rename the pod's own item",
                         annotation=request.annotation,
                         secret=request.describe(),
+                        code="name-collision",
                     ) from None
             injected.append(Injected(request, rule.name, rendered.texts))
         return Mutation(pod, patch.ops, tuple(injected))
 
     def review(self, review: Mapping[str, Any]) -> AdmissionReviewResponse:
         """An AdmissionReview response; raises InputError only for a malformed review."""
-        return admission.review(lambda pod: self._mutate(pod, copy_items=False).patch, review, self._encode)
+        return self.review_outcome(review).response
+
+    def review_outcome(self, review: Mapping[str, Any]) -> admission.Outcome:
+        """`review`, plus what a server logs and counts: result, secret names, denial code."""
+        return admission.review(self._review_mutate, review, self._encode)
+
+    def _review_mutate(self, pod: Mapping[str, Any]) -> tuple[list[PatchOp], tuple[str, ...]]:
+        mutation = self._mutate(pod, copy_items=False)
+        return mutation.patch, tuple(f"{i.secret.group}/{i.secret.group_version}" for i in mutation.injected)
 
     def _choose_rule(self, request: SecretRequest) -> Rule:
         reasons = []
         for rule in self.rules:
-            reason = rule.refusal(request)
-            if reason is None:
+            refusal = rule.refusal(request)
+            if refusal is None:
                 return rule
-            reasons.append((rule.name, reason))
+            reasons.append((rule.name, *refusal))
         if len(reasons) == 1:
-            text = reasons[0][1]
+            text = reasons[0][2]
         else:
-            text = "; ".join(f"rule {name}: {reason}" for name, reason in reasons)
+            text = "; ".join(f"rule {name}: {reason}" for name, _, reason in reasons)
         raise Rejected(
-            f"{request.annotation}: {text}", annotation=request.annotation, secret=request.describe()
+            f"{request.annotation}: {text}",
+            annotation=request.annotation,
+            secret=request.describe(),
+            code=reasons[0][1],
         )
 
 

@@ -51,10 +51,15 @@ class Rejected(SecretpatchError):
     as Flyte prints it (escaped and shortened), so the message reads like Flyte's own.
     """
 
-    def __init__(self, reason: str, *, annotation: str, secret: str = "") -> None:
+    # `code` is a short, fixed category for metrics: bad-annotation, required-field,
+    # mount-requirement, invalid-field, name-collision.
+    def __init__(
+        self, reason: str, *, annotation: str, secret: str = "", code: str = "invalid-field"
+    ) -> None:
         self.reason = reason
         self.annotation = annotation
         self.secret = secret
+        self.code = code
         super().__init__(self.message)
 
     @property

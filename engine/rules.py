@@ -92,28 +92,34 @@ class Rule:
         # read the pod are rendered afresh every time (see `render`).
         self._render_cached = lru_cache(maxsize=4096)(self._render_without_pod)
 
-    def refusal(self, request: SecretRequest) -> str | None:
-        """Why this rule will not take the request, or None when it will."""
+    def refusal(self, request: SecretRequest) -> tuple[str, str] | None:
+        """Why this rule will not take the request (a metrics code and the reason), or None."""
         for name, rule in self.fields.items():
             if rule.required and not getattr(request, name):
-                return f"{name} is empty; it {rule.rule}"
+                return "required-field", f"{name} is empty; it {rule.rule}"
         verdict = self.mount.get(request.mount_requirement)
         if verdict is not True:
             if isinstance(verdict, str):
-                return verdict
+                return "mount-requirement", verdict
             accepted = ", ".join(k for k, v in self.mount.items() if v is True)
-            return f"mount_requirement {request.mount_requirement} is not accepted; accepted: {accepted}"
+            return (
+                "mount-requirement",
+                f"mount_requirement {request.mount_requirement} is not accepted; accepted: {accepted}",
+            )
         for name in REQUEST_FIELDS:
             value: str = getattr(request, name)
             if not value:
                 continue
             grammar = self.fields.get(name)
             if grammar is None or grammar.pattern is None:
-                return f"{name} {quote_value(value)} is not accepted: this rule takes no {name}"
+                return (
+                    "invalid-field",
+                    f"{name} {quote_value(value)} is not accepted: this rule takes no {name}",
+                )
             if len(value) > MAX_FIELD_LENGTH:
-                return f"{name} is {len(value)} characters long; it {grammar.rule}"
+                return "invalid-field", f"{name} is {len(value)} characters long; it {grammar.rule}"
             if not _PRINTABLE_ASCII.fullmatch(value) or not grammar.pattern.fullmatch(value):
-                return f"{name} {quote_value(value)} is not valid: it {grammar.rule}"
+                return "invalid-field", f"{name} {quote_value(value)} is not valid: it {grammar.rule}"
         return None
 
     def render(self, request: SecretRequest, index: int, pod: Mapping[str, Any]) -> Rendered:

@@ -116,6 +116,7 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
             f"{name}: the value is {len(value)} characters long; "
             f"a secret request is at most {MAX_ANNOTATION_LENGTH}",
             annotation=name,
+            code="bad-annotation",
         )
     try:
         raw = decode_base32(value)
@@ -124,10 +125,14 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
         text_format.Parse(text, message)
     except UnicodeDecodeError:
         reason = "the decoded request is not UTF-8 text"
-        raise Rejected(f"{name}: cannot read the secret request: {reason}", annotation=name) from None
+        raise Rejected(
+            f"{name}: cannot read the secret request: {reason}", annotation=name, code="bad-annotation"
+        ) from None
     except (ValueError, text_format.ParseError) as exc:
         reason = str(exc).replace("\n", " ")
-        raise Rejected(f"{name}: cannot read the secret request: {reason}", annotation=name) from None
+        raise Rejected(
+            f"{name}: cannot read the secret request: {reason}", annotation=name, code="bad-annotation"
+        ) from None
     mount = message.mount_requirement  # type: ignore[attr-defined]
     request = SecretRequest(
         annotation=name,
@@ -173,6 +178,7 @@ def requested_secrets(pod: Mapping[str, Any]) -> list[SecretRequest]:
             raise Rejected(
                 f"annotation {quote_value(name)} is not of the form flyte.secrets/s<N>",
                 annotation=name,
+                code="bad-annotation",
             )
         if not isinstance(value, str):
             raise InputError(f"annotation {name} is not a string")
