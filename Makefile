@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/secretpatch render examples/pod.yaml --config examples/config.yaml --output pod
+	$(BIN)/secretpatch serve --dev-certs --config examples/config.yaml --host 127.0.0.1 --port 9443
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench

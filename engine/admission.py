@@ -17,6 +17,7 @@ from .errors import InputError, Rejected, RenderError
 from .types import AdmissionResponse, AdmissionReviewResponse, PatchOp
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+MUTATE_PATH = "/mutate--v1-pod"  # Flyte's webhook path; the webhook configuration names it
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,10 @@ FLYTE_KEYS: dict[str, str] = {
     "embeddedSecretManagerConfig": "Flyte's embedded secret manager",
     "namespaceSelector": "the namespaces Flyte's webhook configuration selects",
 }
+# Keys `secretpatch serve`, `webhook-config` and `manifests` read as Flyte does (flags win).
+SERVER_KEYS = frozenset(
+    {"certDir", "listenPort", "serviceName", "servicePort", "secretName", "namespaceSelector"}
+)
 FLYTE_MANAGER_TYPES = ("K8s", "AWS", "Vault", "GCP", "Azure", "Embedded")
 OWN_SECTION = "secretpatch"
 OWN_KEYS = ("rules", "templates", "values")
@@ -59,6 +63,11 @@ class Config:
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     own_path: tuple[str | int, ...] = (OWN_SECTION,)
     doc: yamldoc.Doc | None = None
+
+    def flyte(self, key: str, default: Any) -> Any:
+        """A key of Flyte's webhook section, or Flyte's default for it."""
+        value = self.section.get(key)
+        return default if value is None else value
 
     def error(self, path: tuple[str | int, ...], message: str) -> LoadError:
         if self.doc is None:
@@ -185,7 +194,7 @@ def warn_ignored(config: Config, consumed: set[str]) -> list[str]:
     """One warning for each Flyte key present that secretpatch does not act on."""
     messages = []
     for key in config.section:
-        if key in FLYTE_KEYS and key != "secretManagerTypes" and key not in consumed:
+        if key in FLYTE_KEYS and key != "secretManagerTypes" and key not in consumed | SERVER_KEYS:
             where = _dotted((*config.section_path, key))
             messages.append(f"{config.file}: {where} is ignored: secretpatch does not use {FLYTE_KEYS[key]}")
     for message in messages:

@@ -152,7 +152,7 @@ def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_config_warnings_go_to_stderr(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text("webhook:\n  certDir: /etc/webhook/certs\n")
+    config.write_text("webhook:\n  localCert: true\n")
     result = subprocess.run(
         [sys.executable, "-m", "secretpatch.cli", "render", EXAMPLE, "--config", str(config)],
         capture_output=True,
@@ -160,4 +160,4 @@ def test_config_warnings_go_to_stderr(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0
-    assert "secretpatch: warning: " in result.stderr and "webhook.certDir is ignored" in result.stderr
+    assert "secretpatch: warning: " in result.stderr and "webhook.localCert is ignored" in result.stderr

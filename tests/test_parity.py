@@ -134,22 +134,16 @@ def test_configured_image_and_resources_are_used() -> None:
 @pytest.mark.parametrize(
     "key",
     [
-        "certDir",
         "localCert",
-        "listenPort",
-        "serviceName",
-        "servicePort",
-        "secretName",
         "metrics-prefix",
         "secretManagerType",
         "awsSecretManager",
         "azureSecretManager",
         "vaultSecretManager",
         "embeddedSecretManagerConfig",
-        "namespaceSelector",
     ],
 )
-def test_flytes_other_webhook_keys_are_accepted_with_one_warning(
+def test_flytes_keys_secretpatch_does_not_use_are_accepted_with_one_warning(
     key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="secretpatch"):
@@ -300,3 +294,13 @@ def test_a_refused_secret_is_denied_with_400_and_flytes_message(engine: Engine) 
         'none of the secret managers injected secret [group:"a" group_version:"1" mount_requirement:ENV_VAR]'
     )
     assert "patch" not in response
+
+
+@pytest.mark.parametrize(
+    "key", ["certDir", "listenPort", "serviceName", "servicePort", "secretName", "namespaceSelector"]
+)
+def test_flytes_server_keys_are_accepted_without_a_warning(key: str) -> None:
+    """serve, webhook-config and manifests read these as Flyte does."""
+    engine = Engine.from_config({"webhook": {key: "x"}})
+    assert engine.warnings == ()
+    assert engine.config.flyte(key, None) == "x"

@@ -1,0 +1,206 @@
+"""The commands that run or deploy the webhook: serve, certs, webhook-config.
+
+They need the `server` extra (uvicorn, cryptography, ...), imported only when one of them
+runs, so that `render` and `review` work with the engine's dependencies alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import load_config
+from .errors import LoadError
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+class CommandError(Exception):
+    """A usage or environment problem; the CLI prints it and exits 2."""
+
+
+def _server_extra(what: str) -> None:
+    try:
+        import cryptography  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise CommandError(f"{what} needs the server extra: pip install 'secretpatch[server]'") from None
+
+
+def _flyte(args: argparse.Namespace, key: str, default: Any) -> Any:
+    """A Flyte webhook key from --config, for defaults that flags override."""
+    if args.config is None:
+        return default
+    return load_config(args.config).flyte(key, default)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _server_extra("serve")
+    from .engine import Engine
+    from .serve import ServeError, configure_logging, dev_cert_dir, serve
+
+    configure_logging()
+    engine = Engine.from_config(args.config)
+    port = args.port if args.port is not None else int(engine.config.flyte("listenPort", 9443))
+    if args.dev_certs:
+        cert_dir = dev_cert_dir()
+    else:
+        cert_dir = Path(args.cert_dir or engine.config.flyte("certDir", "/etc/webhook/certs"))
+    try:
+        return serve(
+            engine,
+            host=args.host,
+            port=port,
+            cert_dir=cert_dir,
+            reload_interval=args.cert_reload_interval,
+            grace=args.grace,
+        )
+    except ServeError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    _server_extra("certs")
+    from . import certs
+
+    service = args.service or _flyte(args, "serviceName", "flyte-pod-webhook")
+    if args.out_dir is None and args.secret is None:
+        raise CommandError("say where the certificates go: --out-dir DIR, --secret NAME, or both")
+    if args.renew:
+        if args.out_dir is None:
+            raise CommandError("--renew re-signs with the CA in --out-dir; give --out-dir")
+        try:
+            ca_cert = (args.out_dir / "ca.crt").read_bytes()
+            ca_key = (args.out_dir / "ca.key").read_bytes()
+        except OSError as exc:
+            raise CommandError(f"--renew needs ca.crt and ca.key in {args.out_dir}: {exc.strerror}") from None
+        cert, key = certs.serving_cert(
+            ca_cert, ca_key, service, args.namespace, days=args.days, key_type=args.key_type, dev=args.dev
+        )
+        bundle = certs.Bundle(ca_cert, ca_key, cert, key)
+    else:
+        bundle = certs.generate(service, args.namespace, days=args.days, key_type=args.key_type, dev=args.dev)
+    if args.out_dir is not None:
+        for path in certs.write_files(bundle, args.out_dir):
+            print(f"wrote {path}", file=sys.stderr)
+    if args.secret is not None:
+        secret_name = args.secret or _flyte(args, "secretName", "flyte-pod-webhook")
+        print(
+            yaml.safe_dump(certs.secret_manifest(bundle, secret_name, args.namespace), sort_keys=False),
+            end="",
+        )
+    info = certs.describe(bundle.cert)
+    print(
+        f"serving certificate: {info['subject']}; SANs {', '.join(info['sans'])}; valid until {info['not_after']}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_webhook_config(args: argparse.Namespace) -> int:
+    from .manifests import WebhookOptions, webhook_configuration
+
+    try:
+        ca = args.ca_file.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.ca_file}: {exc.strerror}") from None
+    if b"BEGIN CERTIFICATE" not in ca:
+        raise CommandError(f"{args.ca_file} is not a PEM certificate")
+    selector = _flyte(args, "namespaceSelector", {})
+    if args.namespace_selector is not None:
+        try:
+            selector = json.loads(args.namespace_selector)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--namespace-selector is not JSON: {exc}") from None
+    if not isinstance(selector, dict):
+        raise CommandError("the namespace selector must be a LabelSelector object")
+    options = WebhookOptions(
+        service=args.service or _flyte(args, "serviceName", "flyte-pod-webhook"),
+        namespace=args.namespace,
+        name=args.name,
+        port=args.port if args.port is not None else int(_flyte(args, "servicePort", 443)),
+        timeout_seconds=args.timeout_seconds,
+        reinvocation_policy=args.reinvocation_policy,
+        failure_policy=args.failure_policy,
+        namespace_selector=selector,
+    )
+    try:
+        print(yaml.safe_dump(webhook_configuration(ca, options), sort_keys=False), end="")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return EXIT_OK
+
+
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    serve = commands.add_parser("serve", parents=[common], help="run the HTTPS webhook")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104
+    serve.add_argument("--port", type=int, help="port (default: the config's listenPort, else 9443)")
+    serve.add_argument(
+        "--cert-dir", help="folder with tls.crt and tls.key (default: certDir, else /etc/webhook/certs)"
+    )
+    serve.add_argument("--dev-certs", action="store_true", help="make throwaway certificates for localhost")
+    serve.add_argument(
+        "--cert-reload-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often to look for new certificate files (default 10)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=25.0,
+        metavar="SECONDS",
+        help="how long in-flight reviews may take after SIGTERM (default 25)",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    certs = commands.add_parser("certs", parents=[common], help="make a CA and a serving certificate")
+    certs.add_argument(
+        "--service", help="the webhook's Service (default: serviceName, else flyte-pod-webhook)"
+    )
+    certs.add_argument("--namespace", default="flyte", help="its namespace (default flyte)")
+    certs.add_argument("--out-dir", type=Path, help="write ca.crt, ca.key, tls.crt, tls.key here")
+    certs.add_argument(
+        "--secret",
+        nargs="?",
+        const="",
+        help="print a kubernetes.io/tls Secret (default name: secretName, else flyte-pod-webhook)",
+    )
+    certs.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    certs.add_argument(
+        "--key-type", choices=("ecdsa", "rsa"), default="ecdsa", help="ECDSA P-256 (default) or RSA 2048"
+    )
+    certs.add_argument("--dev", action="store_true", help="also valid for localhost and 127.0.0.1")
+    certs.add_argument(
+        "--renew", action="store_true", help="new serving certificate from the CA already in --out-dir"
+    )
+    certs.set_defaults(func=cmd_certs)
+
+    hook = commands.add_parser(
+        "webhook-config", parents=[common], help="print the MutatingWebhookConfiguration"
+    )
+    hook.add_argument("--ca-file", type=Path, required=True, help="the CA certificate (ca.crt) for caBundle")
+    hook.add_argument(
+        "--service", help="the webhook's Service (default: serviceName, else flyte-pod-webhook)"
+    )
+    hook.add_argument("--namespace", default="flyte", help="its namespace (default flyte)")
+    hook.add_argument("--name", help="the configuration's name (default: the service name)")
+    hook.add_argument("--port", type=int, help="the Service port (default: servicePort, else 443)")
+    hook.add_argument(
+        "--timeout-seconds", type=int, default=5, help="how long the API server waits (default 5)"
+    )
+    hook.add_argument("--reinvocation-policy", choices=("Never", "IfNeeded"), default="Never")
+    hook.add_argument("--failure-policy", choices=("Fail", "Ignore"), default="Fail")
+    hook.add_argument(
+        "--namespace-selector", metavar="JSON", help="a LabelSelector (default: namespaceSelector, else all)"
+    )
+    hook.set_defaults(func=cmd_webhook_config)
+
+
+__all__ = ["CommandError", "LoadError", "add_commands"]

@@ -1,0 +1,145 @@
+"""Running the webhook: certificates, uvicorn, certificate reload, signals.
+
+Everything that can be wrong at start-up (config, rules, templates, certificates, port) fails
+here with the reason, before the first request. SIGTERM stops accepting connections, lets
+in-flight reviews finish within the grace period, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from . import certs
+from .engine import Engine
+from .server import JsonFormatter, WebhookApp
+
+log = logging.getLogger("secretpatch.server")
+
+
+class ServeError(Exception):
+    """The webhook cannot start; the message says why."""
+
+
+class CertWatcher:
+    """Reloads tls.crt/tls.key into the live SSL context when they change on disk.
+
+    cert-manager and kubelet replace Secret files by swapping a symlink, so both the files'
+    identity and their times are compared. A bad pair is logged and the old one kept."""
+
+    def __init__(self, context: ssl.SSLContext, cert: Path, key: Path, interval: float) -> None:
+        self.context, self.cert, self.key, self.interval = context, cert, key, interval
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[Any, ...]:
+        stamps: list[Any] = []
+        for path in (self.cert, self.key):
+            try:
+                st = os.stat(path)
+                stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def check(self) -> bool:
+        stamp = self._stamp()
+        if stamp == self._seen:
+            return False
+        self._seen = stamp
+        try:
+            self.context.load_cert_chain(str(self.cert), str(self.key))
+        except (OSError, ssl.SSLError) as exc:
+            log.error("certificate reload failed; keeping the old one", extra={"fields": {"error": str(exc)}})
+            return False
+        log.info("certificate reloaded", extra={"fields": {"cert": str(self.cert)}})
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.check()
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def dev_cert_dir() -> Path:
+    """Throwaway certificates for a local run, valid for localhost and 127.0.0.1."""
+    directory = Path(tempfile.mkdtemp(prefix="secretpatch-dev-certs-"))
+    certs.write_files(certs.generate("secretpatch", "default", days=1, dev=True), directory)
+    return directory
+
+
+def serve(
+    engine: Engine,
+    *,
+    host: str = "0.0.0.0",  # noqa: S104 - a webhook listens on the pod's address
+    port: int = 9443,
+    cert_dir: Path,
+    reload_interval: float = 10.0,
+    grace: float = 25.0,
+) -> int:
+    cert, key = cert_dir / "tls.crt", cert_dir / "tls.key"
+    for path in (cert, key):
+        if not path.is_file():
+            hint = f"run `secretpatch certs --out-dir {cert_dir}`, or use --dev-certs"
+            raise ServeError(f"no {path.name} in {cert_dir}; {hint}")
+    app = WebhookApp(engine)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=str(cert),
+        ssl_keyfile=str(key),
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_keep_alive=75,
+        timeout_graceful_shutdown=int(grace),
+    )
+    try:
+        config.load()
+    except (OSError, ssl.SSLError) as exc:
+        raise ServeError(f"cannot use the certificate in {cert_dir}: {exc}") from None
+    if config.ssl is None:  # pragma: no cover - uvicorn builds one whenever a cert is given
+        raise ServeError("uvicorn did not build a TLS context")
+    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    watcher = CertWatcher(config.ssl, cert, key, reload_interval)
+    app._on_startup.append(watcher.run)
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it stopped on once it has shut down; a handler of our own
+    # turns that into a normal return, so a graceful stop exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    log.info(
+        "serving",
+        extra={
+            "fields": {
+                "host": host,
+                "port": port,
+                "cert_dir": str(cert_dir),
+                "rules": [r.name for r in engine.rules],
+            }
+        },
+    )
+    server.run()
+    if not server.started:
+        raise ServeError(f"the server did not start on {host}:{port} (is the port in use?)")
+    log.info("stopped")
+    return 0

@@ -1,0 +1,203 @@
+"""The HTTPS webhook: a minimal ASGI app around Engine.review_outcome, served by uvicorn.
+
+The app only moves bytes: it checks the request (method, content type, size, JSON), hands the
+document to the engine, and writes the answer. A malformed call gets HTTP 400 with the reason
+(Kubernetes' first error channel); a pod that cannot get its secrets gets an AdmissionReview
+with `allowed: false` (the second). Nothing a client sends can make it answer 500 or stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from .admission import MUTATE_PATH
+from .engine import Engine
+from .errors import InputError
+
+MAX_BODY = 3 * 1024 * 1024  # the API server's own limit on a webhook request
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("secretpatch.server")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reviews = Counter(
+            "secretpatch_reviews", "AdmissionReviews answered, by result", ["result"], registry=self.registry
+        )
+        self.denials = Counter(
+            "secretpatch_denials", "Pods denied, by reason", ["reason"], registry=self.registry
+        )
+        self.secrets = Counter(
+            "secretpatch_secrets_injected", "Secrets injected into pods", registry=self.registry
+        )
+        self.latency = Histogram(
+            "secretpatch_review_duration_seconds",
+            "Time to answer one review, from the last body byte to the answer",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+
+
+class WebhookApp:
+    def __init__(
+        self, engine: Engine, *, max_body: int = MAX_BODY, on_startup: list[Any] | None = None
+    ) -> None:
+        self.engine = engine
+        self.max_body = max_body
+        self.metrics = Metrics()
+        self.ready = False
+        self._on_startup = on_startup or []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._tasks = [asyncio.ensure_future(start()) for start in self._on_startup]
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                for task in self._tasks:
+                    task.cancel()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        if path == MUTATE_PATH:
+            if method != "POST":
+                await _answer(send, 405, _error(f"{MUTATE_PATH} takes POST, not {method}"), allow="POST")
+                return
+            await self._review(scope, receive, send)
+        elif path in ("/healthz", "/readyz") and method in ("GET", "HEAD"):
+            ok = path == "/healthz" or self.ready
+            await _answer(send, 200 if ok else 503, b"ok\n" if ok else b"not ready\n", "text/plain")
+        elif path == "/metrics" and method in ("GET", "HEAD"):
+            await _answer(send, 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
+        else:
+            await _answer(
+                send, 404, _error(f"no route for {method} {path}; the webhook is POST {MUTATE_PATH}")
+            )
+
+    async def _review(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type != b"application/json":
+            await self._malformed(
+                send, f"content type must be application/json, not {content_type.decode('latin-1')!r}"
+            )
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await self._malformed(send, f"the body is {int(declared)} bytes; the limit is {self.max_body}")
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await self._malformed(send, f"the body is over the limit of {self.max_body} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        started = time.perf_counter()
+        try:
+            document = orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as exc:
+            await self._malformed(send, f"the body is not JSON: {exc}")
+            return
+        try:
+            outcome = self.engine.review_outcome(document)
+        except InputError as exc:
+            await self._malformed(send, str(exc))
+            return
+        except Exception as exc:  # fail closed: a bug must deny, never crash the server
+            log.exception("review failed")
+            await self._malformed(
+                send, f"secretpatch failed on this review: {type(exc).__name__}", status=500
+            )
+            return
+        body = orjson.dumps(outcome.response)
+        elapsed = time.perf_counter() - started
+        await _answer(send, 200, body)
+        self.metrics.reviews.labels(outcome.result).inc()
+        self.metrics.latency.observe(elapsed)
+        if outcome.denial:
+            self.metrics.denials.labels(outcome.denial).inc()
+        self.metrics.secrets.inc(len(outcome.secrets))
+        pod = outcome.request.pod
+        metadata = pod.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = {}
+        log.info(
+            "review",
+            extra={
+                "fields": {
+                    "uid": outcome.request.uid,
+                    "namespace": metadata.get("namespace"),
+                    "pod": metadata.get("name") or metadata.get("generateName"),
+                    "secrets": list(outcome.secrets),
+                    "result": outcome.result,
+                    "denial": outcome.denial,
+                    "duration_ms": round(elapsed * 1000, 3),
+                }
+            },
+        )
+
+    async def _malformed(self, send: Send, reason: str, status: int = 400) -> None:
+        self.metrics.reviews.labels("malformed" if status == 400 else "error").inc()
+        log.warning("bad request", extra={"fields": {"reason": reason, "status": status}})
+        await _answer(send, status, _error(reason))
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message})
+
+
+async def _answer(
+    send: Send, status: int, body: bytes, content_type: str = "application/json", **extra: str
+) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, message and the record's `fields`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)

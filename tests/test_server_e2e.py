@@ -1,0 +1,382 @@
+"""End to end over real TLS on 127.0.0.1: `secretpatch serve` as a process, reviews sent as
+the API server sends them (HTTPS POST, ?timeout=10s, keep-alive, verified against the CA)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pytest
+from secretpatch import Engine, certs
+
+from .conftest import admission_review, flyte_pod
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    cert_dir: Path
+    log: Path
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
+
+    def connect(self) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.context(), timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start(cert_dir: Path, tmp_path: Path) -> Server:
+    port = free_port()
+    log = tmp_path / f"server-{port}.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "secretpatch.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--cert-dir",
+            str(cert_dir),
+            "--cert-reload-interval",
+            "0.2",
+            "--grace",
+            "10",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    server = Server(process, port, cert_dir, log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited: {log.read_text()}")
+        try:
+            connection = server.connect()
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                connection.close()
+                return server
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"the server did not become ready: {log.read_text()}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    cert_dir = tmp_path / "certs"
+    certs.write_files(certs.generate("secretpatch", "default", dev=True, days=2), cert_dir)
+    running = start(cert_dir, tmp_path)
+    yield running
+    if running.process.poll() is None:
+        running.process.send_signal(signal.SIGTERM)
+        running.process.wait(timeout=20)
+
+
+def post(
+    connection: http.client.HTTPSConnection, body: bytes, content_type: str = "application/json"
+) -> tuple[int, Any]:
+    connection.request(
+        "POST", "/mutate--v1-pod?timeout=10s", body=body, headers={"Content-Type": content_type}
+    )
+    response = connection.getresponse()
+    data = response.read()
+    return response.status, json.loads(data) if data.startswith(b"{") else data
+
+
+def test_a_review_is_patched_over_tls_with_keep_alive(server: Server) -> None:
+    engine = Engine.from_config(None)
+    connection = server.connect()
+    for version in ("admission.k8s.io/v1", "admission.k8s.io/v1beta1", "admission.k8s.io/v1"):
+        pod = flyte_pod(
+            {"group": "a", "group_version": "1"},
+            {"group": "projects/p-12345/secrets/b", "group_version": "latest"},
+        )
+        status, answer = post(
+            connection, json.dumps(admission_review(pod, uid="e2e", api_version=version)).encode()
+        )
+        assert status == 200
+        assert answer["apiVersion"] == version
+        response = answer["response"]
+        assert response["uid"] == "e2e" and response["allowed"] is True
+        patched = jsonpatch.apply_patch(pod, json.loads(base64.b64decode(response["patch"])))
+        assert patched == engine.mutate(pod).pod
+    first_socket = connection.sock
+    post(connection, json.dumps(admission_review(flyte_pod())).encode())
+    assert connection.sock is first_socket, "the connection was not kept alive"
+
+
+def test_a_refused_secret_is_denied_and_dry_runs_get_the_same_answer(server: Server) -> None:
+    connection = server.connect()
+    pod = flyte_pod({"group": "a;reboot", "group_version": "1"})
+    answers = []
+    for dry_run in (False, True):
+        status, answer = post(connection, json.dumps(admission_review(pod, dryRun=dry_run)).encode())
+        assert status == 200
+        answers.append(answer)
+    assert answers[0] == answers[1]
+    response = answers[0]["response"]
+    assert response["allowed"] is False and response["status"]["code"] == 400
+    assert response["status"]["message"].startswith("none of the secret managers injected secret [")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"{not json", "application/json", "the body is not JSON"),
+        (b"{}", "text/plain", "content type must be application/json"),
+        (
+            json.dumps(admission_review(flyte_pod(), uid="")).encode(),
+            "application/json",
+            "request.uid is missing",
+        ),
+        (
+            json.dumps(
+                admission_review(flyte_pod(), kind={"group": "apps", "version": "v1", "kind": "Deployment"})
+            ).encode(),
+            "application/json",
+            "core/v1 Pods only",
+        ),
+        (b"[]", "application/json", "an AdmissionReview must be a JSON object"),
+        (b'{"apiVersion": "v1"}', "application/json", "is not an AdmissionReview version"),
+        (b"x" * (3 * 1024 * 1024 + 1), "application/json", "the limit is 3145728"),
+    ],
+)
+def test_malformed_calls_get_400_with_the_reason_and_the_server_keeps_serving(
+    server: Server, body: bytes, content_type: str, message: str
+) -> None:
+    connection = server.connect()
+    status, answer = post(connection, body, content_type)
+    assert status == 400
+    assert message in answer["message"]
+    check = server.connect()
+    check.request("GET", "/healthz")
+    assert check.getresponse().status == 200
+
+
+def test_other_routes_and_methods(server: Server) -> None:
+    connection = server.connect()
+    connection.request("GET", "/mutate--v1-pod")
+    response = connection.getresponse()
+    assert response.status == 405 and response.getheader("allow") == "POST"
+    response.read()
+    connection.request("GET", "/nope")
+    response = connection.getresponse()
+    assert response.status == 404 and b"POST /mutate--v1-pod" in response.read()
+
+
+def test_metrics_count_results_denials_and_secrets(server: Server) -> None:
+    connection = server.connect()
+    post(
+        connection,
+        json.dumps(
+            admission_review(
+                flyte_pod({"group": "a", "group_version": "1"}, {"group": "b", "group_version": "2"})
+            )
+        ).encode(),
+    )
+    post(
+        connection,
+        json.dumps(
+            admission_review(flyte_pod({"group": "a", "group_version": "1", "mount_requirement": "ENV_VAR"}))
+        ).encode(),
+    )
+    post(connection, b"{", "application/json")
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    assert 'secretpatch_reviews_total{result="patched"} 1.0' in text
+    assert 'secretpatch_reviews_total{result="denied"} 1.0' in text
+    assert 'secretpatch_reviews_total{result="malformed"} 1.0' in text
+    assert 'secretpatch_denials_total{reason="mount-requirement"} 1.0' in text
+    assert "secretpatch_secrets_injected_total 2.0" in text
+    assert "secretpatch_review_duration_seconds_count 2.0" in text
+
+
+def test_each_review_is_one_json_log_line_with_names_only(server: Server) -> None:
+    connection = server.connect()
+    post(
+        connection,
+        json.dumps(admission_review(flyte_pod({"group": "db", "group_version": "3"}), uid="log-1")).encode(),
+    )
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+        reviews = [line for line in lines if line["msg"] == "review"]
+        if reviews:
+            break
+        time.sleep(0.05)
+    assert reviews[0]["uid"] == "log-1"
+    assert reviews[0]["namespace"] == "flytesnacks-development" and reviews[0]["pod"] == "task-pod"
+    assert reviews[0]["secrets"] == ["db/3"] and reviews[0]["result"] == "patched"
+    assert isinstance(reviews[0]["duration_ms"], float)
+
+
+def test_new_certificate_files_are_served_without_a_restart(server: Server) -> None:
+    old_ca = (server.cert_dir / "ca.crt").read_bytes()
+    kept = server.connect()
+    assert post(kept, json.dumps(admission_review(flyte_pod())).encode())[0] == 200
+    certs.write_files(certs.generate("secretpatch", "default", dev=True, days=2), server.cert_dir)
+    new_context = ssl.create_default_context(cafile=str(server.cert_dir / "ca.crt"))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=new_context, timeout=5)
+            connection.request("GET", "/healthz")
+            assert connection.getresponse().status == 200
+            break
+        except ssl.SSLCertVerificationError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    assert (server.cert_dir / "ca.crt").read_bytes() != old_ca
+    assert post(kept, json.dumps(admission_review(flyte_pod())).encode())[0] == 200
+    assert server.process.poll() is None
+
+
+def test_sigterm_finishes_reviews_in_flight_and_exits_0(server: Server) -> None:
+    requests = [f"flyte.secrets/s{i}" for i in range(60)]
+    pod = flyte_pod(*({"group": f"s{i}", "group_version": "1"} for i in range(len(requests))))
+    body = json.dumps(admission_review(pod)).encode()
+    clients = 12
+    sent = threading.Barrier(clients + 1)
+    results: list[int] = []
+
+    def client() -> None:
+        connection = server.connect()
+        connection.connect()
+        connection.putrequest("POST", "/mutate--v1-pod?timeout=10s")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        sent.wait()
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        results.append(response.status if answer["response"]["allowed"] else -1)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    sent.wait()
+    server.process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=20)
+    assert results == [200] * clients
+    assert server.process.wait(timeout=20) == 0
+    log = server.log.read_text()
+    assert '"msg": "stopped"' in log
+
+
+def test_start_up_fails_fast_on_bad_certificates(tmp_path: Path) -> None:
+    (tmp_path / "tls.crt").write_text("not a certificate")
+    (tmp_path / "tls.key").write_text("not a key")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "secretpatch.cli",
+            "serve",
+            "--cert-dir",
+            str(tmp_path),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"cannot use the certificate in {tmp_path}" in result.stderr
+
+
+def test_start_up_fails_fast_on_missing_certificates_and_bad_config(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "secretpatch.cli", "serve", "--cert-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2 and f"no tls.crt in {tmp_path}" in result.stderr
+    config = tmp_path / "c.yaml"
+    config.write_text("webhook:\n  gcpSecretManger: {}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "secretpatch.cli", "serve", "--dev-certs", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2 and "did you mean 'gcpSecretManager'?" in result.stderr
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_only_tls_1_2_and_newer_is_spoken(server: Server) -> None:
+    context = server.context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=5)
+    with pytest.raises(ssl.SSLError):
+        connection.request("GET", "/healthz")
+
+
+def test_dev_certs_make_a_working_local_server(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "secretpatch.cli",
+            "serve",
+            "--dev-certs",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        context = ssl._create_unverified_context()  # throwaway CA: this test checks it answers
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
+                connection.request("GET", "/readyz")
+                assert connection.getresponse().status == 200
+                connection.close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("no answer")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
