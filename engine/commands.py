@@ -1,4 +1,4 @@
-"""The commands that run or deploy the webhook: serve, certs, webhook-config.
+"""The commands that run or deploy the webhook: serve, certs, webhook-config, manifests.
 
 They need the `server` extra (uvicorn, cryptography, ...), imported only when one of them
 runs, so that `render` and `review` work with the engine's dependencies alone.
@@ -103,7 +103,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_webhook_config(args: argparse.Namespace) -> int:
-    from .manifests import WebhookOptions, webhook_configuration
+    from .manifests import webhook_configuration
 
     try:
         ca = args.ca_file.read_bytes()
@@ -111,6 +111,13 @@ def cmd_webhook_config(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot read {args.ca_file}: {exc.strerror}") from None
     if b"BEGIN CERTIFICATE" not in ca:
         raise CommandError(f"{args.ca_file} is not a PEM certificate")
+    print(yaml.safe_dump(webhook_configuration(ca, _webhook_options(args)), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _webhook_options(args: argparse.Namespace) -> Any:
+    from .manifests import WebhookOptions
+
     selector = _flyte(args, "namespaceSelector", {})
     if args.namespace_selector is not None:
         try:
@@ -119,7 +126,9 @@ def cmd_webhook_config(args: argparse.Namespace) -> int:
             raise CommandError(f"--namespace-selector is not JSON: {exc}") from None
     if not isinstance(selector, dict):
         raise CommandError("the namespace selector must be a LabelSelector object")
-    options = WebhookOptions(
+    if not 1 <= args.timeout_seconds <= 30:
+        raise CommandError("timeoutSeconds must be between 1 and 30 (the API server's limits)")
+    return WebhookOptions(
         service=args.service or _flyte(args, "serviceName", "flyte-pod-webhook"),
         namespace=args.namespace,
         name=args.name,
@@ -129,11 +138,50 @@ def cmd_webhook_config(args: argparse.Namespace) -> int:
         failure_policy=args.failure_policy,
         namespace_selector=selector,
     )
-    try:
-        print(yaml.safe_dump(webhook_configuration(ca, options), sort_keys=False), end="")
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
+
+
+def cmd_manifests(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .manifests import DeployOptions, cluster_objects
+
+    webhook = _webhook_options(args)
+    config_text = "webhook:\n  secretManagerTypes: [GCP]\n"
+    if args.config is not None:
+        load_config(args.config)  # refuse a broken config here, not in the cluster
+        config_text = Path(args.config).read_text(encoding="utf-8")
+    options = DeployOptions(
+        webhook=webhook,
+        image=args.image or f"secretpatch:{__version__}",
+        replicas=args.replicas,
+        cert_manager=args.cert_manager,
+        config_text=config_text,
+    )
+    ca_pem, secret = None, None
+    if not args.cert_manager:
+        _server_extra("manifests (its certificates)")
+        from . import certs
+
+        bundle = certs.generate(webhook.service, webhook.namespace, days=args.days)
+        ca_pem, secret = bundle.ca_cert, certs.secret_manifest(bundle, webhook.service, webhook.namespace)
+    print(yaml.safe_dump_all(cluster_objects(options, ca_pem, secret), sort_keys=False), end="")
     return EXIT_OK
+
+
+def _webhook_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--service", help="the webhook's Service (default: serviceName, else flyte-pod-webhook)"
+    )
+    parser.add_argument("--namespace", default="flyte", help="its namespace (default flyte)")
+    parser.add_argument("--name", help="the webhook configuration's name (default: the service name)")
+    parser.add_argument("--port", type=int, help="the Service port (default: servicePort, else 443)")
+    parser.add_argument(
+        "--timeout-seconds", type=int, default=5, help="how long the API server waits (default 5)"
+    )
+    parser.add_argument("--reinvocation-policy", choices=("Never", "IfNeeded"), default="Never")
+    parser.add_argument("--failure-policy", choices=("Fail", "Ignore"), default="Fail")
+    parser.add_argument(
+        "--namespace-selector", metavar="JSON", help="a LabelSelector (default: namespaceSelector, else all)"
+    )
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -186,21 +234,24 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "webhook-config", parents=[common], help="print the MutatingWebhookConfiguration"
     )
     hook.add_argument("--ca-file", type=Path, required=True, help="the CA certificate (ca.crt) for caBundle")
-    hook.add_argument(
-        "--service", help="the webhook's Service (default: serviceName, else flyte-pod-webhook)"
-    )
-    hook.add_argument("--namespace", default="flyte", help="its namespace (default flyte)")
-    hook.add_argument("--name", help="the configuration's name (default: the service name)")
-    hook.add_argument("--port", type=int, help="the Service port (default: servicePort, else 443)")
-    hook.add_argument(
-        "--timeout-seconds", type=int, default=5, help="how long the API server waits (default 5)"
-    )
-    hook.add_argument("--reinvocation-policy", choices=("Never", "IfNeeded"), default="Never")
-    hook.add_argument("--failure-policy", choices=("Fail", "Ignore"), default="Fail")
-    hook.add_argument(
-        "--namespace-selector", metavar="JSON", help="a LabelSelector (default: namespaceSelector, else all)"
-    )
+    _webhook_flags(hook)
     hook.set_defaults(func=cmd_webhook_config)
+
+    manifests = commands.add_parser(
+        "manifests", parents=[common], help="print every object a cluster needs, for kubectl apply -f -"
+    )
+    _webhook_flags(manifests)
+    manifests.add_argument(
+        "--image", help="the secretpatch image (default secretpatch:<version>; build it from the Dockerfile)"
+    )
+    manifests.add_argument("--replicas", type=int, default=2, help="webhook replicas (default 2)")
+    manifests.add_argument(
+        "--cert-manager", action="store_true", help="let cert-manager issue and renew the certificate"
+    )
+    manifests.add_argument(
+        "--days", type=int, default=3650, help="validity of generated certificates (default 3650)"
+    )
+    manifests.set_defaults(func=cmd_manifests)
 
 
 __all__ = ["CommandError", "LoadError", "add_commands"]

@@ -1,0 +1,158 @@
+"""What `secretpatch manifests` prints and the Dockerfile, checked as a cluster would."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from cryptography import x509
+from secretpatch.cli import build_parser, main
+
+from .conftest import ROOT
+from .kube import VERSIONS
+
+
+def manifests(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, Any]]:
+    try:
+        code = main(["manifests", *argv])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return list(yaml.safe_load_all(out))
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_every_object_validates_against_the_kubernetes_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    objects = manifests(capsys, "--image", "registry.example.com/secretpatch:0.1.0")
+    assert [o["kind"] for o in objects] == [
+        "ServiceAccount",
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+        "MutatingWebhookConfiguration",
+    ]
+    for obj in objects:
+        for version in VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_pieces_fit_together(capsys: pytest.CaptureFixture[str]) -> None:
+    objects = manifests(capsys, "--namespace", "ops", "--service", "hook", "--replicas", "3")
+    (secret,) = by_kind(objects, "Secret")
+    (deployment,) = by_kind(objects, "Deployment")
+    (service,) = by_kind(objects, "Service")
+    (config,) = by_kind(objects, "MutatingWebhookConfiguration")
+    (pdb,) = by_kind(objects, "PodDisruptionBudget")
+    assert all(o["metadata"].get("namespace") in ("ops", None) for o in objects)
+    ca = base64.b64decode(secret["data"]["ca.crt"])
+    assert base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]) == ca
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    assert sans == ["hook", "hook.ops", "hook.ops.svc"]
+    assert config["webhooks"][0]["clientConfig"]["service"] == {
+        "name": "hook",
+        "namespace": "ops",
+        "path": "/mutate--v1-pod",
+        "port": 443,
+    }
+    assert service["metadata"]["name"] == "hook"
+    assert service["spec"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert deployment["spec"]["replicas"] == 3
+    assert container["ports"] == [{"name": "https", "containerPort": 9443, "protocol": "TCP"}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["volumes"][0] == {"name": "certs", "secret": {"secretName": secret["metadata"]["name"]}}
+    assert (
+        service["spec"]["selector"]
+        == deployment["spec"]["selector"]["matchLabels"]
+        == pdb["spec"]["selector"]["matchLabels"]
+    )
+    args = build_parser().parse_args(container["args"])
+    assert (args.command, args.config, args.cert_dir, args.port) == (
+        "serve",
+        "/etc/secretpatch/config.yaml",
+        "/etc/webhook/certs",
+        9443,
+    )
+
+
+def test_the_config_map_carries_the_operators_config(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "examples" / "config.yaml").read_text()
+    objects = manifests(capsys, "--config", str(ROOT / "examples" / "config.yaml"))
+    (config_map,) = by_kind(objects, "ConfigMap")
+    assert config_map["data"] == {"config.yaml": text}
+
+
+def test_a_broken_config_is_refused_before_it_reaches_the_cluster(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("webhook:\n  gcpSecretManger: {}\n")
+    with pytest.raises(SystemExit) as caught:
+        main(["manifests", "--config", str(bad)])
+    assert caught.value.code == 2
+    assert "did you mean 'gcpSecretManager'?" in capsys.readouterr().err
+
+
+def test_cert_manager_issues_the_certificate_and_injects_the_ca(capsys: pytest.CaptureFixture[str]) -> None:
+    objects = manifests(capsys, "--cert-manager")
+    assert not by_kind(objects, "Secret")
+    certificates = by_kind(objects, "Certificate")
+    serving = next(c for c in certificates if not c["spec"].get("isCA"))
+    assert serving["spec"]["secretName"] == "flyte-pod-webhook"
+    assert serving["spec"]["dnsNames"] == [
+        "flyte-pod-webhook",
+        "flyte-pod-webhook.flyte",
+        "flyte-pod-webhook.flyte.svc",
+    ]
+    (config,) = by_kind(objects, "MutatingWebhookConfiguration")
+    assert config["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": "flyte/flyte-pod-webhook"}
+    assert "caBundle" not in config["webhooks"][0]["clientConfig"]
+    for obj in objects:
+        if obj["apiVersion"].startswith("cert-manager.io/"):
+            continue
+        for version in VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_dockerfile_passes_hadolint_and_runs_as_the_deployments_user(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (ROOT / "Dockerfile").read_text()
+    user = re.search(r"^USER (\d+):(\d+)$", text, re.MULTILINE)
+    assert user is not None and user.group(1) != "0"
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.MULTILINE):
+        for path in source.split():
+            assert (ROOT / path).exists(), path
+    assert 'ENTRYPOINT ["secretpatch"]' in text
+    (deployment,) = by_kind(manifests(capsys), "Deployment")
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == int(user.group(1))
