@@ -30,6 +30,8 @@ test: lint types unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/server.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

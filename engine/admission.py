@@ -92,7 +92,10 @@ class PatchEncoder:
                 text = "[" + ",".join(self._item(v) for v in value) + "]"
             else:
                 text = self._item(value)
-            parts.append(f'{{"op":"add","path":{json.dumps(op["path"])},"value":{text}}}')
+            path = op["path"]
+            plain = '"' not in path and "\\" not in path and path.isascii()
+            quoted = f'"{path}"' if plain else json.dumps(path)
+            parts.append(f'{{"op":"add","path":{quoted},"value":{text}}}')
         return ("[" + ",".join(parts) + "]").encode("utf-8")
 
 

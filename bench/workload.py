@@ -1,0 +1,196 @@
+"""The workload both benchmarks use: Flyte task pods and AdmissionReviews as the API server
+sends them to a mutating webhook."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from secretpatch.secrets import encode_request
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def realistic_pod() -> dict[str, Any]:
+    """The example task pod as the API server hands it to a mutating webhook on CREATE.
+
+    By then the pod has been defaulted, the ServiceAccount and DefaultTolerationSeconds
+    admission plugins have added the token volume, its mounts and two tolerations, and the
+    field manager has recorded managedFields for FlytePropeller.
+    """
+    pod: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "pod.yaml").read_text())
+    spec = pod["spec"]
+    main = spec["containers"][0]
+    main["env"] += [
+        {"name": name, "value": value}
+        for name, value in (
+            ("FLYTE_ATTEMPT_NUMBER", "0"),
+            ("FLYTE_INTERNAL_TASK_PROJECT", "flytesnacks"),
+            ("FLYTE_INTERNAL_TASK_DOMAIN", "development"),
+            ("FLYTE_INTERNAL_TASK_NAME", "workflows.example.say_hello"),
+            ("FLYTE_INTERNAL_TASK_VERSION", "v3-7f3b9c2d"),
+            ("FLYTE_INTERNAL_PROJECT", "flytesnacks"),
+            ("FLYTE_INTERNAL_DOMAIN", "development"),
+            ("FLYTE_INTERNAL_NAME", "workflows.example.say_hello"),
+            ("FLYTE_INTERNAL_VERSION", "v3-7f3b9c2d"),
+            ("FLYTE_AWS_ENDPOINT", "http://minio.flyte.svc.cluster.local:9000"),
+            ("FLYTE_AWS_ACCESS_KEY_ID", "minio"),
+            ("FLYTE_STATSD_HOST", "statsd.monitoring.svc.cluster.local"),
+            ("PYTHONUNBUFFERED", "1"),
+        )
+    ]
+    main.update(
+        {
+            "imagePullPolicy": "IfNotPresent",
+            "terminationMessagePath": "/dev/termination-log",
+            "volumeMounts": [
+                {
+                    "name": "kube-api-access-4xq2m",
+                    "readOnly": True,
+                    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                }
+            ],
+        }
+    )
+    spec.update(
+        {
+            "volumes": [
+                {
+                    "name": "kube-api-access-4xq2m",
+                    "projected": {
+                        "defaultMode": 420,
+                        "sources": [
+                            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                            {
+                                "configMap": {
+                                    "name": "kube-root-ca.crt",
+                                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                                }
+                            },
+                            {
+                                "downwardAPI": {
+                                    "items": [
+                                        {
+                                            "path": "namespace",
+                                            "fieldRef": {
+                                                "apiVersion": "v1",
+                                                "fieldPath": "metadata.namespace",
+                                            },
+                                        }
+                                    ]
+                                }
+                            },
+                        ],
+                    },
+                }
+            ],
+            "dnsPolicy": "ClusterFirst",
+            "enableServiceLinks": True,
+            "preemptionPolicy": "PreemptLowerPriority",
+            "priority": 0,
+            "schedulerName": "default-scheduler",
+            "securityContext": {},
+            "terminationGracePeriodSeconds": 30,
+            "tolerations": [
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+            ],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "flyte.org/node-role", "operator": "In", "values": ["worker"]}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+        }
+    )
+    metadata = pod["metadata"]
+    metadata["ownerReferences"] = [
+        {
+            "apiVersion": "flyte.lyft.com/v1alpha1",
+            "kind": "flyteworkflow",
+            "name": "ahvpkfmvnh8ltbpbvrwz",
+            "uid": "3f4c1f0e-9a9b-4c1e-8a43-6f0e8d1b2a77",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    metadata["managedFields"] = [
+        {
+            "manager": "flytepropeller",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "time": "2026-11-28T00:00:00Z",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:metadata": _fields(
+                    {k: v for k, v in metadata.items() if k in ("labels", "annotations", "ownerReferences")}
+                ),
+                "f:spec": _fields(spec),
+            },
+        }
+    ]
+    return pod
+
+
+def _fields(value: Any) -> Any:
+    """A fieldsV1 set, as the API server's field manager writes it."""
+    if isinstance(value, dict):
+        return {f"f:{key}": _fields(item) for key, item in value.items()}
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
+        return {f'k:{{"name":"{v["name"]}"}}': {".": {}, **_fields(v)} for v in value}
+    return {}
+
+
+def review_for(pod: dict[str, Any], groups: list[str]) -> bytes:
+    pod = copy.deepcopy(pod)
+    annotations = {
+        k: v for k, v in pod["metadata"]["annotations"].items() if not k.startswith("flyte.secrets/")
+    }
+    for i, group in enumerate(groups):
+        annotations[f"flyte.secrets/s{i}"] = encode_request(
+            f'group: "{group}"\ngroup_version: "{i % 7 + 1}"\n'
+        )
+    pod["metadata"]["annotations"] = annotations
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": pod["metadata"]["namespace"],
+            "operation": "CREATE",
+            "userInfo": {
+                "username": "system:serviceaccount:flyte:flytepropeller",
+                "uid": "0c5d",
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:flyte", "system:authenticated"],
+            },
+            "object": pod,
+            "oldObject": None,
+            "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    }
+    return json.dumps(review).encode()
