@@ -19,6 +19,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench
 	$(BIN)/ruff format --check engine tests bench
+	$(BIN)/hadolint Dockerfile
 
 types: $(STAMP)
 	$(BIN)/mypy
