@@ -17,8 +17,8 @@ run: $(STAMP)
 	$(BIN)/secretpatch serve --dev-certs --config examples/config.yaml --host 127.0.0.1 --port 9443
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine tests bench
-	$(BIN)/ruff format --check engine tests bench
+	$(BIN)/ruff check engine tests bench examples
+	$(BIN)/ruff format --check engine tests bench examples
 	$(BIN)/hadolint Dockerfile
 
 types: $(STAMP)

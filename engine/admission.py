@@ -106,9 +106,15 @@ def build_response(
     patch: list[PatchOp] | None = None,
     denial: str | None = None,
     encode: Callable[[list[PatchOp]], bytes] = encode_patch,
+    audit: dict[str, str] | None = None,
 ) -> AdmissionReviewResponse:
-    """The answer to one review: allowed with an optional JSONPatch, or denied with 400."""
+    """The answer to one review: allowed with an optional JSONPatch, or denied with 400.
+
+    `audit` becomes auditAnnotations; the API server records them in the audit log under
+    `<webhook name>/<key>`."""
     response: AdmissionResponse = {"uid": uid, "allowed": denial is None}
+    if audit:
+        response["auditAnnotations"] = audit
     if denial is not None:
         response["status"] = {"code": 400, "message": denial}
     elif patch:
@@ -130,18 +136,18 @@ class Outcome:
 
 
 def review(
-    mutate: Callable[[Mapping[str, Any]], tuple[list[PatchOp], tuple[str, ...]]],
+    mutate: Callable[[Mapping[str, Any]], tuple[list[PatchOp], tuple[str, ...], dict[str, str]]],
     document: Any,
     encode: Callable[[list[PatchOp]], bytes] = encode_patch,
 ) -> Outcome:
-    """Answer a review with `mutate` (pod to patch and secret names). Only the envelope can
-    raise."""
+    """Answer a review with `mutate` (pod to patch, secret names, audit annotations). Only
+    the envelope can raise."""
     request = parse_request(document)
     version, uid = request.api_version, request.uid
     if request.operation != "CREATE":
         return Outcome(build_response(version, uid), request, "skipped")
     try:
-        patch, secrets = mutate(request.pod)
+        patch, secrets, audit = mutate(request.pod)
     except Rejected as exc:
         return Outcome(build_response(version, uid, denial=exc.message), request, "denied", denial=exc.code)
     except InputError as exc:
@@ -152,5 +158,5 @@ def review(
     except RenderError as exc:
         message = f"secretpatch cannot mutate the pod: {exc}"
         return Outcome(build_response(version, uid, denial=message), request, "denied", denial="render-error")
-    response = build_response(version, uid, patch=patch, encode=encode)
+    response = build_response(version, uid, patch=patch, encode=encode, audit=audit)
     return Outcome(response, request, "patched" if patch else "unchanged", secrets)

@@ -76,10 +76,30 @@ def _print_mutation(mutation: Mutation, output: str) -> None:
                 print(text)
 
 
+def explain(mutation: Mutation) -> str:
+    """One line per operation: what it does, and the rule, template and secret behind it."""
+    rows = [
+        (op["op"], op["path"], source.rule, source.template, f"{source.annotation} ({source.secret})")
+        for op, source in zip(mutation.patch, mutation.sources, strict=True)
+    ]
+    header = ("op", "path", "rule", "template", "secret")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    lines = []
+    for row in [header, *rows]:
+        lines.append(
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4]
+        )
+    return "\n".join(lines)
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     engine = _engine(args)
     pod = _pod_of(read_document(args.pod), args.pod)
-    _print_mutation(engine.mutate(pod), args.output)
+    mutation = engine.mutate(pod)
+    if args.explain:
+        print(explain(mutation) if mutation.patch else "no operations: the pod is left as it is")
+    else:
+        _print_mutation(mutation, args.output)
     return EXIT_OK
 
 
@@ -123,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="patch",
         help="patch: the RFC 6902 JSONPatch (default); pod: the patched pod as YAML; "
         "commands: the shell line of each injected secret",
+    )
+    render.add_argument(
+        "--explain",
+        action="store_true",
+        help="list each operation with the rule, template and secret behind it",
     )
     render.set_defaults(func=cmd_render)
 

@@ -40,12 +40,23 @@ class Injected:
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where one operation came from: the rule, the fragment's template, the secret."""
+
+    rule: str
+    template: str
+    annotation: str
+    secret: str  # group/group_version
+
+
+@dataclass(frozen=True)
 class Mutation:
     """The result of `Engine.mutate`. `patch` is RFC 6902 against `original`."""
 
     original: Mapping[str, Any]
     patch: list[PatchOp]
     injected: tuple[Injected, ...] = ()
+    sources: tuple[Source, ...] = ()  # one per operation of `patch`
 
     @cached_property
     def pod(self) -> dict[str, Any]:
@@ -88,7 +99,9 @@ class Engine:
         injected = []
         for request, rule in chosen:
             rendered = rule.render(request, patch.length("initContainers"), pod)
+            name = f"{request.group}/{request.group_version}"
             for spec, items in zip(rule.fragments, rendered.items, strict=True):
+                patch.source = (rule.name, spec.fragment.name, request.annotation, name)
                 try:
                     _merge(patch, spec, items, merged)
                 except NameCollision as exc:
@@ -99,7 +112,8 @@ class Engine:
                         code="name-collision",
                     ) from None
             injected.append(Injected(request, rule.name, rendered.texts))
-        return Mutation(pod, patch.ops, tuple(injected))
+        sources = tuple(Source(*source) for source in patch.sources) if copy_items else ()
+        return Mutation(pod, patch.ops, tuple(injected), sources)
 
     def review(self, review: Mapping[str, Any]) -> AdmissionReviewResponse:
         """An AdmissionReview response; raises InputError only for a malformed review."""
@@ -109,9 +123,13 @@ class Engine:
         """`review`, plus what a server logs and counts: result, secret names, denial code."""
         return admission.review(self._review_mutate, review, self._encode)
 
-    def _review_mutate(self, pod: Mapping[str, Any]) -> tuple[list[PatchOp], tuple[str, ...]]:
+    def _review_mutate(self, pod: Mapping[str, Any]) -> tuple[list[PatchOp], tuple[str, ...], dict[str, str]]:
         mutation = self._mutate(pod, copy_items=False)
-        return mutation.patch, tuple(f"{i.secret.group}/{i.secret.group_version}" for i in mutation.injected)
+        if not mutation.injected:
+            return mutation.patch, (), {}
+        secrets = tuple(f"{i.secret.group}/{i.secret.group_version}" for i in mutation.injected)
+        rules = sorted({i.rule for i in mutation.injected})
+        return mutation.patch, secrets, {"secrets": ",".join(secrets), "rule": ",".join(rules)}
 
     def _choose_rule(self, request: SecretRequest) -> Rule:
         reasons = []

@@ -68,6 +68,9 @@ class PodPatch:
         self._lists: dict[Key, list[Any] | None] = {}
         self._owned: set[Key] = set()
         self.ops: list[PatchOp] = []
+        # Provenance: for each operation, whatever the caller set as `source` when it was made.
+        self.sources: list[Any] = []
+        self.source: Any = None
         self._copy_items = copy_items
         self._container_names: dict[str, str] | None = None
 
@@ -125,6 +128,7 @@ class PodPatch:
             self.ops.append({"op": "add", "path": path, "value": [item]})
         else:
             self.ops.append({"op": "add", "path": f"{path}/{0 if first else '-'}", "value": item})
+        self.sources.append(self.source)
         items = self._writable(key)
         if first:
             items.insert(0, item)
@@ -139,6 +143,7 @@ class PodPatch:
 
     def remove(self, key: Key, index: int) -> None:
         self.ops.append({"op": "remove", "path": f"{pointer(key)}/{index}"})
+        self.sources.append(self.source)
         del self._writable(key)[index]
         self._shift(key, index, -1)
         if len(key) == 1 and key[0] in CONTAINER_LISTS:

@@ -34,6 +34,7 @@ class AdmissionResponse(TypedDict):
     patch: NotRequired[str]
     status: NotRequired[Status]
     warnings: NotRequired[list[str]]
+    auditAnnotations: NotRequired[dict[str, str]]
 
 
 class AdmissionReviewResponse(TypedDict):
