@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from . import __version__
+from . import __version__, workflow
 from .commands import CommandError, add_commands
 from .engine import Engine, Mutation
 from .errors import InputError, LoadError, Rejected, RenderError
@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("review", metavar="REVIEW")
     review.set_defaults(func=cmd_review)
     add_commands(commands, common)
+    workflow.add_commands(commands, common)
     return parser
 
 
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except _Exit as exc:
         _fail(exc.code, str(exc))
-    except CommandError as exc:
+    except (CommandError, workflow.WorkflowError) as exc:
         _fail(EXIT_USAGE, str(exc))
     except LoadError as exc:
         _fail(EXIT_USAGE, str(exc))

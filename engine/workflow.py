@@ -1,0 +1,198 @@
+"""The operator's commands: test (golden cases), diff (what a mutation does), init (a
+working copy of the bundled rules, templates and a starter case)."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .bundled import bundled_dir
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class WorkflowError(Exception):
+    """A usage problem; the CLI prints it and exits 2."""
+
+
+def _needs(module: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:
+        raise WorkflowError(f"this command needs {module}: pip install 'secretpatch[tools]'") from None
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    _needs("deepdiff")
+    from .casetest import CaseRunner, find_cases, junit
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise WorkflowError(f"{root} is not a folder")
+    cases = find_cases(root)
+    if not cases:
+        raise WorkflowError(f"no cases under {root}: a case is a folder with an input.yaml")
+    if args.update and os.environ.get("CI") and not args.update_in_ci:
+        raise WorkflowError(
+            "refusing --update in CI (CI is set): golden files are reviewed, not regenerated; add --update-in-ci to insist"
+        )
+    runner = CaseRunner(Path(args.config) if args.config else None)
+    results = []
+    for case in cases:
+        name = case.relative_to(root).as_posix() if case != root else case.name
+        result = runner.run(case, name, update=args.update)
+        results.append(result)
+        print(f"{'PASS' if result.passed else 'FAIL'}  {name}")
+        for line in result.problems:
+            print(f"      {line}")
+        for line in result.notes:
+            print(f"      ({line})")
+        sys.stdout.flush()
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    if args.junit:
+        junit(results, Path(args.junit))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+COLORS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
+RESET = "\033[0m"
+
+
+def summary(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Volumes, init containers, mounts and env vars that the mutation added."""
+    lines = []
+    old_spec, new_spec = before.get("spec") or {}, after.get("spec") or {}
+
+    def names(items: Any) -> list[str]:
+        return [i.get("name", "?") for i in items or [] if isinstance(i, dict)]
+
+    for field_name, label in (("volumes", "volume"), ("initContainers", "init container")):
+        added = [n for n in names(new_spec.get(field_name)) if n not in names(old_spec.get(field_name))]
+        lines += [f"+ {label} {n}" for n in added]
+    old_containers = {
+        c.get("name"): c for key in ("initContainers", "containers") for c in old_spec.get(key) or []
+    }
+    for key in ("initContainers", "containers"):
+        for container in new_spec.get(key) or []:
+            if container.get("name") not in old_containers:
+                continue  # new: listed above
+            old = old_containers[container.get("name")]
+            mounts = [
+                n for n in names(container.get("volumeMounts")) if n not in names(old.get("volumeMounts"))
+            ]
+            env = [n for n in names(container.get("env")) if n not in names(old.get("env"))]
+            if mounts or env:
+                parts = [
+                    f"mounts {', '.join(mounts)}" if mounts else "",
+                    f"env {', '.join(env)}" if env else "",
+                ]
+                lines.append(f"~ {container.get('name')}: " + "; ".join(p for p in parts if p))
+    return lines
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .cli import _pod_of, read_document
+    from .engine import Engine
+
+    pod = _pod_of(read_document(args.pod), args.pod)
+    mutation = Engine.from_config(args.config).mutate(pod)
+    color = args.color == "always" or (
+        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    )
+    before = yaml.safe_dump(pod, sort_keys=False).splitlines()
+    after = yaml.safe_dump(mutation.pod, sort_keys=False).splitlines()
+    for line in difflib.unified_diff(before, after, f"a/{args.pod}", f"b/{args.pod} (mutated)", lineterm=""):
+        prefix = line[:1]
+        colored = color and prefix in COLORS and not line.startswith(("+++", "---"))
+        print(f"{COLORS[prefix]}{line}{RESET}" if colored else line)
+    lines = summary(pod, mutation.pod)
+    print()
+    print(
+        f"{len(mutation.injected)} secret(s) injected, {len(mutation.patch)} operation(s)"
+        if lines
+        else "no change"
+    )
+    for line in lines:
+        print(line)
+    return EXIT_OK
+
+
+STARTER_CONFIG = """\
+# Flyte's webhook section plus secretpatch's own keys. The folders below are the copies of the
+# bundled rules and templates that `secretpatch init` made; edit them, then run
+#   secretpatch test cases --config config.yaml
+webhook:
+  secretManagerTypes: [GCP]
+  gcpSecretManager:
+    sidecarImage: gcr.io/google.com/cloudsdktool/cloud-sdk:alpine
+secretpatch:
+  rules: rules
+  templates: templates
+"""
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target = Path(args.dir)
+    if target.exists() and any(target.iterdir()) and not args.force:
+        raise WorkflowError(f"{target} is not empty; use --force to write into it anyway")
+    target.mkdir(parents=True, exist_ok=True)
+    for kind in ("rules", "templates"):
+        shutil.copytree(
+            bundled_dir(kind),
+            target / kind,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__", "__init__.py"),
+        )
+    (target / "config.yaml").write_text(STARTER_CONFIG, encoding="utf-8")
+    case = target / "cases" / "example"
+    case.mkdir(parents=True, exist_ok=True)
+    from .secrets import encode_request
+
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "example-task",
+            "namespace": "flytesnacks-development",
+            "labels": {"inject-flyte-secrets": "true"},
+            "annotations": {"flyte.secrets/s0": encode_request('group: "TestSecret"\ngroup_version: "2"\n')},
+        },
+        "spec": {"containers": [{"name": "task", "image": "cr.flyte.org/flyteorg/flytekit:py3.11-latest"}]},
+    }
+    header = "# A task pod asking for TestSecret version 2 (flyte.secrets/s0). The other files here are\n# the expected outputs; `secretpatch test cases --config config.yaml --update` rewrites them.\n"
+    (case / "input.yaml").write_text(header + yaml.safe_dump(pod, sort_keys=False), encoding="utf-8")
+    from .casetest import CaseRunner
+
+    CaseRunner(target / "config.yaml").run(case, "example", update=True)
+    print(f"wrote {target}: rules/, templates/, config.yaml and cases/example/")
+    print(f"next: cd {target} && secretpatch test cases --config config.yaml")
+    return EXIT_OK
+
+
+def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    test = commands.add_parser("test", parents=[common], help="run a folder of golden cases")
+    test.add_argument("dir", metavar="DIR", help="a case folder, or a folder of them")
+    test.add_argument("--update", action="store_true", help="write the current outputs as the expected ones")
+    test.add_argument("--update-in-ci", action="store_true", help="allow --update when CI is set")
+    test.add_argument("--junit", metavar="FILE", help="also write JUnit XML for CI systems")
+    test.set_defaults(func=cmd_test)
+
+    diff = commands.add_parser("diff", parents=[common], help="show what the mutation does to a pod")
+    diff.add_argument("pod", metavar="POD", help="a pod or an AdmissionReview ('-' for stdin)")
+    diff.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    diff.set_defaults(func=cmd_diff)
+
+    init = commands.add_parser(
+        "init", parents=[common], help="copy the bundled rules, templates and a starter case"
+    )
+    init.add_argument("dir", metavar="DIR")
+    init.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    init.set_defaults(func=cmd_init)
