@@ -20,7 +20,7 @@ import jsonpatch
 from . import admission, yamldoc
 from .bundled import bundled_dir
 from .config import FLYTE_MANAGER_TYPES, Config, closest, load_config, warn_ignored
-from .errors import InputError, Rejected
+from .errors import InputError, LoadError, Rejected
 from .patch import NameCollision, PodPatch
 from .render import make_environment
 from .rules import FragmentSpec, Rule, compile_rule, read_rule, rule_header
@@ -208,7 +208,9 @@ def _mark_idempotent_merges(rules: Sequence[Rule]) -> None:
         )
 
 
-def _load_rules(config: Config) -> tuple[list[Rule], list[str]]:
+def _load_rules(config: Config, problems: list[LoadError] | None = None) -> tuple[list[Rule], list[str]]:
+    """The enabled rules, compiled. With `problems`, every broken rule and template is
+    collected there before the first is raised."""
     bundled_rules = bundled_dir("rules")
     files = {path.name: path for path in sorted(bundled_rules.glob("*.yaml"))}
     if config.rules_dir is not None:
@@ -255,7 +257,17 @@ def _load_rules(config: Config) -> tuple[list[Rule], list[str]]:
                 f"no rule named {name!r}; {closest(name, sorted(headers), 'rules')}",
             )
 
-    rules = [compile_rule(doc, env, _values(config, doc)) for doc in enabled]
+    rules = []
+    for doc in enabled:
+        try:
+            rules.append(compile_rule(doc, env, _values(config, doc), problems))
+        except LoadError as exc:
+            if problems is None:
+                raise
+            if exc not in problems:
+                problems.append(exc)
+    if problems:
+        raise problems[0]
     consumed = {rule.config_section for rule in rules if rule.config_section}
     for message in warnings:
         log.warning(message)

@@ -186,8 +186,24 @@ def rule_header(doc: yamldoc.Doc) -> tuple[str, str]:
     return name, manager
 
 
-def compile_rule(doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]) -> Rule:
-    """Build a rule from its checked file; `values` are the defaults merged with config."""
+def compile_rule(
+    doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any], problems: list[LoadError] | None = None
+) -> Rule:
+    """Build a rule from its checked file; `values` are the defaults merged with config.
+
+    With `problems`, every text and fragment is tried and each mistake is appended there
+    (`secretpatch lint` reports them all); the first one is still raised at the end."""
+    found: list[LoadError] = []
+
+    def attempt(build: Any) -> Any:
+        if problems is None:
+            return build()
+        try:
+            return build()
+        except LoadError as exc:
+            found.append(exc)
+            return None
+
     data = doc.data
     name, manager = rule_header(doc)
     section = data.get("configSection")
@@ -212,12 +228,21 @@ def compile_rule(doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, An
     for text_name, template in texts.items():
         if not isinstance(template, str):
             raise doc.error(("texts", text_name), "a text must name a template file")
-        rule.texts[text_name] = _located(doc, ("texts", text_name), lambda t=template: TextTemplate(env, t))
+        text = attempt(
+            lambda n=text_name, t=template: _located(doc, ("texts", n), lambda: TextTemplate(env, t))
+        )
+        if text is not None:
+            rule.texts[text_name] = text
     fragments = data["fragments"]
     if not isinstance(fragments, list) or not fragments:
         raise doc.error(("fragments",), "fragments must be a non-empty list")
     for i, entry in enumerate(fragments):
-        rule.fragments.append(_fragment(doc, ("fragments", i), entry, env, values))
+        spec = attempt(lambda i=i, entry=entry: _fragment(doc, ("fragments", i), entry, env, values))
+        if spec is not None:
+            rule.fragments.append(spec)
+    if found and problems is not None:
+        problems.extend(found)
+        raise found[0]
     rule.reads_pod = any("pod" in t.names for t in rule.texts.values()) or any(
         "pod" in f.fragment.names for f in rule.fragments
     )

@@ -177,7 +177,25 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lint(args: argparse.Namespace) -> int:
+    _needs("kubernetes_validate")
+    from .lint import lint
+
+    problems, checked = lint(args.config)
+    for problem in problems:
+        print(problem)
+    for line in checked:
+        print(f"lint: {line}")
+    print(f"lint: {len(problems)} problem(s)" if problems else "lint: no problems")
+    return EXIT_FAILED if problems else EXIT_OK
+
+
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    lint = commands.add_parser(
+        "lint", parents=[common], help="check the configured rules and templates, reporting every problem"
+    )
+    lint.set_defaults(func=cmd_lint)
+
     test = commands.add_parser("test", parents=[common], help="run a folder of golden cases")
     test.add_argument("dir", metavar="DIR", help="a case folder, or a folder of them")
     test.add_argument("--update", action="store_true", help="write the current outputs as the expected ones")
