@@ -65,6 +65,8 @@ class PodPatch:
         if not isinstance(spec, Mapping):
             raise InputError("the pod has no spec object")
         self._spec = spec
+        self._metadata = pod.get("metadata")
+        self._maps: dict[str, dict[str, Any] | None] = {}
         self._lists: dict[Key, list[Any] | None] = {}
         self._owned: set[Key] = set()
         self.ops: list[PatchOp] = []
@@ -149,6 +151,37 @@ class PodPatch:
         if len(key) == 1 and key[0] in CONTAINER_LISTS:
             self._container_names = None
 
+    def set_keys(self, map_name: str, values: Mapping[str, Any]) -> None:
+        """Set keys of metadata.labels or metadata.annotations (add, or replace a different value)."""
+        if map_name in self._maps:
+            current = self._maps[map_name]
+        else:
+            metadata = self._metadata if isinstance(self._metadata, Mapping) else {}
+            current = metadata.get(map_name)
+            if current is not None and not isinstance(current, Mapping):
+                raise InputError(f"metadata.{map_name} is not an object")
+        if not isinstance(self._metadata, Mapping):
+            self.ops.append({"op": "add", "path": "/metadata", "value": {map_name: dict(values)}})
+            self.sources.append(self.source)
+            self._metadata = {map_name: dict(values)}
+            self._maps[map_name] = dict(values)
+            return
+        if current is None:
+            self.ops.append({"op": "add", "path": f"/metadata/{escape(map_name)}", "value": dict(values)})
+            self.sources.append(self.source)
+            self._maps[map_name] = dict(values)
+            return
+        updated = dict(current)
+        for key, value in values.items():
+            if updated.get(key) == value and key in updated:
+                continue
+            self.ops.append(
+                {"op": "add", "path": f"/metadata/{escape(map_name)}/{escape(key)}", "value": value}
+            )
+            self.sources.append(self.source)
+            updated[key] = value
+        self._maps[map_name] = updated
+
     def _shift(self, key: Key, start: int, delta: int) -> None:
         """Keep container-level state on the right container when a container list moves."""
         if len(key) != 1 or key[0] not in CONTAINER_LISTS:
@@ -172,6 +205,10 @@ class PodPatch:
             self._lists[new_key] = v
             if k in owned:
                 self._owned.add(new_key)
+
+
+def set_map_keys(patch: PodPatch, key: Key, values: Mapping[str, Any]) -> None:
+    patch.set_keys(key[0], values)
 
 
 def _index_of(patch: PodPatch, key: Key, name: str) -> int | None:
@@ -207,7 +244,7 @@ def prepend_replace(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class MergeMode:
-    """How one item merges into one list.
+    """How one item merges into one list (or, for `set`, keys into a metadata map).
 
     `field`: whether the mode targets a list of each container (True), a pod-spec list
     (False), or either (None). `idempotent`: merging the same item twice changes nothing, so
@@ -218,6 +255,8 @@ class MergeMode:
     field: bool | None
     idempotent: bool
     apply: Callable[[PodPatch, Key, Mapping[str, Any]], None]
+    # Merges keys into metadata.labels/annotations instead of named items into a list.
+    map: bool = False
 
 
 MODES: dict[str, MergeMode] = {
@@ -227,5 +266,6 @@ MODES: dict[str, MergeMode] = {
         MergeMode("append", field=False, idempotent=False, apply=append_unique),
         MergeMode("per-container", field=True, idempotent=True, apply=add_unless_named),
         MergeMode("prepend", field=None, idempotent=True, apply=prepend_replace),
+        MergeMode("set", field=False, idempotent=True, apply=set_map_keys, map=True),
     )
 }

@@ -131,15 +131,27 @@ class Rule:
         context: dict[str, Any] = {"secret": request, "index": index, "values": self.values, "pod": pod}
         texts = {name: template.render(context) for name, template in self.texts.items()}
         context["texts"] = texts
-        items = tuple(_items(spec.fragment, spec.fragment.render(context)) for spec in self.fragments)
+        items = tuple(_items(spec, spec.fragment.render(context)) for spec in self.fragments)
         return Rendered(texts, items)
 
     def _render_without_pod(self, request: SecretRequest, index: int) -> Rendered:
         return self._render(request, index, {})
 
 
-def _items(fragment: Fragment, value: Any) -> tuple[Mapping[str, Any], ...]:
-    """A fragment renders one item or a list of items, each a mapping with a string name."""
+METADATA_MAPS = ("annotations", "labels")
+
+
+def _items(spec: FragmentSpec, value: Any) -> tuple[Mapping[str, Any], ...]:
+    """A fragment renders one item or a list of items, each a mapping with a string name;
+    for `set`, one mapping of string keys to string values."""
+    fragment = spec.fragment
+    if spec.mode.map:
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            expected = f"a '{spec.mode.name}' fragment must render a mapping of strings to strings"
+            raise RenderError(f"{expected}; got {_shape(value)}", file=fragment.file)
+        return (value,)
     items = value if isinstance(value, list) else [value]
     names = set()
     for item in items:
@@ -355,6 +367,11 @@ def _fragment(
         raise doc.error(path, f"merge mode {merge!r} needs a 'field' (the container list to merge into)")
     if mode.field is False and list_field is not None:
         raise doc.error((*path, "field"), f"merge mode {merge!r} merges into pod-spec lists; remove 'field'")
+    if mode.map and not all(name in METADATA_MAPS for name in into):
+        raise doc.error(
+            (*path, "into"),
+            f"merge mode {merge!r} sets keys of metadata maps; into names {', '.join(METADATA_MAPS)}",
+        )
     if list_field is not None:
         for list_name in into:
             if list_name not in CONTAINER_LISTS:

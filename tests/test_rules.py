@@ -38,7 +38,7 @@ def test_an_unknown_merge_mode_names_file_line_and_the_modes(tmp_path: Path) -> 
     path = tmp_path / "rules" / "gcp.yaml"
     assert str(caught.value) == (
         f"{path}:{line_of(rule, 'prepnd')}: unknown merge mode 'prepnd'; "
-        "expected one of: append, once, per-container, prepend"
+        "expected one of: append, once, per-container, prepend, set"
     )
 
 
