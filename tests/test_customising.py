@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from secretpatch.cli import main
 
 from .conftest import ROOT
