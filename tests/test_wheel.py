@@ -83,3 +83,11 @@ def test_the_installed_wheel_renders_the_example_as_the_checkout_does(tmp_path: 
     )
     assert installed.stdout == checkout.stdout
     assert "gcp-pull-secret-1" in installed.stdout
+    subprocess.run(
+        [str(env_dir / "bin" / "secretpatch"), "init", "ops"], check=True, cwd=work, capture_output=True
+    )
+    for relative in ("rules/gcp.yaml", "templates/gcp/command.sh.j2", "templates/gcp/init-container.yaml.j2"):
+        assert (work / "ops" / relative).read_text() == (ROOT / relative).read_text()
+    assert sorted(p.name for p in (work / "ops" / "templates" / "gcp").iterdir()) == sorted(
+        p.name for p in (ROOT / "templates" / "gcp").iterdir()
+    )
