@@ -45,7 +45,23 @@ SERVER_KEYS = frozenset(
 )
 FLYTE_MANAGER_TYPES = ("K8s", "AWS", "Vault", "GCP", "Azure", "Embedded")
 OWN_SECTION = "secretpatch"
-OWN_KEYS = ("rules", "templates", "values")
+OWN_KEYS = ("rules", "templates", "values", "limits")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one review may cost. The defaults are far above any real Flyte pod (which
+    asks for a handful of secrets and has a few containers); a pod over a cap is denied with
+    a message naming the cap."""
+
+    maxSecrets: int = 500
+    maxContainers: int = 200
+    maxListItems: int = 4096
+    maxRequestBytes: int = 3 * 1024 * 1024
+    maxJsonDepth: int = 100
+
+
+LIMIT_KEYS = tuple(Limits.__dataclass_fields__)
 DEFAULT_MANAGERS = ("GCP",)
 
 
@@ -61,6 +77,7 @@ class Config:
     rules_dir: Path | None = None
     templates_dir: Path | None = None
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
     own_path: tuple[str | int, ...] = (OWN_SECTION,)
     doc: yamldoc.Doc | None = None
 
@@ -144,6 +161,7 @@ def _parse(doc: yamldoc.Doc, base: Path) -> Config:
     if not isinstance(managers, list) or not all(isinstance(m, str) for m in managers):
         raise doc.error(managers_path, "secretManagerTypes must be a list of names, such as [GCP]")
     rules_dir, templates_dir, values = _own_keys(doc, own, own_path, base)
+    limits = _limits(doc, own, own_path)
     return Config(
         file=doc.file,
         managers=tuple(managers),
@@ -153,9 +171,25 @@ def _parse(doc: yamldoc.Doc, base: Path) -> Config:
         rules_dir=rules_dir,
         templates_dir=templates_dir,
         values=values,
+        limits=limits,
         own_path=own_path or (OWN_SECTION,),
         doc=doc,
     )
+
+
+def _limits(doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...]) -> Limits:
+    given = own.get("limits") if isinstance(own, Mapping) else None
+    if given is None:
+        return Limits()
+    where = (*path, "limits")
+    if not isinstance(given, Mapping):
+        raise doc.error(where, f"{_dotted(where)} must be a mapping with keys: {', '.join(LIMIT_KEYS)}")
+    for key, value in given.items():
+        if key not in LIMIT_KEYS:
+            raise doc.error((*where, key), f"unknown limit {key!r}; {closest(key, LIMIT_KEYS, 'limits')}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise doc.error((*where, key), f"{_dotted((*where, key))} must be a positive whole number")
+    return Limits(**given)
 
 
 def _own_keys(

@@ -21,7 +21,7 @@ from . import admission, yamldoc
 from .bundled import bundled_dir
 from .config import FLYTE_MANAGER_TYPES, Config, closest, load_config, warn_ignored
 from .errors import InputError, LoadError, Rejected
-from .patch import NameCollision, PodPatch
+from .patch import NameCollision, PodPatch, TooManyItems
 from .render import make_environment
 from .rules import FragmentSpec, Rule, compile_rule, read_rule, rule_header
 from .secrets import SecretRequest, requested_secrets
@@ -90,11 +90,23 @@ class Engine:
     def _mutate(self, pod: Mapping[str, Any], *, copy_items: bool) -> Mutation:
         if not isinstance(pod, Mapping):
             raise InputError("a pod must be a JSON object")
-        requests = requested_secrets(pod)
+        limits = self.config.limits
+        requests = requested_secrets(pod, limits.maxSecrets)
         if not requests:
             return Mutation(pod, [])
         chosen = [(request, self._rule_for(request)) for request in requests]
-        patch = PodPatch(pod, copy_items=copy_items)
+        patch = PodPatch(pod, copy_items=copy_items, max_items=limits.maxListItems)
+        try:
+            containers = patch.length("containers") + patch.length("initContainers")
+        except TooManyItems as exc:
+            raise Rejected(str(exc), annotation="", code="limit") from None
+        if containers > limits.maxContainers:
+            raise Rejected(
+                f"the pod has {containers} containers and init containers; "
+                f"secretpatch.limits.maxContainers is {limits.maxContainers}",
+                annotation="",
+                code="limit",
+            )
         merged: dict[tuple[int, str], int] = {}
         injected = []
         for request, rule in chosen:
@@ -104,6 +116,8 @@ class Engine:
                 patch.source = (rule.name, spec.fragment.name, request.annotation, name)
                 try:
                     _merge(patch, spec, items, merged)
+                except TooManyItems as exc:
+                    raise Rejected(str(exc), annotation="", code="limit") from None
                 except NameCollision as exc:
                     raise Rejected(
                         f"{request.annotation}: cannot add {exc.name!r}: {exc}; rename the pod's own item",

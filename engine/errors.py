@@ -52,7 +52,7 @@ class Rejected(SecretpatchError):
     """
 
     # `code` is a short, fixed category for metrics: bad-annotation, required-field,
-    # mount-requirement, invalid-field, name-collision.
+    # mount-requirement, invalid-field, name-collision, limit.
     def __init__(
         self, reason: str, *, annotation: str, secret: str = "", code: str = "invalid-field"
     ) -> None:
@@ -64,6 +64,8 @@ class Rejected(SecretpatchError):
 
     @property
     def message(self) -> str:
+        if not self.annotation:  # the pod as a whole, not one of its secrets (a limit)
+            return f"secretpatch refused the pod: {self.reason}"
         return f"none of the secret managers injected secret [{self.secret}]: {self.reason}"
 
 

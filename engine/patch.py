@@ -25,6 +25,10 @@ Key = tuple[str] | tuple[str, int, str]
 CONTAINER_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers"})
 
 
+class TooManyItems(Exception):
+    """A list the patch would change is longer than the configured cap."""
+
+
 class NameCollision(Exception):
     """An appended item's name is already taken; the engine turns this into a refusal."""
 
@@ -60,7 +64,9 @@ class PodPatch:
     """`copy_items=False` lets operations share rendered items; only for callers that
     serialise the patch at once and hand out no reference to it (Engine.review)."""
 
-    def __init__(self, pod: Mapping[str, Any], *, copy_items: bool = True) -> None:
+    def __init__(
+        self, pod: Mapping[str, Any], *, copy_items: bool = True, max_items: int | None = None
+    ) -> None:
         spec = pod.get("spec")
         if not isinstance(spec, Mapping):
             raise InputError("the pod has no spec object")
@@ -74,6 +80,7 @@ class PodPatch:
         self.sources: list[Any] = []
         self.source: Any = None
         self._copy_items = copy_items
+        self._max_items = max_items
         self._container_names: dict[str, str] | None = None
 
     def current(self, key: Key) -> list[Any] | None:
@@ -88,6 +95,9 @@ class PodPatch:
             value = container.get(key[2])
         if value is not None and not isinstance(value, list):
             raise InputError(f"{_describe(key)} is not a list")
+        if value is not None and self._max_items is not None and len(value) > self._max_items:
+            cap = f"secretpatch.limits.maxListItems is {self._max_items}"
+            raise TooManyItems(f"{_describe(key)} has {len(value)} items; {cap}")
         self._lists[key] = value
         return value
 

@@ -151,10 +151,11 @@ def encode_request(text: str) -> str:
     return encoded.translate(str.maketrans(_RFC4648_ALPHABET, _FLYTE_ALPHABET))
 
 
-def requested_secrets(pod: Mapping[str, Any]) -> list[SecretRequest]:
+def requested_secrets(pod: Mapping[str, Any], limit: int | None = None) -> list[SecretRequest]:
     """The pod's secret requests in the order of N (s2 before s10).
 
-    A pod without the injection label, or without annotations, asks for nothing.
+    A pod without the injection label, or without annotations, asks for nothing. More than
+    `limit` requests are refused before any is decoded.
     """
     metadata = pod.get("metadata")
     if metadata is None:
@@ -183,5 +184,11 @@ def requested_secrets(pod: Mapping[str, Any]) -> list[SecretRequest]:
         if not isinstance(value, str):
             raise InputError(f"annotation {name} is not a string")
         found.append((int(match.group(1)), name, value))
+    if limit is not None and len(found) > limit:
+        raise Rejected(
+            f"the pod asks for {len(found)} secrets; secretpatch.limits.maxSecrets is {limit}",
+            annotation="",
+            code="limit",
+        )
     found.sort()
     return [decode_annotation(name, value) for _, name, value in found]

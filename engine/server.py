@@ -21,8 +21,6 @@ from .admission import MUTATE_PATH
 from .engine import Engine
 from .errors import InputError
 
-MAX_BODY = 3 * 1024 * 1024  # the API server's own limit on a webhook request
-
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -52,11 +50,10 @@ class Metrics:
 
 
 class WebhookApp:
-    def __init__(
-        self, engine: Engine, *, max_body: int = MAX_BODY, on_startup: list[Any] | None = None
-    ) -> None:
+    def __init__(self, engine: Engine, *, on_startup: list[Any] | None = None) -> None:
         self.engine = engine
-        self.max_body = max_body
+        self.max_body = engine.config.limits.maxRequestBytes
+        self.max_depth = engine.config.limits.maxJsonDepth
         self.metrics = Metrics()
         self.ready = False
         self._on_startup = on_startup or []
@@ -125,10 +122,16 @@ class WebhookApp:
             if not message.get("more_body", False):
                 break
         started = time.perf_counter()
+        body = b"".join(chunks)
         try:
-            document = orjson.loads(b"".join(chunks))
+            document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             await self._malformed(send, f"the body is not JSON: {exc}")
+            return
+        # Nesting can only be as deep as there are brackets; count them in C before walking.
+        if body.count(b"{") + body.count(b"[") > self.max_depth and too_deep(document, self.max_depth):
+            limit = f"secretpatch.limits.maxJsonDepth is {self.max_depth}"
+            await self._malformed(send, f"the body nests JSON deeper than the limit; {limit}")
             return
         try:
             outcome = self.engine.review_outcome(document)
@@ -172,6 +175,20 @@ class WebhookApp:
         self.metrics.reviews.labels("malformed" if status == 400 else "error").inc()
         log.warning("bad request", extra={"fields": {"reason": reason, "status": status}})
         await _answer(send, status, _error(reason))
+
+
+def too_deep(document: Any, limit: int) -> bool:
+    """Whether `document` nests objects and arrays more than `limit` deep, without recursion."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _error(message: str) -> bytes:

@@ -1,0 +1,143 @@
+"""Caps on what one review may cost; a pod over a cap is denied with the cap named."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from secretpatch import Engine, LoadError, Rejected
+from secretpatch.config import Limits
+from secretpatch.server import WebhookApp, too_deep
+
+from .conftest import admission_review, flyte_pod
+
+
+def engine_with(**limits: int) -> Engine:
+    return Engine.from_config({"secretpatch": {"limits": limits}})
+
+
+def secrets(count: int) -> list[dict[str, str]]:
+    return [{"group": f"s{i}", "group_version": "1"} for i in range(count)]
+
+
+def test_the_defaults_are_far_above_real_pods(engine: Engine) -> None:
+    assert Limits() == Limits(
+        maxSecrets=500,
+        maxContainers=200,
+        maxListItems=4096,
+        maxRequestBytes=3 * 1024 * 1024,
+        maxJsonDepth=100,
+    )
+    pod = flyte_pod(
+        *secrets(60),
+        containers=[
+            {"name": f"c{i}", "image": "x", "env": [{"name": f"E{j}", "value": "v"} for j in range(200)]}
+            for i in range(5)
+        ],
+    )
+    assert len(engine.mutate(pod).injected) == 60
+
+
+def test_too_many_secrets_are_refused_before_decoding() -> None:
+    pod = flyte_pod(*secrets(6))
+    pod["metadata"]["annotations"]["flyte.secrets/s5"] = "not base32 at all!"
+    with pytest.raises(Rejected) as caught:
+        engine_with(maxSecrets=5).mutate(pod)
+    assert (
+        caught.value.message
+        == "secretpatch refused the pod: the pod asks for 6 secrets; secretpatch.limits.maxSecrets is 5"
+    )
+    assert caught.value.code == "limit"
+    assert engine_with(maxSecrets=6).mutate(flyte_pod(*secrets(6))).patch
+
+
+def test_too_many_containers_are_refused() -> None:
+    pod = flyte_pod(
+        *secrets(1),
+        containers=[{"name": f"c{i}", "image": "x"} for i in range(3)],
+        initContainers=[{"name": "i", "image": "x"}],
+    )
+    with pytest.raises(
+        Rejected, match="the pod has 4 containers and init containers; secretpatch.limits.maxContainers is 3"
+    ):
+        engine_with(maxContainers=3).mutate(pod)
+
+
+def test_a_list_over_the_cap_is_refused_with_its_place() -> None:
+    pod = flyte_pod(
+        *secrets(1),
+        containers=[{"name": "c", "image": "x", "env": [{"name": f"E{i}", "value": "v"} for i in range(11)]}],
+    )
+    with pytest.raises(
+        Rejected, match=r"spec.containers\[0\].env has 11 items; secretpatch.limits.maxListItems is 10"
+    ):
+        engine_with(maxListItems=10).mutate(pod)
+
+
+def test_a_refused_pod_is_a_denial_in_a_review() -> None:
+    response = engine_with(maxSecrets=1).review(admission_review(flyte_pod(*secrets(2))))["response"]
+    assert response["allowed"] is False
+    assert response["status"] == {
+        "code": 400,
+        "message": "secretpatch refused the pod: the pod asks for 2 secrets; secretpatch.limits.maxSecrets is 1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ("{maxSecret: 3}", "unknown limit 'maxSecret'; did you mean 'maxSecrets'?"),
+        ("{maxSecrets: 0}", "secretpatch.limits.maxSecrets must be a positive whole number"),
+        ("{maxSecrets: true}", "must be a positive whole number"),
+        ("[1]", "secretpatch.limits must be a mapping"),
+    ],
+)
+def test_limit_mistakes_are_located(tmp_path: Path, limits: str, message: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"secretpatch:\n  limits: {limits}\n")
+    with pytest.raises(LoadError) as caught:
+        Engine.from_config(config)
+    assert caught.value.line == 2 and message in str(caught.value)
+
+
+def call(app: WebhookApp, body: bytes) -> tuple[int, dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(
+        app({"type": "http", "method": "POST", "path": "/mutate--v1-pod", "headers": headers}, receive, send)
+    )
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_the_server_refuses_deep_json_and_large_bodies_naming_the_cap() -> None:
+    app = WebhookApp(engine_with(maxJsonDepth=20, maxRequestBytes=64 * 1024))
+    review = admission_review(flyte_pod(*secrets(1)))
+    assert call(app, json.dumps(review).encode())[0] == 200
+    review["request"]["object"]["metadata"]["annotations"]["deep"] = json.loads("[" * 30 + "]" * 30)
+    status, answer = call(app, json.dumps(review).encode())
+    assert (
+        status == 400
+        and answer["message"]
+        == "the body nests JSON deeper than the limit; secretpatch.limits.maxJsonDepth is 20"
+    )
+    status, answer = call(app, b'{"x": "' + b"a" * 70000 + b'"}')
+    assert status == 400 and answer["message"] == "the body is 70009 bytes; the limit is 65536"
+
+
+def test_depth_is_measured_without_recursion() -> None:
+    deep: Any = []
+    for _ in range(100000):
+        deep = [deep]
+    assert too_deep(deep, 1000)
+    assert not too_deep({"a": [1, {"b": 2}]}, 3)
+    assert too_deep({"a": [1, {"b": 2}]}, 2)
