@@ -1,0 +1,187 @@
+"""The pod really starts: rendered init containers run with `sh -ec` in a private mount
+namespace, against a stand-in gcloud (tests/podstart/gcloud), and the task's non-root user
+reads each secret where flytekit looks. Needs root and mount namespaces; CI runs as root."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from secretpatch import Engine
+
+from .conftest import ROOT, flyte_pod
+
+HERE = ROOT / "tests" / "podstart"
+PROJECT = "cluster-project"
+
+
+def _namespaces_work() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to mount a memory filesystem in a private mount namespace"
+    if shutil.which("unshare") is None:
+        return "needs unshare (util-linux)"
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return f"unshare --mount is not permitted here: {probe.stderr.strip()}"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_namespaces_work() is not None, reason=_namespaces_work() or "")
+
+STORE = {
+    f"projects/{PROJECT}/secrets/TestSecret": {"versions": {"1": "old", "2": "s3cr3t-v2\n"}},
+    f"projects/{PROJECT}/secrets/db-password": {
+        "versions": {"1": "hunter1", "3": "hunter3"},
+        "aliases": {"prod": "3"},
+    },
+    "projects/shared-secrets/secrets/Signing_Key": {"versions": {"7": "-----BEGIN KEY-----"}},
+    f"projects/{PROJECT}/secrets/forbidden": {"versions": {"1": "x"}, "denied": True},
+}
+
+
+def start_pod(
+    tmp_path: Path, requests: list[dict[str, str]], **pod_spec: Any
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    pod = Engine.from_config(None).mutate(flyte_pod(*requests, **pod_spec)).pod
+    task = pod["spec"]["containers"][0]
+    env = {var["name"]: var.get("value", "") for var in task["env"]}
+    reads = {}
+    for request in requests:
+        parts = [
+            env["FLYTE_SECRETS_DEFAULT_DIR"],
+            request["group"].lower(),
+            env["FLYTE_SECRETS_FILE_PREFIX"] + request["group_version"].lower(),
+        ]
+        reads[f"{request['group']}/{request['group_version']}"] = "/".join(parts)
+    store = tmp_path / "store.json"
+    store.write_text(json.dumps(STORE))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text(
+        (HERE / "gcloud").read_text().replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1)
+    )
+    (bin_dir / "gcloud").chmod(0o755)
+    for directory in (tmp_path, bin_dir):
+        directory.chmod(0o755)
+    store.chmod(0o644)
+    plan = {
+        "mount_path": pod["spec"]["initContainers"][-1]["volumeMounts"][0]["mountPath"],
+        "init_containers": pod["spec"]["initContainers"],
+        "reads": list(reads.values()),
+        "bin": str(bin_dir),
+        "store": str(store),
+        "project": PROJECT,
+    }
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    done = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            sys.executable,
+            str(HERE / "driver.py"),
+            str(tmp_path / "plan.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    return pod, results, reads
+
+
+def test_every_secret_lands_where_flytekit_reads_it_and_the_task_user_can_read_it(tmp_path: Path) -> None:
+    requests = [
+        {"group": "TestSecret", "group_version": "2"},
+        {"group": "db-password", "group_version": "latest"},
+        {"group": "db-password", "group_version": "prod"},
+        {"group": "projects/shared-secrets/secrets/Signing_Key", "group_version": "7"},
+    ]
+    _, results, reads = start_pod(tmp_path, requests)
+    assert [c["code"] for c in results["init"]] == [0, 0, 0, 0], results["init"]
+    assert {name: results["reads"][path] for name, path in reads.items()} == {
+        "TestSecret/2": {"ok": True, "data": "s3cr3t-v2\n"},
+        "db-password/latest": {"ok": True, "data": "hunter3"},
+        "db-password/prod": {"ok": True, "data": "hunter3"},
+        "projects/shared-secrets/secrets/Signing_Key/7": {"ok": True, "data": "-----BEGIN KEY-----"},
+    }
+    modes = results["modes"]
+    assert (
+        modes["/etc/flyte/secrets/testsecret"] == "0o755"
+        and modes["/etc/flyte/secrets/testsecret/2"] == "0o644"
+    )
+    assert modes["/etc/flyte/secrets/projects"] == "0o755", "intermediate directories keep the default mode"
+    assert modes["/etc/flyte/secrets/projects/shared-secrets/secrets/signing_key"] == "0o755"
+
+
+def test_a_bare_name_is_fetched_by_the_fallback_and_a_full_name_by_the_first_form(tmp_path: Path) -> None:
+    _, results, _ = start_pod(
+        tmp_path,
+        [
+            {"group": "TestSecret", "group_version": "2"},
+            {"group": "projects/shared-secrets/secrets/Signing_Key", "group_version": "7"},
+        ],
+    )
+    bare, full = results["init"]
+    assert "Failed to find attribute [secret]" in bare["stderr"], "the first form must fail for a bare name"
+    assert bare["code"] == 0
+    assert full["stderr"] == "" and full["code"] == 0
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (
+            {"group": "missing", "group_version": "1"},
+            "NOT_FOUND: Secret Version [projects/cluster-project/secrets/missing/versions/1] not found.",
+        ),
+        (
+            {"group": "forbidden", "group_version": "1"},
+            "PERMISSION_DENIED: Permission 'secretmanager.versions.access' denied",
+        ),
+        (
+            {"group": "TestSecret", "group_version": "9"},
+            "NOT_FOUND: Secret Version [projects/cluster-project/secrets/TestSecret/versions/9] not found.",
+        ),
+    ],
+)
+def test_a_failing_fetch_fails_the_init_container_with_the_message_and_stops_the_pod(
+    tmp_path: Path, request_: dict[str, str], message: str
+) -> None:
+    _, results, reads = start_pod(tmp_path, [request_, {"group": "TestSecret", "group_version": "2"}])
+    assert len(results["init"]) == 1, "kubelet starts no later init container after a failure"
+    failed = results["init"][0]
+    assert failed["code"] != 0
+    assert message in failed["stderr"]
+    first = next(iter(reads.values()))
+    assert results["reads"][first]["ok"] is False
+
+
+def test_user_init_containers_and_several_containers_see_the_same_files(tmp_path: Path) -> None:
+    pod, results, reads = start_pod(
+        tmp_path,
+        [{"group": "db-password", "group_version": "1"}],
+        initContainers=[{"name": "setup", "image": "busybox", "command": ["sh", "-ec", "true"]}],
+        containers=[{"name": "main", "image": "x"}, {"name": "sidecar", "image": "y"}],
+    )
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["setup", "gcp-pull-secret-1"]
+    assert [c["code"] for c in results["init"]] == [0, 0]
+    assert results["reads"][reads["db-password/1"]] == {"ok": True, "data": "hunter1"}
+    for container in pod["spec"]["containers"]:
+        assert {"name": "gcp-secret-vol", "readOnly": True, "mountPath": "/etc/flyte/secrets"} in container[
+            "volumeMounts"
+        ]
