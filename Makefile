@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types unit bench clean
+.PHONY: run test lint types unit bench fuzz clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "secretpatch needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -33,6 +33,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/server.py
+
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz --engine 100000 --server 5000
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
