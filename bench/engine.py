@@ -134,8 +134,8 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|---:|---:|")
     serial = 0
     medians: dict[tuple[int, str], float] = {}
-    for count in (1, 10, 100):
-        iterations = max(40, (60 if args.quick else 1000) // max(1, count // 10))
+    for count in (1, 10, 100, 500):
+        iterations = max(20 if count > 100 else 40, (60 if args.quick else 1000) // max(1, count // 10))
         for mode in ("cold", "warm"):
             if mode == "cold":
                 bodies = []
@@ -162,8 +162,10 @@ def main() -> None:
     for mode in ("cold", "warm"):
         low = (medians[(10, mode)] - medians[(1, mode)]) / 9
         high = (medians[(100, mode)] - medians[(10, mode)]) / 90
+        cap = (medians[(500, mode)] - medians[(100, mode)]) / 400
         print(
-            f"\n{mode}: cost per added secret {low:,.1f} us (1 to 10 secrets), {high:,.1f} us (10 to 100 secrets)",
+            f"\n{mode}: cost per added secret {low:,.1f} us (1 to 10 secrets), {high:,.1f} us (10 to 100), "
+            f"{cap:,.1f} us (100 to 500, the maxSecrets cap)",
             end="",
         )
     print()
