@@ -13,19 +13,15 @@ import argparse
 import json
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from secretpatch import certs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import realistic_pod, review_for
+from workload import free_port, realistic_pod, review_for, start_server, start_webhook
 
 LUA = """
 wrk.method = "POST"
@@ -41,73 +37,17 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_ready(port: int, path: str) -> None:
-    context = ssl._create_unverified_context()  # the benchmark's own throwaway CA
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            request = urllib.request.Request(
-                f"https://127.0.0.1:{port}{path}", data=b"{}", method="POST" if path != "/readyz" else "GET"
-            )
-            request.add_header("Content-Type", "application/json")
-            urllib.request.urlopen(request, context=context, timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing answers on port {port}")
-
-
 def start(kind: str, cert_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
     if kind == "secretpatch":
-        command = [
-            sys.executable,
-            "-m",
-            "secretpatch.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--cert-dir",
-            str(cert_dir),
-        ]
-    else:
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bare_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ssl-certfile",
-            str(cert_dir / "tls.crt"),
-            "--ssl-keyfile",
-            str(cert_dir / "tls.key"),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--app-dir",
-            str(Path(__file__).resolve().parent),
-        ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_ready(port, "/readyz" if kind == "secretpatch" else "/")
-    return process, port
+        return start_webhook(cert_dir)
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(port),
+        "--ssl-certfile", str(cert_dir / "tls.crt"), "--ssl-keyfile", str(cert_dir / "tls.key"),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        "--app-dir", str(Path(__file__).resolve().parent),
+    ]  # fmt: skip
+    return start_server(command, port, cert_dir / "ca.crt"), port
 
 
 def run_wrk(

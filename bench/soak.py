@@ -19,7 +19,6 @@ import random
 import signal
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from secretpatch import certs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import realistic_pod, review_for
+from workload import realistic_pod, review_for, start_webhook
 
 
 @dataclass
@@ -159,35 +158,10 @@ async def soak(args: argparse.Namespace) -> int:
     second = certs.generate("secretpatch", "default", dev=True, days=1)
     certs.write_files(first, cert_dir)
     (work / "cas.pem").write_bytes(first.ca_cert + second.ca_cert)
-    port = 20000 + random.randrange(20000)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secretpatch.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--cert-dir",
-            str(cert_dir),
-            "--cert-reload-interval",
-            "1",
-            "--grace",
-            "20",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server, port = start_webhook(
+        cert_dir, "--cert-reload-interval", "1", "--grace", "20", ca_file=work / "cas.pem"
     )
     context = ssl.create_default_context(cafile=str(work / "cas.pem"))
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.1)
     mix = bodies()
     tally = Tally()
     new_cert = x509.load_pem_x509_certificate(second.cert).public_bytes(Encoding.DER)

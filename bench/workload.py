@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +199,51 @@ def review_for(pod: dict[str, Any], groups: list[str]) -> bytes:
         },
     }
     return json.dumps(review).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(command: list[str], port: int, ca_file: Path) -> subprocess.Popen[bytes]:
+    """Start a TLS server on loopback and wait until it completes a handshake (30 s at most)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    context = ssl.create_default_context(cafile=str(ca_file))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{' '.join(command[:4])} exited with {process.returncode}")
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=2) as raw,
+                context.wrap_socket(raw, server_hostname="127.0.0.1"),
+            ):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"nothing answers on port {port}")
+
+
+def start_webhook(
+    cert_dir: Path, *options: str, ca_file: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`secretpatch serve` on a free loopback port with the certificates in `cert_dir`."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "secretpatch.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--cert-dir",
+        str(cert_dir),
+        *options,
+    ]
+    return start_server(command, port, ca_file or cert_dir / "ca.crt"), port

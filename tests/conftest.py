@@ -81,6 +81,18 @@ def flyte_pod(
     }
 
 
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the secretpatch command line in-process: exit code, stdout, stderr."""
+    from secretpatch.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def admission_review(
     pod: dict[str, Any] | None, uid: str = "u", api_version: str = "admission.k8s.io/v1", **request: Any
 ) -> dict[str, Any]:

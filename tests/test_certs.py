@@ -12,21 +12,11 @@ import pytest
 import yaml
 from cryptography import x509
 from secretpatch import certs
-from secretpatch.cli import main
 
-from .conftest import ROOT
+from .conftest import ROOT, run_cli
 from .kube import VERSIONS
 
 TEST_CA = ROOT / "tests" / "data" / "ca.crt"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def stable(info: dict[str, Any]) -> str:
@@ -57,7 +47,9 @@ def test_the_serving_certificate_is_signed_by_the_ca_and_for_servers_only() -> N
 def test_certs_writes_files_with_private_keys_readable_by_owner_only(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, _, err = run(capsys, "certs", "--service", "hook", "--namespace", "ops", "--out-dir", str(tmp_path))
+    code, _, err = run_cli(
+        capsys, "certs", "--service", "hook", "--namespace", "ops", "--out-dir", str(tmp_path)
+    )
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.crt", "ca.key", "tls.crt", "tls.key"]
     for name in ("ca.key", "tls.key"):
@@ -68,9 +60,9 @@ def test_certs_writes_files_with_private_keys_readable_by_owner_only(
 def test_renewing_keeps_the_ca_so_the_ca_bundle_stays_valid(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    run(capsys, "certs", "--out-dir", str(tmp_path), "--days", "30")
+    run_cli(capsys, "certs", "--out-dir", str(tmp_path), "--days", "30")
     ca_before, cert_before = (tmp_path / "ca.crt").read_bytes(), (tmp_path / "tls.crt").read_bytes()
-    code, _, _ = run(capsys, "certs", "--out-dir", str(tmp_path), "--renew")
+    code, _, _ = run_cli(capsys, "certs", "--out-dir", str(tmp_path), "--renew")
     assert code == 0
     assert (tmp_path / "ca.crt").read_bytes() == ca_before
     assert (tmp_path / "tls.crt").read_bytes() != cert_before
@@ -79,13 +71,13 @@ def test_renewing_keeps_the_ca_so_the_ca_bundle_stays_valid(
 
 
 def test_renew_without_a_ca_says_what_is_missing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, _, err = run(capsys, "certs", "--out-dir", str(tmp_path), "--renew")
+    code, _, err = run_cli(capsys, "certs", "--out-dir", str(tmp_path), "--renew")
     assert code == 2
     assert "--renew needs ca.crt and ca.key in" in err
 
 
 def test_certs_as_a_secret_manifest(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "certs", "--secret", "--namespace", "flyte")
+    code, out, _ = run_cli(capsys, "certs", "--secret", "--namespace", "flyte")
     assert code == 0
     secret = yaml.safe_load(out)
     assert secret["metadata"] == {
@@ -100,12 +92,12 @@ def test_certs_as_a_secret_manifest(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_certs_needs_a_destination(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "certs")
+    code, _, err = run_cli(capsys, "certs")
     assert code == 2 and "--out-dir DIR, --secret NAME, or both" in err
 
 
 def test_the_webhook_configuration_matches_flytes(capsys: pytest.CaptureFixture[str], snapshot: Any) -> None:
-    code, out, _ = run(capsys, "webhook-config", "--ca-file", str(TEST_CA))
+    code, out, _ = run_cli(capsys, "webhook-config", "--ca-file", str(TEST_CA))
     assert code == 0
     snapshot.snapshot_dir = ROOT / "snapshots" / "webhook-config"
     snapshot.assert_match(out, "default.yaml")
@@ -121,7 +113,7 @@ def test_the_webhook_configuration_takes_flags_and_flytes_config(
     flyte.write_text(
         "webhook:\n  serviceName: my-hook\n  servicePort: 8443\n  namespaceSelector:\n    matchLabels: {flyte: enabled}\n"
     )
-    code, out, _ = run(
+    code, out, _ = run_cli(
         capsys,
         "webhook-config",
         "--config",
@@ -162,10 +154,10 @@ def test_the_webhook_configuration_takes_flags_and_flytes_config(
 def test_webhook_config_mistakes_exit_2(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    code, _, err = run(capsys, "webhook-config", "--ca-file", str(TEST_CA), *argv)
+    code, _, err = run_cli(capsys, "webhook-config", "--ca-file", str(TEST_CA), *argv)
     assert code == 2 and message in err
 
 
 def test_webhook_config_refuses_a_file_that_is_not_a_certificate(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "webhook-config", "--ca-file", str(ROOT / "examples" / "pod.yaml"))
+    code, _, err = run_cli(capsys, "webhook-config", "--ca-file", str(ROOT / "examples" / "pod.yaml"))
     assert code == 2 and "is not a PEM certificate" in err

@@ -10,24 +10,14 @@ from typing import Any
 
 import pytest
 import yaml
-from secretpatch.cli import main
 
-from .conftest import ROOT, admission_review, flyte_pod
+from .conftest import ROOT, admission_review, flyte_pod, run_cli
 
 EXAMPLE = str(ROOT / "examples" / "pod.yaml")
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_render_prints_the_patch_by_default(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "render", EXAMPLE)
+    code, out, err = run_cli(capsys, "render", EXAMPLE)
     assert code == 0
     patch = json.loads(out)
     assert patch[0] == {
@@ -39,11 +29,11 @@ def test_render_prints_the_patch_by_default(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_render_output_pod_prints_yaml_and_commands_prints_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "render", EXAMPLE, "--output", "pod")
+    code, out, _ = run_cli(capsys, "render", EXAMPLE, "--output", "pod")
     assert code == 0
     pod = yaml.safe_load(out)
     assert [c["name"] for c in pod["spec"]["initContainers"]] == ["gcp-pull-secret-0", "gcp-pull-secret-1"]
-    code, out, _ = run(capsys, "render", EXAMPLE, "-o", "commands")
+    code, out, _ = run_cli(capsys, "render", EXAMPLE, "-o", "commands")
     assert code == 0
     assert out.splitlines()[0].startswith("gcloud secrets versions access TestSecret/versions/2 ")
     assert len(out.splitlines()) == 2
@@ -60,7 +50,7 @@ def test_render_reads_stdin_and_accepts_an_admission_review(
         "request": {"uid": "u", "object": flyte_pod({"group": "a", "group_version": "1"})},
     }
     monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(review)))
-    code, out, _ = run(capsys, "render", "-", "-o", "commands")
+    code, out, _ = run_cli(capsys, "render", "-", "-o", "commands")
     assert code == 0
     assert out.startswith("gcloud secrets versions access a/versions/1 ")
 
@@ -70,7 +60,7 @@ def test_a_rejected_secret_exits_1_with_one_line_on_stderr(
 ) -> None:
     pod = tmp_path / "pod.json"
     pod.write_text(json.dumps(flyte_pod({"group": "a;reboot", "group_version": "1"})))
-    code, out, err = run(capsys, "render", str(pod))
+    code, out, err = run_cli(capsys, "render", str(pod))
     assert code == 1
     assert out == ""
     assert err.count("\n") == 1
@@ -86,7 +76,7 @@ def write_review(tmp_path: Path, pod: dict[str, Any]) -> str:
 
 
 def test_review_prints_the_response(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run(
+    code, out, _ = run_cli(
         capsys, "review", write_review(tmp_path, flyte_pod({"group": "a", "group_version": "1"}))
     )
     assert code == 0
@@ -97,7 +87,7 @@ def test_review_prints_the_response(capsys: pytest.CaptureFixture[str], tmp_path
 def test_review_of_a_denied_pod_prints_the_answer_and_exits_1(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys,
         "review",
         write_review(
@@ -118,7 +108,7 @@ def test_review_of_a_denied_pod_prints_the_answer_and_exits_1(
     ],
 )
 def test_unreadable_input_exits_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2
     assert out == ""
     assert message in err
@@ -139,15 +129,15 @@ def test_malformed_pods_exit_2(
     if "spec" in text:
         text = yaml.safe_dump({**flyte_pod({"group": "a", "group_version": "1"}), "spec": 5})
     path.write_text(text)
-    code, _, err = run(capsys, "render", str(path))
+    code, _, err = run_cli(capsys, "render", str(path))
     assert code == 2
     assert message in err
 
 
 def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "render")[0] == 2
-    assert run(capsys, "render", EXAMPLE, "--output", "xml")[0] == 2
-    assert run(capsys, "nosuchcommand")[0] == 2
+    assert run_cli(capsys, "render")[0] == 2
+    assert run_cli(capsys, "render", EXAMPLE, "--output", "xml")[0] == 2
+    assert run_cli(capsys, "nosuchcommand")[0] == 2
 
 
 def test_config_warnings_go_to_stderr(tmp_path: Path) -> None:

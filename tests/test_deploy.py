@@ -16,16 +16,12 @@ import yaml
 from cryptography import x509
 from secretpatch.cli import build_parser, main
 
-from .conftest import ROOT
+from .conftest import ROOT, run_cli
 from .kube import VERSIONS
 
 
 def manifests(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, Any]]:
-    try:
-        code = main(["manifests", *argv])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
+    code, out, err = run_cli(capsys, "manifests", *argv)
     assert code == 0, err
     return list(yaml.safe_load_all(out))
 
