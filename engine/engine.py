@@ -23,7 +23,8 @@ from .config import FLYTE_MANAGER_TYPES, Config, closest, load_config, warn_igno
 from .errors import InputError, LoadError, Rejected
 from .patch import NameCollision, PodPatch, TooManyItems
 from .render import make_environment
-from .rules import FragmentSpec, Rule, compile_rule, read_rule, rule_header
+from .ruleload import compile_rule, read_rule, rule_header
+from .rules import FragmentSpec, Rule
 from .secrets import SecretRequest, requested_secrets
 from .types import AdmissionReviewResponse, PatchOp
 

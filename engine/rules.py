@@ -1,9 +1,7 @@
-"""Rules: which secret requests a secret manager takes, and which fragments it adds.
+"""Rules at request time: which secret requests a secret manager takes, and what it renders.
 
-A rule file (rules/<manager>.yaml) is data; this module checks its shape once at load, with
-file and line for every mistake, and compiles its patterns and templates. At request time a
-rule answers two questions: does it accept this request (and if not, why), and what does it
-render for it.
+A compiled rule (see ruleload.py for reading rule files) answers two questions per request:
+does it accept it (and if not, why), and which items does each of its fragments add.
 """
 
 from __future__ import annotations
@@ -12,28 +10,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import jinja2
+from .errors import RenderError, quote_value
+from .patch import MergeMode
+from .render import Fragment, TextTemplate
+from .secrets import SecretRequest
 
-from . import yamldoc
-from .config import closest
-from .errors import LoadError, RenderError, quote_value
-from .patch import CONTAINER_LISTS, MODES, MergeMode
-from .render import Fragment, TextTemplate, load_fragment
-from .secrets import MOUNT_TYPES, SecretRequest
-
-RULE_KEYS = ("name", "manager", "configSection", "configKeys", "values", "accept", "texts", "fragments")
-ACCEPT_KEYS = ("mountRequirement", "fields")
-FIELD_KEYS = ("required", "pattern", "rule")
-FRAGMENT_KEYS = ("template", "merge", "into", "field")
 REQUEST_FIELDS = ("group", "group_version", "key", "env_var")
 
 # Whatever a rule allows, a value from a pod is printable ASCII of bounded length.
 MAX_FIELD_LENGTH = 4096
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
-_LIST_NAME = re.compile(r"[a-z][A-Za-z]*")
 
 SAMPLE_REQUEST = SecretRequest(annotation="flyte.secrets/s0", group="sample-secret", group_version="1")
 SAMPLE_POD: Mapping[str, Any] = {
@@ -171,217 +159,3 @@ def _shape(value: Any) -> str:
     if isinstance(value, Mapping):
         return f"a mapping with keys {sorted(value)}"
     return f"a {type(value).__name__}"
-
-
-def read_rule(path: Path) -> yamldoc.Doc:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LoadError(f"cannot read the rule: {exc.strerror}", file=str(path)) from None
-    return yamldoc.load(text, str(path))
-
-
-def rule_header(doc: yamldoc.Doc) -> tuple[str, str]:
-    """The rule's name and manager, read before anything else so config can be matched."""
-    data = doc.data
-    if not isinstance(data, Mapping):
-        raise doc.error((), "a rule file must be a mapping; see rules/gcp.yaml")
-    _check_keys(doc, (), data, RULE_KEYS)
-    for key in ("name", "manager", "fragments"):
-        if key not in data:
-            raise doc.error((), f"the rule has no {key!r}")
-    name, manager = data["name"], data["manager"]
-    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", name):
-        raise doc.error(("name",), "name must be lower-case letters, digits and '-'")
-    if not isinstance(manager, str) or not manager:
-        raise doc.error(("manager",), "manager must be a secret manager type such as GCP")
-    return name, manager
-
-
-def compile_rule(
-    doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any], problems: list[LoadError] | None = None
-) -> Rule:
-    """Build a rule from its checked file; `values` are the defaults merged with config.
-
-    With `problems`, every text and fragment is tried and each mistake is appended there
-    (`secretpatch lint` reports them all); the first one is still raised at the end."""
-    found: list[LoadError] = []
-
-    def attempt(build: Any) -> Any:
-        if problems is None:
-            return build()
-        try:
-            return build()
-        except LoadError as exc:
-            found.append(exc)
-            return None
-
-    data = doc.data
-    name, manager = rule_header(doc)
-    section = data.get("configSection")
-    if section is not None and not isinstance(section, str):
-        raise doc.error(("configSection",), "configSection must be a config key such as gcpSecretManager")
-    config_keys = data.get("configKeys") or []
-    if not isinstance(config_keys, list) or not all(k in values for k in config_keys):
-        raise doc.error(("configKeys",), "configKeys must list keys of values")
-    rule = Rule(
-        name=name,
-        manager=manager,
-        file=doc.file,
-        config_section=section,
-        config_keys=tuple(config_keys),
-        values=values,
-        mount=_mount(doc),
-        fields=_fields(doc),
-    )
-    texts = data.get("texts") or {}
-    if not isinstance(texts, Mapping):
-        raise doc.error(("texts",), "texts must map names to text templates")
-    for text_name, template in texts.items():
-        if not isinstance(template, str):
-            raise doc.error(("texts", text_name), "a text must name a template file")
-        text = attempt(
-            lambda n=text_name, t=template: _located(doc, ("texts", n), lambda: TextTemplate(env, t))
-        )
-        if text is not None:
-            rule.texts[text_name] = text
-    fragments = data["fragments"]
-    if not isinstance(fragments, list) or not fragments:
-        raise doc.error(("fragments",), "fragments must be a non-empty list")
-    for i, entry in enumerate(fragments):
-        spec = attempt(lambda i=i, entry=entry: _fragment(doc, ("fragments", i), entry, env, values))
-        if spec is not None:
-            rule.fragments.append(spec)
-    if found and problems is not None:
-        problems.extend(found)
-        raise found[0]
-    rule.reads_pod = any("pod" in t.names for t in rule.texts.values()) or any(
-        "pod" in f.fragment.names for f in rule.fragments
-    )
-    try:
-        rule._render(SAMPLE_REQUEST, 0, SAMPLE_POD)
-    except RenderError as exc:
-        raise LoadError(
-            f"{exc.message} (rendering a sample secret)", file=exc.file or doc.file, line=exc.line
-        ) from None
-    return rule
-
-
-def _located(doc: yamldoc.Doc, path: tuple[str | int, ...], build: Any) -> Any:
-    """Run `build`, naming the rule's line when the error has no place of its own."""
-    try:
-        return build()
-    except LoadError as exc:
-        if exc.file is None:
-            raise doc.error(path, exc.message) from None
-        raise
-
-
-def _check_keys(
-    doc: yamldoc.Doc, path: tuple[str | int, ...], data: Mapping[str, Any], valid: tuple[str, ...]
-) -> None:
-    for key in data:
-        if key not in valid:
-            raise doc.error((*path, key), f"unknown key {key!r}; {closest(key, valid)}")
-
-
-def _mount(doc: yamldoc.Doc) -> dict[str, bool | str]:
-    accept = doc.data.get("accept") or {}
-    if not isinstance(accept, Mapping):
-        raise doc.error(("accept",), "accept must be a mapping")
-    _check_keys(doc, ("accept",), accept, ACCEPT_KEYS)
-    mount = accept.get("mountRequirement", {"ANY": True, "FILE": True})
-    if not isinstance(mount, Mapping):
-        raise doc.error(("accept", "mountRequirement"), "mountRequirement must be a mapping")
-    for key, verdict in mount.items():
-        if key not in MOUNT_TYPES:
-            raise doc.error(
-                ("accept", "mountRequirement", key),
-                f"unknown mount requirement {key!r}; {closest(key, MOUNT_TYPES)}",
-            )
-        if verdict is not True and not (isinstance(verdict, str) and verdict):
-            raise doc.error(("accept", "mountRequirement", key), "use true to accept, or a refusal message")
-    return dict(mount)
-
-
-def _fields(doc: yamldoc.Doc) -> dict[str, FieldRule]:
-    fields = (doc.data.get("accept") or {}).get("fields") or {}
-    path: tuple[str | int, ...] = ("accept", "fields")
-    if not isinstance(fields, Mapping):
-        raise doc.error(path, "fields must map request fields to their grammar")
-    result = {}
-    for name, spec in fields.items():
-        if name not in REQUEST_FIELDS:
-            raise doc.error((*path, name), f"unknown request field {name!r}; {closest(name, REQUEST_FIELDS)}")
-        if not isinstance(spec, Mapping):
-            raise doc.error((*path, name), "a field's grammar must be a mapping")
-        _check_keys(doc, (*path, name), spec, FIELD_KEYS)
-        required = spec.get("required", False)
-        if not isinstance(required, bool):
-            raise doc.error((*path, name, "required"), "required must be true or false")
-        rule = spec.get("rule")
-        if not isinstance(rule, str) or not rule:
-            raise doc.error(
-                (*path, name, "rule"), "each field needs a 'rule': the grammar in words, said on refusal"
-            )
-        pattern = spec.get("pattern")
-        compiled = None
-        if pattern is not None:
-            try:
-                compiled = re.compile(str(pattern))
-            except re.error as exc:
-                raise doc.error((*path, name, "pattern"), f"invalid regular expression: {exc}") from None
-        result[name] = FieldRule(name, required, compiled, rule.strip())
-    return result
-
-
-def _fragment(
-    doc: yamldoc.Doc, path: tuple[str | int, ...], entry: Any, env: jinja2.Environment, values: dict[str, Any]
-) -> FragmentSpec:
-    if not isinstance(entry, Mapping):
-        raise doc.error(path, "a fragment must be a mapping with template, merge and into")
-    _check_keys(doc, path, entry, FRAGMENT_KEYS)
-    for key in ("template", "merge", "into"):
-        if key not in entry:
-            raise doc.error(path, f"the fragment has no {key!r}")
-    merge = entry["merge"]
-    mode = MODES.get(merge) if isinstance(merge, str) else None
-    if mode is None:
-        raise doc.error(
-            (*path, "merge"), f"unknown merge mode {merge!r}; expected one of: {', '.join(sorted(MODES))}"
-        )
-    into = entry["into"]
-    into = [into] if isinstance(into, str) else into
-    if (
-        not isinstance(into, list)
-        or not into
-        or not all(isinstance(i, str) and _LIST_NAME.fullmatch(i) for i in into)
-    ):
-        raise doc.error(
-            (*path, "into"), "into must name pod-spec lists, such as [initContainers, containers]"
-        )
-    list_field = entry.get("field")
-    if list_field is not None and not (isinstance(list_field, str) and _LIST_NAME.fullmatch(list_field)):
-        raise doc.error((*path, "field"), "field must name a container list, such as env or volumeMounts")
-    if mode.field is True and list_field is None:
-        raise doc.error(path, f"merge mode {merge!r} needs a 'field' (the container list to merge into)")
-    if mode.field is False and list_field is not None:
-        raise doc.error((*path, "field"), f"merge mode {merge!r} merges into pod-spec lists; remove 'field'")
-    if mode.map and not all(name in METADATA_MAPS for name in into):
-        raise doc.error(
-            (*path, "into"),
-            f"merge mode {merge!r} sets keys of metadata maps; into names {', '.join(METADATA_MAPS)}",
-        )
-    if list_field is not None:
-        for list_name in into:
-            if list_name not in CONTAINER_LISTS:
-                raise doc.error(
-                    (*path, "into"),
-                    f"{list_name!r} is not a container list; with 'field', into names "
-                    f"{', '.join(sorted(CONTAINER_LISTS))}",
-                )
-    template = entry["template"]
-    if not isinstance(template, str):
-        raise doc.error((*path, "template"), "template must name a template file")
-    fragment = _located(doc, (*path, "template"), lambda: load_fragment(env, template, values))
-    return FragmentSpec(fragment, mode, tuple(into), list_field, doc.line(path))
