@@ -1,22 +1,15 @@
-"""Templates: YAML fragments whose string values may hold Jinja, and plain text templates.
-
-A fragment template is parsed as YAML once, at load time. Each string value that holds Jinja
-is compiled in place: a value that is exactly one expression (`"{{ values.resources }}"`)
-yields whatever the expression yields (a mapping, a list, a string); any other value renders
-as text. Values that depend only on `values` are computed at load time, so at request time
-only the parts that name `secret`, `index`, `texts` or `pod` are rendered. Because rendered
-values are never parsed as YAML again, no value can add a key or a list item.
+"""Jinja for secretpatch: the sandboxed environment, its filters, and text templates.
 
 Everything renders in Jinja's immutable sandbox with StrictUndefined: a template cannot
-mutate what it is given, and a misspelt name is an error, never an empty string.
+mutate what it is given, and a misspelt name is an error, never an empty string. Fragment
+templates (YAML with Jinja in values) are compiled in fragments.py.
 """
 
 from __future__ import annotations
 
 import posixpath
-import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,16 +18,11 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from . import yamldoc
 from .errors import LoadError, RenderError
-from .types import copy_json, is_json_data
 
 # Names a template may read. `values` is fixed at load time; the others change per secret.
 PER_SECRET_NAMES = frozenset({"secret", "index", "texts", "pod"})
 CONTEXT_NAMES = PER_SECRET_NAMES | {"values"}
-
-_SINGLE_EXPRESSION = re.compile(r"\A\{\{-?(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*?)-?\}\}\Z", re.DOTALL)
-_HAS_JINJA = re.compile(r"\{\{|\{%|\{#")
 
 
 def shquote(value: object) -> str:
@@ -75,20 +63,7 @@ class Place:
     line: int
 
 
-class Dynamic:
-    """A value computed per secret: an expression or a text template, with its place."""
-
-    __slots__ = ("evaluate", "names", "place")
-
-    def __init__(
-        self, evaluate: Callable[[Mapping[str, Any]], Any], place: Place, names: frozenset[str]
-    ) -> None:
-        self.evaluate = evaluate
-        self.place = place
-        self.names = names
-
-
-def _undeclared(env: jinja2.Environment, source: str, place: Place) -> frozenset[str]:
+def undeclared_names(env: jinja2.Environment, source: str, place: Place) -> frozenset[str]:
     try:
         return frozenset(meta.find_undeclared_variables(env.parse(source)))
     except jinja2.TemplateSyntaxError as exc:
@@ -97,208 +72,7 @@ def _undeclared(env: jinja2.Environment, source: str, place: Place) -> frozenset
         ) from None
 
 
-def _compile_value(env: jinja2.Environment, source: str, place: Place) -> Dynamic:
-    names = _undeclared(env, source, place)
-    unknown = sorted(names - CONTEXT_NAMES - set(env.globals))
-    if unknown:
-        raise LoadError(
-            f"unknown name {unknown[0]!r} in {source.strip()!r}; "
-            f"templates see: {', '.join(sorted(CONTEXT_NAMES))}",
-            file=place.file,
-            line=place.line,
-        )
-    fast = _interpolation(env, source)
-    if fast is not None:
-        return Dynamic(fast, place, names)
-    match = _SINGLE_EXPRESSION.match(source)
-    if match is not None:
-        expression = env.compile_expression(match.group("expr"), undefined_to_none=False)
-
-        def evaluate(context: Mapping[str, Any]) -> Any:
-            result = expression(**context)
-            if isinstance(result, jinja2.Undefined):
-                result._fail_with_undefined_error()
-            return result
-
-        return Dynamic(evaluate, place, names)
-    template = env.from_string(source)
-    return Dynamic(template.render, place, names)
-
-
-def _lookup_path(node: nodes.Node) -> tuple[str, tuple[str, ...]] | None:
-    """`a.b.c` as ("a", ("b", "c")); None for anything else (filters, calls, operators)."""
-    attributes: list[str] = []
-    while isinstance(node, nodes.Getattr):
-        attributes.append(node.attr)
-        node = node.node
-    if isinstance(node, nodes.Name) and node.ctx == "load":
-        return node.name, tuple(reversed(attributes))
-    return None
-
-
-def _interpolation(env: jinja2.Environment, source: str) -> Callable[[Mapping[str, Any]], Any] | None:
-    """A fast evaluator for the common value `"{{ a.b }}"` or `"text{{ a.b }}text"`.
-
-    Jinja's render machinery costs more than the lookups themselves. The evaluator performs
-    the same lookups through the sandbox's own `getattr`, so unsafe attributes and undefined
-    names fail exactly as they would in a template. Anything else goes to Jinja.
-    """
-    body = env.parse(source).body
-    if len(body) != 1 or not isinstance(body[0], nodes.Output):
-        return None
-    parts: list[str | tuple[str, tuple[str, ...]]] = []
-    for node in body[0].nodes:
-        if isinstance(node, nodes.TemplateData):
-            parts.append(node.data)
-            continue
-        path = _lookup_path(node)
-        if path is None:
-            return None
-        parts.append(path)
-    getattr_ = env.getattr
-
-    def lookup(context: Mapping[str, Any], name: str, attributes: tuple[str, ...]) -> Any:
-        if name not in context:
-            raise jinja2.UndefinedError(f"{name!r} is undefined")
-        value = context[name]
-        for attribute in attributes:
-            value = getattr_(value, attribute)
-            if isinstance(value, jinja2.Undefined):
-                value._fail_with_undefined_error()
-        return value
-
-    if len(parts) == 1 and isinstance(parts[0], tuple):
-        name, attributes = parts[0]
-        return lambda context: lookup(context, name, attributes)
-
-    def render(context: Mapping[str, Any]) -> str:
-        return "".join(p if isinstance(p, str) else str(lookup(context, *p)) for p in parts)
-
-    return render
-
-
-class Fragment:
-    """A compiled fragment template.
-
-    `tree` mirrors the YAML document with `Dynamic` leaves; `static` is the whole fragment
-    when it depends on nothing but `values` (then it is computed once, at load).
-    """
-
-    def __init__(self, name: str, file: str, tree: Any, names: frozenset[str]) -> None:
-        self.name = name
-        self.file = file
-        self.tree = tree
-        self.names = names
-        self.is_static = False
-        self.static: Any = None
-
-    def render(self, context: Mapping[str, Any]) -> Any:
-        if self.is_static:
-            return self.static
-        return _render_tree(self.tree, context)
-
-
-class Const:
-    """A subtree with nothing to render: rendering returns it as it is, shared, never copied
-    (the patch composer copies what it hands out)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _render_tree(tree: Any, context: Mapping[str, Any]) -> Any:
-    if type(tree) is Const:
-        return tree.value
-    if isinstance(tree, Dynamic):
-        try:
-            value = tree.evaluate(context)
-        except jinja2.TemplateError as exc:
-            raise RenderError(exc.message or str(exc), file=tree.place.file, line=tree.place.line) from None
-        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise RenderError(str(exc), file=tree.place.file, line=tree.place.line) from None
-        if not is_json_data(value):
-            raise RenderError(
-                f"the expression yields a {type(value).__name__}, which is not JSON data",
-                file=tree.place.file,
-                line=tree.place.line,
-            )
-        return copy_json(value)
-    if isinstance(tree, dict):
-        return {k: _render_tree(v, context) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_render_tree(v, context) for v in tree]
-    return tree
-
-
-def _fold(tree: Any, values_context: Mapping[str, Any]) -> Any:
-    """Compute, at load time, every leaf that reads nothing but `values`."""
-    if isinstance(tree, Dynamic):
-        if tree.names & PER_SECRET_NAMES:
-            return tree
-        return _render_tree(tree, values_context)
-    if isinstance(tree, dict):
-        return {k: _fold(v, values_context) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_fold(v, values_context) for v in tree]
-    return tree
-
-
-def _mark_constants(tree: Any) -> Any:
-    if isinstance(tree, dict | list) and not _has_dynamic(tree):
-        return Const(tree)
-    if isinstance(tree, dict):
-        return {k: _mark_constants(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_mark_constants(v) for v in tree]
-    return tree
-
-
-def _has_dynamic(tree: Any) -> bool:
-    if isinstance(tree, Dynamic):
-        return True
-    if isinstance(tree, dict):
-        return any(_has_dynamic(v) for v in tree.values())
-    if isinstance(tree, list):
-        return any(_has_dynamic(v) for v in tree)
-    return False
-
-
-def load_fragment(env: jinja2.Environment, name: str, values: Mapping[str, Any]) -> Fragment:
-    """Read, parse and compile one fragment template, folding what depends only on values."""
-    source, filename = _source(env, name)
-    names: set[str] = set()
-
-    def hook(node: Any, value: Any, line: int) -> Any:
-        if isinstance(value, str) and _HAS_JINJA.search(value):
-            dynamic = _compile_value(env, value, Place(filename, line))
-            names.update(dynamic.names)
-            return dynamic
-        return value
-
-    doc = yamldoc.load(source, filename, scalar_hook=hook)
-    _refuse_jinja_keys(doc)
-    try:
-        tree = _fold(doc.data, {"values": values})
-    except RenderError as exc:
-        raise LoadError(exc.message, file=exc.file, line=exc.line) from None
-    fragment = Fragment(name, filename, tree, frozenset(names))
-    if not _has_dynamic(tree):
-        fragment.is_static = True
-        fragment.static = tree
-    else:
-        fragment.tree = _mark_constants(tree)
-    return fragment
-
-
-def _refuse_jinja_keys(doc: yamldoc.Doc) -> None:
-    for path in doc.lines:
-        if path and isinstance(path[-1], str) and _HAS_JINJA.search(path[-1]):
-            raise doc.error(path, f"key {path[-1]!r} holds Jinja; only values may")
-
-
-def _source(env: jinja2.Environment, name: str) -> tuple[str, str]:
+def template_source(env: jinja2.Environment, name: str) -> tuple[str, str]:
     if env.loader is None:  # pragma: no cover - make_environment always sets one
         raise LoadError(f"no template loader for {name}")
     try:
@@ -319,10 +93,10 @@ class TextTemplate:
     """A text template rendered per secret (the gcloud shell line)."""
 
     def __init__(self, env: jinja2.Environment, name: str) -> None:
-        source, filename = _source(env, name)
+        source, filename = template_source(env, name)
         self.name = name
         self.file = filename
-        names = _undeclared(env, source, Place(filename, 1))
+        names = undeclared_names(env, source, Place(filename, 1))
         self.names = names
         unknown = sorted(names - CONTEXT_NAMES - set(env.globals))
         if unknown:

@@ -13,8 +13,9 @@ import jinja2
 from . import yamldoc
 from .config import closest
 from .errors import LoadError, RenderError
+from .fragments import load_fragment
 from .patch import CONTAINER_LISTS, MODES
-from .render import TextTemplate, load_fragment
+from .render import TextTemplate
 from .rules import (
     METADATA_MAPS,
     REQUEST_FIELDS,

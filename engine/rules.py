@@ -13,8 +13,9 @@ from functools import lru_cache
 from typing import Any
 
 from .errors import RenderError, quote_value
+from .fragments import Fragment
 from .patch import MergeMode
-from .render import Fragment, TextTemplate
+from .render import TextTemplate
 from .secrets import SecretRequest
 
 REQUEST_FIELDS = ("group", "group_version", "key", "env_var")
