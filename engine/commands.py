@@ -146,15 +146,36 @@ def cmd_manifests(args: argparse.Namespace) -> int:
 
     webhook = _webhook_options(args)
     config_text = "webhook:\n  secretManagerTypes: [GCP]\n"
+    folders: dict[str, dict[str, str]] = {}
     if args.config is not None:
-        load_config(args.config)  # refuse a broken config here, not in the cluster
+        from .engine import Engine
+        from .manifests import FOLDER_ROOT
+
+        config = Engine.from_config(args.config).config  # refuse a broken config here, not in the cluster
         config_text = Path(args.config).read_text(encoding="utf-8")
+        data = yaml.safe_load(config_text) or {}
+        for kind, folder in (("rules", config.rules_dir), ("templates", config.templates_dir)):
+            if folder is None:
+                continue
+            folders[kind] = {
+                p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
+                for p in sorted(folder.rglob("*"))
+                if p.is_file() and "__pycache__" not in p.parts
+            }
+            own = data
+            for part in config.own_path:
+                own = own[part]
+            own[kind] = f"{FOLDER_ROOT}/{kind}"
+        if folders:
+            note = "# Written by secretpatch manifests: the rules and templates folders are ConfigMaps mounted here.\n"
+            config_text = note + yaml.safe_dump(data, sort_keys=False)
     options = DeployOptions(
         webhook=webhook,
         image=args.image or f"secretpatch:{__version__}",
         replicas=args.replicas,
         cert_manager=args.cert_manager,
         config_text=config_text,
+        folders=folders,
     )
     ca_pem, secret = None, None
     if not args.cert_manager:

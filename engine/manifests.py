@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,17 @@ class DeployOptions:
     cert_manager: bool = False
     config_text: str = "webhook:\n  secretManagerTypes: [GCP]\n"
     port: int = 9443
+    # The operator's own rules and templates: kind ("rules"/"templates") -> relative path -> text.
+    folders: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+CONFIG_DIR = "/etc/secretpatch/config"
+FOLDER_ROOT = "/etc/secretpatch"
+
+
+def folder_key(index: int, path: str) -> str:
+    """A ConfigMap key for a file (keys cannot hold '/'); the volume maps it back to `path`."""
+    return f"f{index:03d}.{re.sub(r'[^-._a-zA-Z0-9]', '_', path)}"
 
 
 def _labels(name: str) -> dict[str, str]:
@@ -150,7 +162,7 @@ def deployment(options: DeployOptions, config_hash: str) -> dict[str, Any]:
                             "args": [
                                 "serve",
                                 "--config",
-                                "/etc/secretpatch/config.yaml",
+                                f"{CONFIG_DIR}/config.yaml",
                                 "--cert-dir",
                                 "/etc/webhook/certs",
                                 "--port",
@@ -170,13 +182,30 @@ def deployment(options: DeployOptions, config_hash: str) -> dict[str, Any]:
                             },
                             "volumeMounts": [
                                 {"name": "certs", "mountPath": "/etc/webhook/certs", "readOnly": True},
-                                {"name": "config", "mountPath": "/etc/secretpatch", "readOnly": True},
+                                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                                *(
+                                    {"name": kind, "mountPath": f"{FOLDER_ROOT}/{kind}", "readOnly": True}
+                                    for kind in sorted(options.folders)
+                                ),
                             ],
                         }
                     ],
                     "volumes": [
                         {"name": "certs", "secret": {"secretName": name}},
                         {"name": "config", "configMap": {"name": f"{name}-config"}},
+                        *(
+                            {
+                                "name": kind,
+                                "configMap": {
+                                    "name": f"{name}-{kind}",
+                                    "items": [
+                                        {"key": folder_key(i, path), "path": path}
+                                        for i, path in enumerate(sorted(options.folders[kind]))
+                                    ],
+                                },
+                            }
+                            for kind in sorted(options.folders)
+                        ),
                     ],
                 },
             },
@@ -251,7 +280,21 @@ def cluster_objects(
         objects += _cert_manager(webhook)
     elif tls_secret is not None:
         objects.append(tls_secret)
-    config_hash = hashlib.sha256(options.config_text.encode()).hexdigest()[:16]
+    for kind in sorted(options.folders):
+        files = options.folders[kind]
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": _meta(f"{name}-{kind}", namespace),
+                "data": {folder_key(i, path): files[path] for i, path in enumerate(sorted(files))},
+            }
+        )
+    digest = hashlib.sha256(options.config_text.encode())
+    for kind in sorted(options.folders):
+        for path, text in sorted(options.folders[kind].items()):
+            digest.update(f"{kind}/{path}\0{text}\0".encode())
+    config_hash = digest.hexdigest()[:16]
     objects += [
         deployment(options, config_hash),
         {

@@ -92,7 +92,7 @@ def test_the_pieces_fit_together(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(container["args"])
     assert (args.command, args.config, args.cert_dir, args.port) == (
         "serve",
-        "/etc/secretpatch/config.yaml",
+        "/etc/secretpatch/config/config.yaml",
         "/etc/webhook/certs",
         9443,
     )
@@ -152,3 +152,49 @@ def test_the_dockerfile_passes_hadolint_and_runs_as_the_deployments_user(
     assert 'ENTRYPOINT ["secretpatch"]' in text
     (deployment,) = by_kind(manifests(capsys), "Deployment")
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == int(user.group(1))
+
+
+def test_the_operators_rules_and_templates_travel_as_config_maps(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Mount the ConfigMaps as the kubelet would, under a fake root, and the webhook in the
+    cluster renders exactly what the operator's folder renders locally."""
+    from secretpatch import Engine
+
+    assert run_cli(capsys, "init", str(tmp_path / "ops"))[0] == 0
+    template = tmp_path / "ops" / "templates" / "gcp" / "volume.yaml.j2"
+    template.write_text(template.read_text().replace("medium: Memory", "medium: Memory\n  sizeLimit: 8Mi"))
+    objects = manifests(capsys, "--config", str(tmp_path / "ops" / "config.yaml"))
+    for obj in objects:
+        if not obj["apiVersion"].startswith("cert-manager.io/"):
+            for version in VERSIONS:
+                kubernetes_validate.validate(obj, version, strict=True)
+    (deployment,) = by_kind(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    maps = {o["metadata"]["name"]: o["data"] for o in by_kind(objects, "ConfigMap")}
+    root = tmp_path / "mounted"
+    for mount in pod["containers"][0]["volumeMounts"]:
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        if "configMap" not in volume:
+            continue
+        data = maps[volume["configMap"]["name"]]
+        items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            target = root / mount["mountPath"].lstrip("/") / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(data[item["key"]])
+    config = yaml.safe_load((root / "etc/secretpatch/config/config.yaml").read_text())
+    for kind in ("rules", "templates"):
+        assert config["secretpatch"][kind] == f"/etc/secretpatch/{kind}"
+        config["secretpatch"][kind] = str(root / "etc/secretpatch" / kind)
+    example = yaml.safe_load((tmp_path / "ops" / "cases" / "example" / "input.yaml").read_text())
+    in_cluster = Engine.from_config(config).mutate(example).pod
+    local = Engine.from_config(tmp_path / "ops" / "config.yaml").mutate(example).pod
+    assert in_cluster == local
+    assert in_cluster["spec"]["volumes"][0]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Mi"}
+    assert sorted(m["mountPath"] for m in pod["containers"][0]["volumeMounts"]) == [
+        "/etc/secretpatch/config",
+        "/etc/secretpatch/rules",
+        "/etc/secretpatch/templates",
+        "/etc/webhook/certs",
+    ]
