@@ -58,10 +58,11 @@ class Limits:
     maxContainers: int = 200
     maxListItems: int = 4096
     maxRequestBytes: int = 3 * 1024 * 1024
-    maxJsonDepth: int = 100
+    maxJsonDepth: int = 1024  # the JSON parser's own limit; lower it to walk bodies for a stricter one
 
 
 LIMIT_KEYS = tuple(Limits.__dataclass_fields__)
+PARSER_DEPTH = 1024  # orjson refuses deeper nesting by itself
 DEFAULT_MANAGERS = ("GCP",)
 
 
@@ -189,6 +190,11 @@ def _limits(doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...]) -> Limits:
             raise doc.error((*where, key), f"unknown limit {key!r}; {closest(key, LIMIT_KEYS, 'limits')}")
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise doc.error((*where, key), f"{_dotted((*where, key))} must be a positive whole number")
+        if key == "maxJsonDepth" and value > PARSER_DEPTH:
+            raise doc.error(
+                (*where, key),
+                f"{_dotted((*where, key))} can be at most {PARSER_DEPTH}, the JSON parser's own limit",
+            )
     return Limits(**given)
 
 

@@ -18,6 +18,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from .admission import MUTATE_PATH
+from .config import PARSER_DEPTH
 from .engine import Engine
 from .errors import InputError
 
@@ -123,15 +124,24 @@ class WebhookApp:
                 break
         started = time.perf_counter()
         body = b"".join(chunks)
+        too_deep_message = (
+            f"the body nests JSON deeper than the limit; secretpatch.limits.maxJsonDepth is {self.max_depth}"
+        )
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            await self._malformed(send, f"the body is not JSON: {exc}")
+            deep = "depth limit exceeded" in str(exc)
+            await self._malformed(send, too_deep_message if deep else f"the body is not JSON: {exc}")
             return
-        # Nesting can only be as deep as there are brackets; count them in C before walking.
-        if body.count(b"{") + body.count(b"[") > self.max_depth and too_deep(document, self.max_depth):
-            limit = f"secretpatch.limits.maxJsonDepth is {self.max_depth}"
-            await self._malformed(send, f"the body nests JSON deeper than the limit; {limit}")
+        # orjson enforces the default (its own limit). A stricter cap costs a walk, done only
+        # when the body has more brackets than the cap allows levels.
+        strict = self.max_depth < PARSER_DEPTH
+        if (
+            strict
+            and body.count(b"{") + body.count(b"[") > self.max_depth
+            and too_deep(document, self.max_depth)
+        ):
+            await self._malformed(send, too_deep_message)
             return
         try:
             outcome = self.engine.review_outcome(document)
@@ -178,16 +188,19 @@ class WebhookApp:
 
 
 def too_deep(document: Any, limit: int) -> bool:
-    """Whether `document` nests objects and arrays more than `limit` deep, without recursion."""
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is None:
-            continue
+    """Whether `document` nests objects and arrays more than `limit` deep: level by level,
+    without recursion, looking only at containers."""
+    level = [document] if type(document) is dict or type(document) is list else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if type(node) is dict else node
+            below += [child for child in children if type(child) is dict or type(child) is list]
+        level = below
     return False
 
 

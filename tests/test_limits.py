@@ -29,7 +29,7 @@ def test_the_defaults_are_far_above_real_pods(engine: Engine) -> None:
         maxContainers=200,
         maxListItems=4096,
         maxRequestBytes=3 * 1024 * 1024,
-        maxJsonDepth=100,
+        maxJsonDepth=1024,
     )
     pod = flyte_pod(
         *secrets(60),
@@ -93,6 +93,10 @@ def test_a_refused_pod_is_a_denial_in_a_review() -> None:
         ("{maxSecrets: 0}", "secretpatch.limits.maxSecrets must be a positive whole number"),
         ("{maxSecrets: true}", "must be a positive whole number"),
         ("[1]", "secretpatch.limits must be a mapping"),
+        (
+            "{maxJsonDepth: 1025}",
+            "secretpatch.limits.maxJsonDepth can be at most 1024, the JSON parser's own limit",
+        ),
     ],
 )
 def test_limit_mistakes_are_located(tmp_path: Path, limits: str, message: str) -> None:
@@ -132,6 +136,24 @@ def test_the_server_refuses_deep_json_and_large_bodies_naming_the_cap() -> None:
     )
     status, answer = call(app, b'{"x": "' + b"a" * 70000 + b'"}')
     assert status == 400 and answer["message"] == "the body is 70009 bytes; the limit is 65536"
+
+
+def test_the_default_depth_cap_is_the_parsers_and_named_in_the_refusal() -> None:
+    app = WebhookApp(Engine.from_config(None))
+    review = admission_review(flyte_pod(*secrets(1)))
+    review["request"]["object"]["metadata"]["annotations"]["deep"] = "PLACEHOLDER"
+    template = json.dumps(review).encode()
+
+    def nested(depth: int) -> bytes:
+        return template.replace(b'"PLACEHOLDER"', b"[" * depth + b"]" * depth)
+
+    assert call(app, nested(1000))[0] == 200
+    status, answer = call(app, nested(1030))
+    assert status == 400
+    assert (
+        answer["message"]
+        == "the body nests JSON deeper than the limit; secretpatch.limits.maxJsonDepth is 1024"
+    )
 
 
 def test_depth_is_measured_without_recursion() -> None:
