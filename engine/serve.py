@@ -70,6 +70,12 @@ class CertWatcher:
 
 
 def configure_logging(level: int = logging.INFO) -> None:
+    # The logging module's own advice for hot paths: skip the caller lookup and the
+    # thread/process fields, which the JSON lines do not print.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
