@@ -304,3 +304,18 @@ def test_flytes_server_keys_are_accepted_without_a_warning(key: str) -> None:
     engine = Engine.from_config({"webhook": {key: "x"}})
     assert engine.warnings == ()
     assert engine.config.flyte(key, None) == "x"
+
+
+def test_key_files_is_an_opt_in_that_leaves_flytes_line_alone_by_default(engine: Engine) -> None:
+    keyed = flyte_pod({"group": "creds", "group_version": "3", "key": "Token"})
+    default_line = engine.mutate(keyed).pod["spec"]["initContainers"][0]["command"][2]
+    assert default_line == gcloud_line("creds", "3")
+    opted = Engine.from_config({"secretpatch": {"values": {"gcp": {"keyFiles": True}}}})
+    line = opted.mutate(keyed).pod["spec"]["initContainers"][0]["command"][2]
+    assert line == (
+        "gcloud secrets versions access creds/versions/3 --out-file=/etc/flyte/secrets/creds/3/token || "
+        "gcloud secrets versions access 3 --secret=creds --out-file=/etc/flyte/secrets/creds/3/token; "
+        "chmod +rX /etc/flyte/secrets/creds /etc/flyte/secrets/creds/3 /etc/flyte/secrets/creds/3/token"
+    )
+    unkeyed = flyte_pod({"group": "creds", "group_version": "3"})
+    assert opted.mutate(unkeyed).pod["spec"]["initContainers"][0]["command"][2] == gcloud_line("creds", "3")

@@ -51,18 +51,18 @@ STORE = {
 
 
 def start_pod(
-    tmp_path: Path, requests: list[dict[str, str]], **pod_spec: Any
+    tmp_path: Path, requests: list[dict[str, str]], config: dict[str, Any] | None = None, **pod_spec: Any
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    pod = Engine.from_config(None).mutate(flyte_pod(*requests, **pod_spec)).pod
+    pod = Engine.from_config(config).mutate(flyte_pod(*requests, **pod_spec)).pod
     task = pod["spec"]["containers"][0]
     env = {var["name"]: var.get("value", "") for var in task["env"]}
     reads = {}
     for request in requests:
-        parts = [
-            env["FLYTE_SECRETS_DEFAULT_DIR"],
-            request["group"].lower(),
-            env["FLYTE_SECRETS_FILE_PREFIX"] + request["group_version"].lower(),
-        ]
+        # flytekit: join(DEFAULT_DIR, lower(group), lower(version)[, lower(key)]), prefix on the last part
+        parts = [env["FLYTE_SECRETS_DEFAULT_DIR"], request["group"].lower(), request["group_version"].lower()]
+        if request.get("key"):
+            parts.append(request["key"].lower())
+        parts[-1] = env["FLYTE_SECRETS_FILE_PREFIX"] + parts[-1]
         reads[f"{request['group']}/{request['group_version']}"] = "/".join(parts)
     store = tmp_path / "store.json"
     store.write_text(json.dumps(STORE))
@@ -185,3 +185,31 @@ def test_user_init_containers_and_several_containers_see_the_same_files(tmp_path
         assert {"name": "gcp-secret-vol", "readOnly": True, "mountPath": "/etc/flyte/secrets"} in container[
             "volumeMounts"
         ]
+
+
+def test_with_key_files_a_keyed_secret_lands_where_flytekit_reads_it(tmp_path: Path) -> None:
+    """Flyte writes <group>/<version> whatever the key, so flytekit never finds a keyed secret;
+    the opt-in keyFiles value writes <group>/<version>/<key>."""
+    requests = [
+        {"group": "db-password", "group_version": "3", "key": "Password"},
+        {"group": "TestSecret", "group_version": "2"},
+    ]
+    _, results, reads = start_pod(
+        tmp_path, requests, config={"secretpatch": {"values": {"gcp": {"keyFiles": True}}}}
+    )
+    assert [c["code"] for c in results["init"]] == [0, 0]
+    assert results["reads"][reads["db-password/3"]] == {"ok": True, "data": "hunter3"}
+    assert reads["db-password/3"] == "/etc/flyte/secrets/db-password/3/password"
+    assert results["modes"]["/etc/flyte/secrets/db-password/3"] == "0o755"
+    assert results["reads"][reads["TestSecret/2"]] == {"ok": True, "data": "s3cr3t-v2\n"}
+
+
+def test_without_key_files_a_keyed_secret_is_where_flyte_puts_it_and_flytekit_misses_it(
+    tmp_path: Path,
+) -> None:
+    _, results, reads = start_pod(
+        tmp_path, [{"group": "db-password", "group_version": "3", "key": "password"}]
+    )
+    assert results["init"][0]["code"] == 0
+    assert results["reads"][reads["db-password/3"]]["ok"] is False
+    assert "/etc/flyte/secrets/db-password/3" in results["modes"]
