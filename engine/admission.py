@@ -150,13 +150,9 @@ def review(
         patch, secrets, audit = mutate(request.pod)
     except Rejected as exc:
         return Outcome(build_response(version, uid, denial=exc.message), request, "denied", denial=exc.code)
-    except InputError as exc:
+    except (InputError, RenderError) as exc:
         message = f"secretpatch cannot mutate the pod: {exc}"
-        return Outcome(
-            build_response(version, uid, denial=message), request, "denied", denial="malformed-pod"
-        )
-    except RenderError as exc:
-        message = f"secretpatch cannot mutate the pod: {exc}"
-        return Outcome(build_response(version, uid, denial=message), request, "denied", denial="render-error")
+        code = "malformed-pod" if isinstance(exc, InputError) else "render-error"
+        return Outcome(build_response(version, uid, denial=message), request, "denied", denial=code)
     response = build_response(version, uid, patch=patch, encode=encode, audit=audit)
     return Outcome(response, request, "patched" if patch else "unchanged", secrets)

@@ -19,16 +19,13 @@ from typing import Any
 
 import yaml
 
+from . import yamldoc
 from .engine import Engine, Mutation
 from .errors import InputError, Rejected, RenderError
 
 INPUTS = ("input.yaml", "input.yml", "input.json")
 EXPECTED = ("patch.json", "pod.yaml", "commands.txt", "denied.txt")
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader, C when available
+_yaml = yamldoc.load_plain
 
 
 @dataclass

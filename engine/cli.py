@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from . import __version__, workflow
+from . import __version__, workflow, yamldoc
 from .commands import CommandError, add_commands
 from .engine import Engine, Mutation
 from .errors import InputError, LoadError, Rejected, RenderError
@@ -42,7 +42,7 @@ def read_document(name: str) -> Any:
     try:
         if text.lstrip().startswith(("{", "[")):
             return json.loads(text)
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+        return yamldoc.load_plain(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _Exit(EXIT_USAGE, f"cannot parse {name}: {detail}") from None

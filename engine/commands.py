@@ -24,12 +24,17 @@ class CommandError(Exception):
     """A usage or environment problem; the CLI prints it and exits 2."""
 
 
+def require(what: str, extra: str, *modules: str) -> None:
+    """Refuse, with the install line, a command whose optional extra is not installed."""
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError:
+            raise CommandError(f"{what} needs {module}: pip install 'secretpatch[{extra}]'") from None
+
+
 def _server_extra(what: str) -> None:
-    try:
-        import cryptography  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise CommandError(f"{what} needs the server extra: pip install 'secretpatch[server]'") from None
+    require(what, "server", "cryptography", "uvicorn")
 
 
 def _flyte(args: argparse.Namespace, key: str, default: Any) -> Any:

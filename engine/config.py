@@ -48,6 +48,9 @@ OWN_SECTION = "secretpatch"
 OWN_KEYS = ("rules", "templates", "values", "limits")
 
 
+PARSER_DEPTH = 1024  # orjson refuses deeper nesting by itself
+
+
 @dataclass(frozen=True)
 class Limits:
     """Caps on what one review may cost. The defaults are far above any real Flyte pod (which
@@ -58,11 +61,10 @@ class Limits:
     maxContainers: int = 200
     maxListItems: int = 4096
     maxRequestBytes: int = 3 * 1024 * 1024
-    maxJsonDepth: int = 1024  # the JSON parser's own limit; lower it to walk bodies for a stricter one
+    maxJsonDepth: int = PARSER_DEPTH  # lower it to walk bodies for a stricter cap
 
 
 LIMIT_KEYS = tuple(Limits.__dataclass_fields__)
-PARSER_DEPTH = 1024  # orjson refuses deeper nesting by itself
 DEFAULT_MANAGERS = ("GCP",)
 
 

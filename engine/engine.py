@@ -96,11 +96,21 @@ class Engine:
         if not requests:
             return Mutation(pod, [])
         chosen = [(request, self._rule_for(request)) for request in requests]
-        patch = PodPatch(pod, copy_items=copy_items, max_items=limits.maxListItems)
+        # Provenance is for callers that keep the Mutation; reviews serialise and drop it.
+        patch = PodPatch(pod, copy_items=copy_items, max_items=limits.maxListItems, track_sources=copy_items)
         try:
-            containers = patch.length("containers") + patch.length("initContainers")
+            injected = self._compose(patch, chosen, pod)
         except TooManyItems as exc:
             raise Rejected(str(exc), annotation="", code="limit") from None
+        sources = tuple(Source(*source) for source in patch.sources)
+        return Mutation(pod, patch.ops, tuple(injected), sources)
+
+    def _compose(
+        self, patch: PodPatch, chosen: list[tuple[SecretRequest, Rule]], pod: Mapping[str, Any]
+    ) -> list[Injected]:
+        """Merge every chosen rule's fragments for every request, in Flyte's order."""
+        limits = self.config.limits
+        containers = patch.length("containers") + patch.length("initContainers")
         if containers > limits.maxContainers:
             raise Rejected(
                 f"the pod has {containers} containers and init containers; "
@@ -114,11 +124,10 @@ class Engine:
             rendered = rule.render(request, patch.length("initContainers"), pod)
             name = f"{request.group}/{request.group_version}"
             for spec, items in zip(rule.fragments, rendered.items, strict=True):
-                patch.source = (rule.name, spec.fragment.name, request.annotation, name)
+                if patch.track_sources:
+                    patch.source = (rule.name, spec.fragment.name, request.annotation, name)
                 try:
                     _merge(patch, spec, items, merged)
-                except TooManyItems as exc:
-                    raise Rejected(str(exc), annotation="", code="limit") from None
                 except NameCollision as exc:
                     raise Rejected(
                         f"{request.annotation}: cannot add {exc.name!r}: {exc}; rename the pod's own item",
@@ -127,8 +136,7 @@ class Engine:
                         code="name-collision",
                     ) from None
             injected.append(Injected(request, rule.name, rendered.texts))
-        sources = tuple(Source(*source) for source in patch.sources) if copy_items else ()
-        return Mutation(pod, patch.ops, tuple(injected), sources)
+        return injected
 
     def review(self, review: Mapping[str, Any]) -> AdmissionReviewResponse:
         """An AdmissionReview response; raises InputError only for a malformed review."""

@@ -65,7 +65,12 @@ class PodPatch:
     serialise the patch at once and hand out no reference to it (Engine.review)."""
 
     def __init__(
-        self, pod: Mapping[str, Any], *, copy_items: bool = True, max_items: int | None = None
+        self,
+        pod: Mapping[str, Any],
+        *,
+        copy_items: bool = True,
+        max_items: int | None = None,
+        track_sources: bool = True,
     ) -> None:
         spec = pod.get("spec")
         if not isinstance(spec, Mapping):
@@ -77,6 +82,7 @@ class PodPatch:
         self._owned: set[Key] = set()
         self.ops: list[PatchOp] = []
         # Provenance: for each operation, whatever the caller set as `source` when it was made.
+        self.track_sources = track_sources
         self.sources: list[Any] = []
         self.source: Any = None
         self._copy_items = copy_items
@@ -120,6 +126,11 @@ class PodPatch:
                         self._container_names[item["name"]] = f"spec.{list_name}[{index}]"
         return self._container_names.get(name)
 
+    def _emit(self, op: PatchOp) -> None:
+        self.ops.append(op)
+        if self.track_sources:
+            self.sources.append(self.source)
+
     def length(self, list_name: str) -> int:
         return len(self.current((list_name,)) or ())
 
@@ -137,10 +148,9 @@ class PodPatch:
         existing = self.current(key)
         path = pointer(key)
         if existing is None:
-            self.ops.append({"op": "add", "path": path, "value": [item]})
+            self._emit({"op": "add", "path": path, "value": [item]})
         else:
-            self.ops.append({"op": "add", "path": f"{path}/{0 if first else '-'}", "value": item})
-        self.sources.append(self.source)
+            self._emit({"op": "add", "path": f"{path}/{0 if first else '-'}", "value": item})
         items = self._writable(key)
         if first:
             items.insert(0, item)
@@ -154,8 +164,7 @@ class PodPatch:
                 self._container_names[item["name"]] = f"spec.{key[0]}[{len(items) - 1}]"
 
     def remove(self, key: Key, index: int) -> None:
-        self.ops.append({"op": "remove", "path": f"{pointer(key)}/{index}"})
-        self.sources.append(self.source)
+        self._emit({"op": "remove", "path": f"{pointer(key)}/{index}"})
         del self._writable(key)[index]
         self._shift(key, index, -1)
         if len(key) == 1 and key[0] in CONTAINER_LISTS:
@@ -171,24 +180,19 @@ class PodPatch:
             if current is not None and not isinstance(current, Mapping):
                 raise InputError(f"metadata.{map_name} is not an object")
         if not isinstance(self._metadata, Mapping):
-            self.ops.append({"op": "add", "path": "/metadata", "value": {map_name: dict(values)}})
-            self.sources.append(self.source)
+            self._emit({"op": "add", "path": "/metadata", "value": {map_name: dict(values)}})
             self._metadata = {map_name: dict(values)}
             self._maps[map_name] = dict(values)
             return
         if current is None:
-            self.ops.append({"op": "add", "path": f"/metadata/{escape(map_name)}", "value": dict(values)})
-            self.sources.append(self.source)
+            self._emit({"op": "add", "path": f"/metadata/{escape(map_name)}", "value": dict(values)})
             self._maps[map_name] = dict(values)
             return
         updated = dict(current)
         for key, value in values.items():
-            if updated.get(key) == value and key in updated:
+            if key in updated and updated[key] == value:
                 continue
-            self.ops.append(
-                {"op": "add", "path": f"/metadata/{escape(map_name)}/{escape(key)}", "value": value}
-            )
-            self.sources.append(self.source)
+            self._emit({"op": "add", "path": f"/metadata/{escape(map_name)}/{escape(key)}", "value": value})
             updated[key] = value
         self._maps[map_name] = updated
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .bundled import bundled_dir
+from .commands import require
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -22,15 +23,8 @@ class WorkflowError(Exception):
     """A usage problem; the CLI prints it and exits 2."""
 
 
-def _needs(module: str) -> None:
-    try:
-        __import__(module)
-    except ImportError:
-        raise WorkflowError(f"this command needs {module}: pip install 'secretpatch[tools]'") from None
-
-
 def cmd_test(args: argparse.Namespace) -> int:
-    _needs("deepdiff")
+    require("secretpatch test", "tools", "deepdiff")
     from .casetest import CaseRunner, find_cases, junit
 
     root = Path(args.dir)
@@ -178,7 +172,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    _needs("kubernetes_validate")
+    require("secretpatch lint", "tools", "kubernetes_validate")
     from .lint import lint
 
     problems, checked = lint(args.config)

@@ -20,6 +20,11 @@ Path_ = tuple[str | int, ...]
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def load_plain(text: str) -> Any:
+    """Plain YAML (or JSON) data, with PyYAML's safe loader (its C version when available)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+
+
 @dataclass
 class Doc:
     """A parsed YAML document and the 1-based line of each path inside it."""
