@@ -11,7 +11,7 @@ import base64
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InputError, Rejected, RenderError
 from .types import AdmissionResponse, AdmissionReviewResponse, PatchOp
@@ -99,28 +99,42 @@ class PatchEncoder:
         return ("[" + ",".join(parts) + "]").encode("utf-8")
 
 
+def patch_field(encoded: bytes) -> str:
+    """A JSONPatch as an AdmissionResponse carries it."""
+    return base64.b64encode(encoded).decode("ascii")
+
+
+class Answer(NamedTuple):
+    """What a review takes from a mutation: the JSONPatch as the response carries it
+    (`patch_field`, "" for none), the injected secrets' names, and the audit annotations.
+    Answers may be remembered and shared between reviews: nothing here is modified."""
+
+    patch: str = ""
+    secrets: tuple[str, ...] = ()
+    audit: Mapping[str, str] | None = None
+
+
 def build_response(
     api_version: str,
     uid: str,
     *,
-    patch: list[PatchOp] | None = None,
+    patch: str = "",
     denial: str | None = None,
-    encode: Callable[[list[PatchOp]], bytes] = encode_patch,
-    audit: dict[str, str] | None = None,
+    audit: Mapping[str, str] | None = None,
 ) -> AdmissionReviewResponse:
-    """The answer to one review: allowed with an optional JSONPatch, or denied with 400.
+    """The answer to one review: allowed with an optional JSONPatch (`patch_field`), or
+    denied with 400.
 
     `audit` becomes auditAnnotations; the API server records them in the audit log under
     `<webhook name>/<key>`."""
     response: AdmissionResponse = {"uid": uid, "allowed": denial is None}
     if audit:
-        response["auditAnnotations"] = audit
+        response["auditAnnotations"] = dict(audit)
     if denial is not None:
         response["status"] = {"code": 400, "message": denial}
     elif patch:
-        encoded = encode(patch)
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(encoded).decode("ascii")
+        response["patch"] = patch
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
 
 
@@ -135,24 +149,19 @@ class Outcome:
     denial: str | None = None  # a Rejected code, or "malformed-pod" / "render-error"
 
 
-def review(
-    mutate: Callable[[Mapping[str, Any]], tuple[list[PatchOp], tuple[str, ...], dict[str, str]]],
-    document: Any,
-    encode: Callable[[list[PatchOp]], bytes] = encode_patch,
-) -> Outcome:
-    """Answer a review with `mutate` (pod to patch, secret names, audit annotations). Only
-    the envelope can raise."""
+def review(mutate: Callable[[Mapping[str, Any]], Answer], document: Any) -> Outcome:
+    """Answer a review with `mutate` (pod to Answer). Only the envelope can raise."""
     request = parse_request(document)
     version, uid = request.api_version, request.uid
     if request.operation != "CREATE":
         return Outcome(build_response(version, uid), request, "skipped")
     try:
-        patch, secrets, audit = mutate(request.pod)
+        answer = mutate(request.pod)
     except Rejected as exc:
         return Outcome(build_response(version, uid, denial=exc.message), request, "denied", denial=exc.code)
     except (InputError, RenderError) as exc:
         message = f"secretpatch cannot mutate the pod: {exc}"
         code = "malformed-pod" if isinstance(exc, InputError) else "render-error"
         return Outcome(build_response(version, uid, denial=message), request, "denied", denial=code)
-    response = build_response(version, uid, patch=patch, encode=encode, audit=audit)
-    return Outcome(response, request, "patched" if patch else "unchanged", secrets)
+    response = build_response(version, uid, patch=answer.patch, audit=answer.audit)
+    return Outcome(response, request, "patched" if answer.patch else "unchanged", answer.secrets)

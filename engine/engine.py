@@ -21,6 +21,7 @@ from . import admission, yamldoc
 from .bundled import bundled_dir
 from .config import FLYTE_MANAGER_TYPES, Config, closest, load_config, warn_ignored
 from .errors import InputError, LoadError, Rejected
+from .memo import ReviewMemo, Trace
 from .patch import NameCollision, PodPatch, TooManyItems
 from .render import make_environment
 from .ruleload import compile_rule, read_rule, rule_header
@@ -77,6 +78,8 @@ class Engine:
         # Requests repeat all day; which rule takes one depends on the request alone.
         self._rule_for = lru_cache(maxsize=4096)(self._choose_rule)
         self._encode = admission.PatchEncoder()
+        # A rule whose templates read the pod makes patches depend on more than memo.shape sees.
+        self._memo = None if any(rule.reads_pod for rule in self.rules) else ReviewMemo()
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any] | None = None) -> Engine:
@@ -88,16 +91,32 @@ class Engine:
         """The patch Flyte's webhook would apply; raises Rejected for a secret it cannot inject."""
         return self._mutate(pod, copy_items=True)
 
-    def _mutate(self, pod: Mapping[str, Any], *, copy_items: bool) -> Mutation:
+    def _requests(self, pod: Mapping[str, Any]) -> list[SecretRequest]:
         if not isinstance(pod, Mapping):
             raise InputError("a pod must be a JSON object")
-        limits = self.config.limits
-        requests = requested_secrets(pod, limits.maxSecrets)
+        return requested_secrets(pod, self.config.limits.maxSecrets)
+
+    def _mutate(
+        self,
+        pod: Mapping[str, Any],
+        *,
+        copy_items: bool,
+        requests: list[SecretRequest] | None = None,
+        trace: Trace | None = None,
+    ) -> Mutation:
+        if requests is None:
+            requests = self._requests(pod)
         if not requests:
             return Mutation(pod, [])
         chosen = [(request, self._rule_for(request)) for request in requests]
         # Provenance is for callers that keep the Mutation; reviews serialise and drop it.
-        patch = PodPatch(pod, copy_items=copy_items, max_items=limits.maxListItems, track_sources=copy_items)
+        patch = PodPatch(
+            pod,
+            copy_items=copy_items,
+            max_items=self.config.limits.maxListItems,
+            track_sources=copy_items,
+            trace=trace,
+        )
         try:
             injected = self._compose(patch, chosen, pod)
         except TooManyItems as exc:
@@ -138,21 +157,41 @@ class Engine:
             injected.append(Injected(request, rule.name, rendered.texts))
         return injected
 
+    @property
+    def memo(self) -> ReviewMemo | None:
+        """The remembered answers (None when a rule reads the pod); `hits` and `misses`
+        count reviews that asked for secrets."""
+        return self._memo
+
     def review(self, review: Mapping[str, Any]) -> AdmissionReviewResponse:
         """An AdmissionReview response; raises InputError only for a malformed review."""
         return self.review_outcome(review).response
 
     def review_outcome(self, review: Mapping[str, Any]) -> admission.Outcome:
         """`review`, plus what a server logs and counts: result, secret names, denial code."""
-        return admission.review(self._review_mutate, review, self._encode)
+        return admission.review(self._review_mutate, review)
 
-    def _review_mutate(self, pod: Mapping[str, Any]) -> tuple[list[PatchOp], tuple[str, ...], dict[str, str]]:
-        mutation = self._mutate(pod, copy_items=False)
-        if not mutation.injected:
-            return mutation.patch, (), {}
+    def _review_mutate(self, pod: Mapping[str, Any]) -> admission.Answer:
+        requests = self._requests(pod)
+        if not requests:
+            return admission.Answer()
+        memo, key = self._memo, tuple(requests)
+        if memo is not None:
+            remembered = memo.find(key, pod)
+            if remembered is not None:
+                return remembered
+        trace = Trace()
+        mutation = self._mutate(pod, copy_items=False, requests=requests, trace=trace)
         secrets = tuple(f"{i.secret.group}/{i.secret.group_version}" for i in mutation.injected)
         rules = sorted({i.rule for i in mutation.injected})
-        return mutation.patch, secrets, {"secrets": ",".join(secrets), "rule": ",".join(rules)}
+        answer = admission.Answer(
+            admission.patch_field(self._encode(mutation.patch)) if mutation.patch else "",
+            secrets,
+            {"secrets": ",".join(secrets), "rule": ",".join(rules)},
+        )
+        if memo is not None:
+            memo.store(key, trace, pod, answer)
+        return answer
 
     def _choose_rule(self, request: SecretRequest) -> Rule:
         reasons = []

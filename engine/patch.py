@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
+from .memo import Trace
 from .types import PatchOp, copy_json
 
 # ("volumes",) is spec.volumes; ("initContainers", 2, "env") is spec.initContainers[2].env.
@@ -62,7 +63,12 @@ _UNSEEN = object()
 
 class PodPatch:
     """`copy_items=False` lets operations share rendered items; only for callers that
-    serialise the patch at once and hand out no reference to it (Engine.review)."""
+    serialise the patch at once and hand out no reference to it (Engine.review).
+
+    With a `trace`, every question asked of the pod is recorded there (see memo.py). The
+    merge modes must ask through `current`, `index_of`, `container_name_owner` and
+    `set_keys` only, or a remembered answer could be given to a pod it does not fit.
+    """
 
     def __init__(
         self,
@@ -71,6 +77,7 @@ class PodPatch:
         copy_items: bool = True,
         max_items: int | None = None,
         track_sources: bool = True,
+        trace: Trace | None = None,
     ) -> None:
         spec = pod.get("spec")
         if not isinstance(spec, Mapping):
@@ -88,12 +95,17 @@ class PodPatch:
         self._copy_items = copy_items
         self._max_items = max_items
         self._container_names: dict[str, str] | None = None
+        self.trace = trace
 
     def current(self, key: Key) -> list[Any] | None:
         """The list at `key` as mutated so far (None when absent); read-only for callers."""
         known = self._lists.get(key, _UNSEEN)
         if known is not _UNSEEN:
             return known  # type: ignore[return-value]
+        if self.trace is not None:
+            self.trace.lists.add(key[0])
+            if len(key) == 3:
+                self.trace.fields.add(key[2])
         if len(key) == 1:
             value = self._spec.get(key[0])
         else:
@@ -118,6 +130,8 @@ class PodPatch:
 
     def container_name_owner(self, name: str) -> str | None:
         """Where a container name is used (names are unique across all container lists)."""
+        if self.trace is not None:
+            self.trace.names.add(name)
         if self._container_names is None:
             self._container_names = {}
             for list_name in sorted(CONTAINER_LISTS, reverse=True):
@@ -133,6 +147,15 @@ class PodPatch:
 
     def length(self, list_name: str) -> int:
         return len(self.current((list_name,)) or ())
+
+    def index_of(self, key: Key, name: str) -> int | None:
+        """The index of the first object named `name` in the list at `key`, as mutated so far."""
+        if self.trace is not None:
+            self.trace.names.add(name)
+        for index, item in enumerate(self.current(key) or ()):
+            if (type(item) is dict or isinstance(item, Mapping)) and item.get("name") == name:
+                return index
+        return None
 
     def _writable(self, key: Key) -> list[Any]:
         items = self.current(key)
@@ -172,6 +195,9 @@ class PodPatch:
 
     def set_keys(self, map_name: str, values: Mapping[str, Any]) -> None:
         """Set keys of metadata.labels or metadata.annotations (add, or replace a different value)."""
+        if self.trace is not None:
+            self.trace.maps.add(map_name)
+            self.trace.map_keys.update(values)
         if map_name in self._maps:
             current = self._maps[map_name]
         else:
@@ -225,15 +251,8 @@ def set_map_keys(patch: PodPatch, key: Key, values: Mapping[str, Any]) -> None:
     patch.set_keys(key[0], values)
 
 
-def _index_of(patch: PodPatch, key: Key, name: str) -> int | None:
-    for index, item in enumerate(patch.current(key) or ()):
-        if (type(item) is dict or isinstance(item, Mapping)) and item.get("name") == name:
-            return index
-    return None
-
-
 def add_unless_named(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
-    if _index_of(patch, key, item["name"]) is None:
+    if patch.index_of(key, item["name"]) is None:
         patch.add(key, item)
 
 
@@ -242,7 +261,7 @@ def append_unique(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
     if len(key) == 1 and key[0] in CONTAINER_LISTS:
         where = patch.container_name_owner(name)
     else:
-        found = _index_of(patch, key, name)
+        found = patch.index_of(key, name)
         where = None if found is None else f"{_describe(key)}[{found}]"
     if where is not None:
         raise NameCollision(name, where)
@@ -250,7 +269,7 @@ def append_unique(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
 
 
 def prepend_replace(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
-    found = _index_of(patch, key, item["name"])
+    found = patch.index_of(key, item["name"])
     if found is not None:
         patch.remove(key, found)
     patch.add(key, item, first=True)

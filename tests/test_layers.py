@@ -16,6 +16,7 @@ CORE = [
     "engine",
     "errors",
     "fragments",
+    "memo",
     "patch",
     "render",
     "ruleload",

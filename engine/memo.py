@@ -1,0 +1,173 @@
+"""Review answers remembered by secret requests and pod shape.
+
+A patch depends on the pod only through what the patch composer asks of it: whether each
+list it reads exists and how long it is, where the names it would add already appear, and
+the current values of the metadata keys a `set` fragment writes. Pods of one task agree on
+all of that while differing in almost everything else (pod name, env values, the random
+suffix of the service-account token volume, the owner reference), so one composition
+serves every pod of the task's shape: a map task's hundreds of pods are composed once.
+
+`PodPatch` records in a `Trace` what a composition asked; `shape` reads the same facts from
+any pod. The composer is a function of the requests and of these facts, so a pod whose
+facts equal a remembered pod's gets the remembered answer. A pod that is unusual in any way
+(a list that is not a list, an item that is not an object, a label value that is not a
+string) has no shape and is always composed afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .admission import Answer
+
+
+@dataclass
+class Trace:
+    """What one composition read: pod-spec lists, container fields, names looked up in
+    them, and metadata maps with the keys set in them."""
+
+    lists: set[str] = field(default_factory=set)
+    fields: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    maps: set[str] = field(default_factory=set)
+    map_keys: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A trace, frozen and ordered, so that `shape` reads facts in the same order every time."""
+
+    lists: tuple[str, ...]
+    fields: tuple[str, ...]
+    names: frozenset[str]
+    maps: tuple[str, ...]
+    map_keys: tuple[str, ...]
+
+    @classmethod
+    def of(cls, trace: Trace) -> Probe:
+        return cls(
+            tuple(sorted(trace.lists)),
+            tuple(sorted(trace.fields)),
+            frozenset(trace.names),
+            tuple(sorted(trace.maps)),
+            tuple(sorted(trace.map_keys)),
+        )
+
+
+Facts = tuple[Any, ...]
+
+
+def _named(items: list[Any], names: frozenset[str]) -> tuple[tuple[int, str], ...] | None:
+    """Where the looked-up names sit in a list (every occurrence); None if an item is not
+    an object."""
+    found = []
+    for index, item in enumerate(items):
+        if type(item) is not dict:
+            return None
+        name = item.get("name")
+        if type(name) is str and name in names:
+            found.append((index, name))
+    return tuple(found)
+
+
+def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
+    """The facts of `pod` that a composition traced as `probe` depends on; None when the
+    pod is not plain JSON objects and lists where the composer looks."""
+    spec = pod.get("spec")
+    if type(spec) is not dict:
+        return None
+    names, fields = probe.names, probe.fields
+    facts: list[Any] = []
+    for list_name in probe.lists:
+        items = spec.get(list_name)
+        if items is None:
+            facts.append(None)
+            continue
+        if type(items) is not list:
+            return None
+        entries: list[Any] = [len(items)]
+        for item in items:
+            if type(item) is not dict:
+                return None
+            name = item.get("name")
+            entries.append(name if type(name) is str and name in names else None)
+            for field_name in fields:
+                value = item.get(field_name)
+                if value is None:
+                    entries.append(None)
+                    continue
+                if type(value) is not list:
+                    return None
+                positions = _named(value, names)
+                if positions is None:
+                    return None
+                entries.append((len(value), positions))
+        facts.append(tuple(entries))
+    if probe.maps:
+        metadata = pod.get("metadata")
+        if type(metadata) is not dict:
+            return None
+        for map_name in probe.maps:
+            current = metadata.get(map_name)
+            if current is None:
+                facts.append(None)
+                continue
+            if type(current) is not dict:
+                return None
+            values = tuple(current.get(key) for key in probe.map_keys)
+            if not all(value is None or type(value) is str for value in values):
+                return None
+            facts.append(values)
+    return tuple(facts)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    probe: Probe
+    facts: Facts
+    answer: Answer
+
+
+class ReviewMemo:
+    """Answers by requests, then by shape; bounded in keys and in bytes of patch held.
+
+    When full it starts again empty: simple, and a webhook's working set (the tasks
+    running now) refills it within a few reviews. Safe to share between threads: entries are
+    immutable, and a lost update only costs a composition.
+    """
+
+    def __init__(self, max_keys: int = 4096, max_bytes: int = 32 << 20, shapes_per_key: int = 4) -> None:
+        self._max_keys = max_keys
+        self._max_bytes = max_bytes
+        self._shapes_per_key = shapes_per_key
+        self._entries: dict[Hashable, list[_Entry]] = {}
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def find(self, key: Hashable, pod: Mapping[str, Any]) -> Answer | None:
+        for entry in self._entries.get(key, ()):
+            if shape(pod, entry.probe) == entry.facts:
+                self.hits += 1
+                return entry.answer
+        self.misses += 1
+        return None
+
+    def store(self, key: Hashable, trace: Trace, pod: Mapping[str, Any], answer: Answer) -> None:
+        probe = Probe.of(trace)
+        facts = shape(pod, probe)
+        if facts is None:
+            return
+        size = len(answer.patch)
+        if size > self._max_bytes // 4:
+            return  # one huge pod must not push out a whole working set
+        if self._bytes + size > self._max_bytes or len(self._entries) >= self._max_keys:
+            self._entries = {}
+            self._bytes = 0
+        entries = self._entries.setdefault(key, [])
+        if len(entries) >= self._shapes_per_key:
+            self._bytes -= len(entries.pop(0).answer.patch)
+        entries.append(_Entry(probe, facts, answer))
+        self._bytes += size

@@ -1,0 +1,332 @@
+"""The review memo: pods of one shape share one composition, and no pod gets another's patch.
+
+Every answer here is checked against a composition made afresh (`Engine.mutate`, which never
+uses the memo) or against the reference mutation of reference.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from secretpatch import Engine
+from secretpatch.admission import Answer
+from secretpatch.memo import ReviewMemo, Trace
+
+from .conftest import ROOT, admission_review, flyte_pod
+from .reference import Req, reference_mutate
+from .test_properties import SETTINGS, task_pods
+
+SECRET = {"group": "db-password", "group_version": "3"}
+
+
+def task_pod(**changes: Any) -> dict[str, Any]:
+    """A task pod as the API server hands it over: a service-account token volume with a
+    random suffix, mounted in the task container, and Flyte's env."""
+    token = changes.pop("token", "kube-api-access-4xq2m")
+    pod = flyte_pod(
+        SECRET,
+        {"group": "api-key", "group_version": "latest"},
+        containers=[
+            {
+                "name": "main",
+                "image": "task:1",
+                "env": [
+                    {"name": "FLYTE_INTERNAL_EXECUTION_ID", "value": changes.pop("execution", "a1b2c3")},
+                    {"name": "FLYTE_ATTEMPT_NUMBER", "value": "0"},
+                ],
+                "volumeMounts": [
+                    {"name": token, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+                ],
+            }
+        ],
+        volumes=[{"name": token, "projected": {"sources": []}}],
+    )
+    pod["metadata"]["name"] = changes.pop("name", "a1b2c3-n0-0")
+    assert not changes
+    return pod
+
+
+def answer(engine: Engine, pod: dict[str, Any], uid: str = "u") -> dict[str, Any]:
+    return engine.review(admission_review(pod, uid=uid))["response"]  # type: ignore[return-value]
+
+
+def patch_of(response: dict[str, Any]) -> list[Any]:
+    return json.loads(base64.b64decode(response["patch"])) if "patch" in response else []
+
+
+def test_pods_of_one_task_share_one_composition() -> None:
+    engine = Engine.from_config(None)
+    memo = engine.memo
+    assert memo is not None
+    first = answer(engine, task_pod())
+    assert (memo.hits, memo.misses) == (0, 1)
+    for number, pod in enumerate(
+        [
+            task_pod(name="d4e5f6-n0-0", execution="d4e5f6"),
+            task_pod(token="kube-api-access-zz9k1"),
+            task_pod(name="x", execution="y", token="kube-api-access-7h2pd"),
+        ],
+        start=1,
+    ):
+        response = answer(engine, pod, uid=f"uid-{number}")
+        assert memo.hits == number
+        assert response["uid"] == f"uid-{number}"
+        assert patch_of(response) == engine.mutate(pod).patch == patch_of(first)
+        assert response["auditAnnotations"] == first["auditAnnotations"]
+
+
+def test_an_answer_handed_out_cannot_change_the_next_one() -> None:
+    engine = Engine.from_config(None)
+    response = answer(engine, task_pod())
+    response["auditAnnotations"]["secrets"] = "tampered"
+    response["patch"] = "tampered"
+    again = answer(engine, task_pod(name="other"))
+    assert engine.memo is not None and engine.memo.hits == 1
+    assert again["auditAnnotations"]["secrets"] == "db-password/3,api-key/latest"
+    assert patch_of(again) == engine.mutate(task_pod()).patch
+
+
+def env(pod: dict[str, Any]) -> Any:
+    return pod["spec"]["containers"][0]["env"]
+
+
+def mounts(pod: dict[str, Any]) -> Any:
+    return pod["spec"]["containers"][0]["volumeMounts"]
+
+
+def _env_first(pod: dict[str, Any]) -> None:
+    env(pod).insert(0, {"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/x"})
+
+
+def _env_later(pod: dict[str, Any]) -> None:
+    env(pod).append({"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/x"})
+
+
+def _env_twice(pod: dict[str, Any]) -> None:
+    _env_first(pod)
+    _env_later(pod)
+
+
+SHAPE_CHANGES = {
+    "the env already names FLYTE_SECRETS_DEFAULT_DIR": _env_first,
+    "the same variable further down": _env_later,
+    "the same variable twice": _env_twice,
+    "one more env variable": lambda pod: env(pod).append({"name": "X", "value": ""}),
+    "no env": lambda pod: pod["spec"]["containers"][0].pop("env"),
+    "an empty env": lambda pod: pod["spec"]["containers"][0].update(env=[]),
+    "no volume mounts": lambda pod: pod["spec"]["containers"][0].pop("volumeMounts"),
+    "the pod already has gcp-secret-vol": lambda pod: pod["spec"]["volumes"].append(
+        {"name": "gcp-secret-vol", "emptyDir": {}}
+    ),
+    "no volumes": lambda pod: pod["spec"].pop("volumes"),
+    "a user init container": lambda pod: pod["spec"].update(initContainers=[{"name": "setup", "image": "i"}]),
+    "an empty init container list": lambda pod: pod["spec"].update(initContainers=[]),
+    "a second container": lambda pod: pod["spec"]["containers"].append({"name": "side", "image": "s"}),
+    "the containers swapped": lambda pod: pod["spec"]["containers"].insert(0, {"name": "side", "image": "s"}),
+    "a container already mounting the volume": lambda pod: mounts(pod).append(
+        {"name": "gcp-secret-vol", "mountPath": "/elsewhere"}
+    ),
+    "a sidecar named like our first init container": lambda pod: pod["spec"]["containers"].append(
+        {"name": "gcp-pull-secret-0", "image": "s"}
+    ),
+    "an ephemeral container named like our init container": lambda pod: pod["spec"].update(
+        ephemeralContainers=[{"name": "gcp-pull-secret-1", "image": "s"}]
+    ),
+    # The same lengths, other names: only where a looked-up name sits tells these apart.
+    "an env variable renamed FLYTE_SECRETS_DEFAULT_DIR": lambda pod: env(pod)[1].update(
+        name="FLYTE_SECRETS_DEFAULT_DIR"
+    ),
+    "a mount renamed gcp-secret-vol": lambda pod: mounts(pod)[0].update(name="gcp-secret-vol"),
+    "a volume renamed gcp-secret-vol": lambda pod: pod["spec"]["volumes"][0].update(name="gcp-secret-vol"),
+    "the container renamed like our second init container": lambda pod: pod["spec"]["containers"][0].update(
+        name="gcp-pull-secret-1"
+    ),
+    "env that is not a list": lambda pod: pod["spec"]["containers"][0].update(env={"A": "1"}),
+    "a container that is not an object": lambda pod: pod["spec"]["containers"].append("main"),
+    "a volume that is not an object": lambda pod: pod["spec"]["volumes"].append(None),
+}
+
+
+@pytest.mark.parametrize("change", SHAPE_CHANGES.values(), ids=SHAPE_CHANGES.keys())
+def test_a_pod_of_another_shape_is_composed_afresh(change: Any) -> None:
+    engine = Engine.from_config(None)
+    answer(engine, task_pod())
+    pod = task_pod(name="another")
+    change(pod)
+    response = answer(engine, pod)
+    fresh = answer(Engine.from_config(None), pod)
+    assert engine.memo is not None and engine.memo.hits == 0
+    assert response == fresh
+    again = task_pod(name="third")
+    change(again)
+    assert answer(engine, again) == fresh
+
+
+@pytest.mark.parametrize("value", [{}, "", 0])
+def test_an_empty_list_and_an_empty_non_list_are_told_apart(value: Any) -> None:
+    engine = Engine.from_config(None)
+    pod = task_pod()
+    pod["spec"]["volumes"] = []
+    answer(engine, pod)
+    pod["spec"]["volumes"] = value
+    response = answer(engine, pod)
+    assert response["allowed"] is False
+    assert response["status"]["message"] == "secretpatch cannot mutate the pod: spec.volumes is not a list"
+
+
+def test_the_same_requests_in_other_annotations_are_another_key() -> None:
+    engine = Engine.from_config(None)
+    pod = task_pod()
+    answer(engine, pod)
+    swapped = copy.deepcopy(pod)
+    notes = swapped["metadata"]["annotations"]
+    notes["flyte.secrets/s0"], notes["flyte.secrets/s1"] = (
+        notes["flyte.secrets/s1"],
+        notes["flyte.secrets/s0"],
+    )
+    response = answer(engine, swapped)
+    assert engine.memo is not None and engine.memo.hits == 0
+    assert response["auditAnnotations"]["secrets"] == "api-key/latest,db-password/3"
+
+
+def _rules_with(tmp_path: Path, fragments: str, templates: dict[str, str]) -> Engine:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "templates" / "gcp").mkdir(parents=True)
+    rule = (ROOT / "rules" / "gcp.yaml").read_text()
+    (tmp_path / "rules" / "gcp.yaml").write_text(rule + fragments)
+    for name, text in templates.items():
+        (tmp_path / "templates" / name).write_text(text)
+    return Engine.from_config(
+        {"secretpatch": {"rules": str(tmp_path / "rules"), "templates": str(tmp_path / "templates")}}
+    )
+
+
+def test_set_fragments_see_the_current_value_of_the_keys_they_set(tmp_path: Path) -> None:
+    engine = _rules_with(
+        tmp_path,
+        "  - template: gcp/labels.yaml.j2\n    merge: set\n    into: [labels]\n",
+        {"gcp/labels.yaml.j2": "secretpatch.io/secrets: injected\n"},
+    )
+    plain = task_pod()
+    already = task_pod(name="b")
+    already["metadata"]["labels"]["secretpatch.io/secrets"] = "injected"
+    other = task_pod(name="c")
+    other["metadata"]["labels"]["secretpatch.io/secrets"] = "no"
+    unrelated = task_pod(name="d")
+    unrelated["metadata"]["labels"]["team"] = "ml"
+    for pod in (plain, already, other, unrelated, plain, already, other):
+        assert patch_of(answer(engine, pod)) == engine.mutate(pod).patch
+    assert engine.memo is not None and engine.memo.hits == 4  # unrelated is plain's shape
+    label_ops = [op for op in patch_of(answer(engine, other)) if op["path"].startswith("/metadata")]
+    assert label_ops == [
+        {"op": "add", "path": "/metadata/labels/secretpatch.io~1secrets", "value": "injected"}
+    ]
+    assert not [op for op in patch_of(answer(engine, already)) if op["path"].startswith("/metadata")]
+
+
+def test_a_rule_that_reads_the_pod_is_never_answered_from_memory(tmp_path: Path) -> None:
+    command = (ROOT / "templates" / "gcp" / "command.sh.j2").read_text()
+    engine = _rules_with(
+        tmp_path, "", {"gcp/command.sh.j2": command.rstrip("\n") + " # {{ pod.metadata.name | shquote }}\n"}
+    )
+    assert engine.memo is None
+    lines = []
+    for name in ("first", "second"):
+        pod = task_pod(name=name)
+        lines.append(patch_of(answer(engine, pod))[1]["value"][0]["command"][2])
+        assert patch_of(answer(engine, pod)) == engine.mutate(pod).patch
+    assert lines[0].endswith("# first") and lines[1].endswith("# second")
+
+
+def test_the_memo_is_bounded_in_keys_and_bytes() -> None:
+    memo = ReviewMemo(max_keys=2, max_bytes=1000)
+    trace = Trace(lists={"volumes"}, names={"v"})
+    pod = {"spec": {"volumes": []}}
+    for key in ("a", "b"):
+        memo.store(key, trace, pod, Answer("x" * 100))
+    assert memo.find("a", pod) is not None and memo.find("b", pod) is not None
+    memo.store("c", trace, pod, Answer("x" * 100))  # a third key: start again
+    assert memo.find("a", pod) is None and memo.find("c", pod) is not None
+    memo.store("big", trace, pod, Answer("x" * 251))  # over a quarter of the budget: not kept
+    assert memo.find("big", pod) is None and memo.find("c", pod) is not None
+    for key in ("d", "e", "f"):  # 100 + 3 x 300 bytes is over the budget: start again
+        memo.store(key, trace, pod, Answer("x" * 250))
+    assert memo.find("c", pod) is None and memo.find("f", pod) is not None
+
+
+def test_the_memo_keeps_a_few_shapes_per_request() -> None:
+    memo = ReviewMemo(shapes_per_key=2)
+    trace = Trace(lists={"volumes"}, names={"v"})
+    pods = [{"spec": {"volumes": [{"name": "x"}] * n}} for n in range(3)]
+    for n, pod in enumerate(pods):
+        memo.store("k", trace, pod, Answer(str(n)))
+    assert memo.find("k", pods[0]) is None
+    assert memo.find("k", pods[1]) == Answer("1") and memo.find("k", pods[2]) == Answer("2")
+
+
+LOADED = Engine.from_config(None)
+
+
+def _perturbed(pod: dict[str, Any], salt: str) -> dict[str, Any]:
+    """The same pod as far as the rules can tell: other values, other names that no rule
+    adds, another pod name."""
+    pod = copy.deepcopy(pod)
+    pod["metadata"]["name"] = f"p-{salt}"
+    spec = pod["spec"]
+    renamed = {"data": f"data-{salt}", "cache": f"cache-{salt}"}
+    for volume in spec.get("volumes") or []:
+        volume["name"] = renamed.get(volume["name"], volume["name"])
+    for container in spec.get("containers", []) + (spec.get("initContainers") or []):
+        for var in container.get("env") or []:
+            var["value"] += salt
+        for mount in container.get("volumeMounts") or []:
+            mount["name"] = renamed.get(mount["name"], mount["name"])
+    return pod
+
+
+@st.composite
+def families(draw: st.DrawFn) -> tuple[list[tuple[int, dict[str, Any]]], list[Req]]:
+    """Pods asking for the same secrets: a few shapes, each seen more than once, as
+    (shape number, pod)."""
+    first, wanted = draw(task_pods())
+    shapes = [first]
+    for _ in range(draw(st.integers(0, 3))):
+        other, _ = draw(task_pods())
+        other["metadata"] = copy.deepcopy(first["metadata"])
+        shapes.append(other)
+    order = draw(st.lists(st.integers(0, len(shapes) - 1), min_size=1, max_size=8))
+    salts = st.from_regex(r"[a-z0-9]{1,4}", fullmatch=True)
+    family = [(0, first)] + [(i, _perturbed(shapes[i], draw(salts))) for i in order]
+    return family, wanted
+
+
+@SETTINGS
+@given(families())
+def test_every_pod_of_a_family_gets_its_own_reference_patch(
+    family: tuple[list[tuple[int, dict[str, Any]]], list[Req]],
+) -> None:
+    pods, wanted = family
+    engine = Engine(LOADED.config, LOADED.rules)  # a memo of its own, rules already loaded
+    memo = engine.memo
+    assert memo is not None
+    seen = set()
+    for number, (shape, pod) in enumerate(pods):
+        before = copy.deepcopy(pod)
+        hits = memo.hits
+        patch = patch_of(answer(engine, pod, uid=str(number)))
+        assert pod == before
+        assert patch == engine.mutate(pod).patch
+        assert jsonpatch.apply_patch(pod, patch) == reference_mutate(pod, wanted)
+        if wanted and shape in seen:
+            assert memo.hits == hits + 1, (
+                "a perturbed copy of a shape already answered is answered from memory"
+            )
+        seen.add(shape)
