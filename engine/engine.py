@@ -26,7 +26,7 @@ from .patch import NameCollision, PodPatch, TooManyItems
 from .render import make_environment
 from .ruleload import compile_rule, read_rule, rule_header
 from .rules import FragmentSpec, Rule
-from .secrets import SecretRequest, requested_secrets
+from .secrets import SecretRequest, decode_requests, secret_annotations
 from .types import AdmissionReviewResponse, PatchOp
 
 log = logging.getLogger("secretpatch")
@@ -91,10 +91,10 @@ class Engine:
         """The patch Flyte's webhook would apply; raises Rejected for a secret it cannot inject."""
         return self._mutate(pod, copy_items=True)
 
-    def _requests(self, pod: Mapping[str, Any]) -> list[SecretRequest]:
+    def _annotations(self, pod: Mapping[str, Any]) -> list[tuple[str, str]]:
         if not isinstance(pod, Mapping):
             raise InputError("a pod must be a JSON object")
-        return requested_secrets(pod, self.config.limits.maxSecrets)
+        return secret_annotations(pod)
 
     def _mutate(
         self,
@@ -105,7 +105,7 @@ class Engine:
         trace: Trace | None = None,
     ) -> Mutation:
         if requests is None:
-            requests = self._requests(pod)
+            requests = decode_requests(self._annotations(pod), self.config.limits.maxSecrets)
         if not requests:
             return Mutation(pod, [])
         chosen = [(request, self._rule_for(request)) for request in requests]
@@ -172,14 +172,16 @@ class Engine:
         return admission.review(self._review_mutate, review)
 
     def _review_mutate(self, pod: Mapping[str, Any]) -> admission.Answer:
-        requests = self._requests(pod)
-        if not requests:
+        annotations = self._annotations(pod)
+        if not annotations:
             return admission.Answer()
-        memo, key = self._memo, tuple(requests)
+        # The annotations as they are decide the requests, so they key the memo undecoded.
+        memo, key = self._memo, tuple(annotations)
         if memo is not None:
             remembered = memo.find(key, pod)
             if remembered is not None:
                 return remembered
+        requests = decode_requests(annotations, self.config.limits.maxSecrets)
         trace = Trace()
         mutation = self._mutate(pod, copy_items=False, requests=requests, trace=trace)
         secrets = tuple(f"{i.secret.group}/{i.secret.group_version}" for i in mutation.injected)

@@ -157,6 +157,12 @@ def requested_secrets(pod: Mapping[str, Any], limit: int | None = None) -> list[
     A pod without the injection label, or without annotations, asks for nothing. More than
     `limit` requests are refused before any is decoded.
     """
+    return decode_requests(secret_annotations(pod), limit)
+
+
+def secret_annotations(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The pod's `flyte.secrets/...` annotations as they come, names not yet checked; none
+    without the injection label."""
     metadata = pod.get("metadata")
     if metadata is None:
         return []
@@ -170,10 +176,26 @@ def requested_secrets(pod: Mapping[str, Any], limit: int | None = None) -> list[
         raise InputError("metadata.annotations is not an object")
     if labels.get(INJECT_LABEL) != "true":
         return []
-    found: list[tuple[int, str, str]] = []
+    found = []
     for name, value in annotations.items():
         if not isinstance(name, str) or not name.startswith(ANNOTATION_PREFIX):
             continue
+        if not isinstance(value, str):
+            raise InputError(f"annotation {name} is not a string")
+        found.append((name, value))
+    return found
+
+
+def decode_requests(annotations: list[tuple[str, str]], limit: int | None = None) -> list[SecretRequest]:
+    """`secret_annotations` decoded, in the order of N; a malformed name is refused."""
+    if limit is not None and len(annotations) > limit:
+        raise Rejected(
+            f"the pod asks for {len(annotations)} secrets; secretpatch.limits.maxSecrets is {limit}",
+            annotation="",
+            code="limit",
+        )
+    numbered = []
+    for name, value in annotations:
         match = _ANNOTATION_NAME.fullmatch(name)
         if match is None:
             raise Rejected(
@@ -181,14 +203,6 @@ def requested_secrets(pod: Mapping[str, Any], limit: int | None = None) -> list[
                 annotation=name,
                 code="bad-annotation",
             )
-        if not isinstance(value, str):
-            raise InputError(f"annotation {name} is not a string")
-        found.append((int(match.group(1)), name, value))
-    if limit is not None and len(found) > limit:
-        raise Rejected(
-            f"the pod asks for {len(found)} secrets; secretpatch.limits.maxSecrets is {limit}",
-            annotation="",
-            code="limit",
-        )
-    found.sort()
-    return [decode_annotation(name, value) for _, name, value in found]
+        numbered.append((int(match.group(1)), name, value))
+    numbered.sort()
+    return [decode_annotation(name, value) for _, name, value in numbered]

@@ -21,7 +21,7 @@ import uvicorn
 
 from . import certs
 from .engine import Engine
-from .server import JsonFormatter, WebhookApp
+from .server import JsonFormatter, ReviewLog, WebhookApp
 
 log = logging.getLogger("secretpatch.server")
 
@@ -104,7 +104,7 @@ def serve(
         if not path.is_file():
             hint = f"run `secretpatch certs --out-dir {cert_dir}`, or use --dev-certs"
             raise ServeError(f"no {path.name} in {cert_dir}; {hint}")
-    app = WebhookApp(engine)
+    app = WebhookApp(engine, review_log=ReviewLog(sys.stderr))
     config = uvicorn.Config(
         app,
         host=host,

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -51,8 +51,17 @@ class Metrics:
 
 
 class WebhookApp:
-    def __init__(self, engine: Engine, *, on_startup: list[Any] | None = None) -> None:
+    """`review_log` writes each review's line (default: through the logging module)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        on_startup: list[Any] | None = None,
+        review_log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.engine = engine
+        self.review_log = review_log or _log_review
         self.max_body = engine.config.limits.maxRequestBytes
         self.max_depth = engine.config.limits.maxJsonDepth
         self.metrics = Metrics()
@@ -166,19 +175,16 @@ class WebhookApp:
         metadata = pod.get("metadata")
         if not isinstance(metadata, dict):
             metadata = {}
-        log.info(
-            "review",
-            extra={
-                "fields": {
-                    "uid": outcome.request.uid,
-                    "namespace": metadata.get("namespace"),
-                    "pod": metadata.get("name") or metadata.get("generateName"),
-                    "secrets": list(outcome.secrets),
-                    "result": outcome.result,
-                    "denial": outcome.denial,
-                    "duration_ms": round(elapsed * 1000, 3),
-                }
-            },
+        self.review_log(
+            {
+                "uid": outcome.request.uid,
+                "namespace": metadata.get("namespace"),
+                "pod": metadata.get("name") or metadata.get("generateName"),
+                "secrets": outcome.secrets,
+                "result": outcome.result,
+                "denial": outcome.denial,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
         )
 
     async def _malformed(self, send: Send, reason: str, status: int = 400) -> None:
@@ -217,12 +223,43 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"  # local time, as the logging module keeps it
+
+
+def _log_review(fields: dict[str, Any]) -> None:
+    log.info("review", extra={"fields": fields})
+
+
+class ReviewLog:
+    """Writes each review's line straight to a stream, in JsonFormatter's format.
+
+    A webhook writes one such line per review, and the logging module's path (a record,
+    filters, a lock, a formatter) costs about three times what the line itself does. Every
+    other line still goes through the logging module, whose level this one follows."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._second = -1
+        self._stamp = ""
+
+    def __call__(self, fields: dict[str, Any]) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        now = time.time()
+        if int(now) != self._second:
+            self._second = int(now)
+            self._stamp = time.strftime(TIME_FORMAT, time.localtime(now))
+        entry = {"time": self._stamp, "level": "info", "msg": "review", **fields}
+        self._stream.write(orjson.dumps(entry, default=str, option=orjson.OPT_APPEND_NEWLINE).decode())
+        self._stream.flush()
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, message and the record's `fields`."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": self.formatTime(record, TIME_FORMAT),
             "level": record.levelname.lower(),
             "msg": record.getMessage(),
         }
