@@ -59,17 +59,16 @@ class Probe:
 Facts = tuple[Any, ...]
 
 
-def _named(items: list[Any], names: frozenset[str]) -> tuple[tuple[int, str], ...] | None:
-    """Where the looked-up names sit in a list (every occurrence); None if an item is not
-    an object."""
-    found = []
-    for index, item in enumerate(items):
-        if type(item) is not dict:
-            return None
-        name = item.get("name")
-        if type(name) is str and name in names:
-            found.append((index, name))
-    return tuple(found)
+def _named(items: list[Any], names: frozenset[str]) -> tuple[Any, ...] | None:
+    """Each item's name where it is one of the looked-up names, else None (so positions and
+    the length are kept); None if an item is not an object or its name is unhashable."""
+    try:
+        found = [item.get("name") for item in items]
+        if names.isdisjoint(found):
+            return (len(found),)
+    except (AttributeError, TypeError):
+        return None  # JSON gives .get to objects only; lists and dicts do not hash
+    return tuple(name if type(name) is str and name in names else None for name in found)
 
 
 def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
@@ -87,24 +86,22 @@ def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
             continue
         if type(items) is not list:
             return None
-        entries: list[Any] = [len(items)]
-        for item in items:
-            if type(item) is not dict:
-                return None
-            name = item.get("name")
-            entries.append(name if type(name) is str and name in names else None)
+        named = _named(items, names)
+        if named is None:
+            return None
+        facts.append(named)
+        for item in items if fields else ():
             for field_name in fields:
                 value = item.get(field_name)
                 if value is None:
-                    entries.append(None)
+                    facts.append(None)
                     continue
                 if type(value) is not list:
                     return None
-                positions = _named(value, names)
-                if positions is None:
+                named = _named(value, names)
+                if named is None:
                     return None
-                entries.append((len(value), positions))
-        facts.append(tuple(entries))
+                facts.append(named)
     if probe.maps:
         metadata = pod.get("metadata")
         if type(metadata) is not dict:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, TextIO
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from .admission import MUTATE_PATH
 from .config import PARSER_DEPTH
@@ -48,6 +50,34 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self._children: dict[tuple[Counter, str], Any] = {}
+
+    def count(self, counter: Counter, label: str) -> None:
+        """`counter.labels(label).inc()`, with the labelled child looked up once."""
+        child = self._children.get((counter, label))
+        if child is None:
+            child = self._children[(counter, label)] = counter.labels(label)
+        child.inc()
+
+
+class MemoCollector(Collector):
+    """The review memo's hits and misses, read when Prometheus scrapes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        memo = self.engine.memo
+        if memo is None:
+            return
+        yield CounterMetricFamily(
+            "secretpatch_review_memo_hits", "Reviews answered from a pod of the same shape", value=memo.hits
+        )
+        yield CounterMetricFamily(
+            "secretpatch_review_memo_misses",
+            "Reviews asking for secrets that were composed afresh",
+            value=memo.misses,
+        )
 
 
 class WebhookApp:
@@ -65,6 +95,7 @@ class WebhookApp:
         self.max_body = engine.config.limits.maxRequestBytes
         self.max_depth = engine.config.limits.maxJsonDepth
         self.metrics = Metrics()
+        self.metrics.registry.register(MemoCollector(engine))
         self.ready = False
         self._on_startup = on_startup or []
         self._tasks: list[asyncio.Task[None]] = []
@@ -166,11 +197,13 @@ class WebhookApp:
         body = orjson.dumps(outcome.response)
         elapsed = time.perf_counter() - started
         await _answer(send, 200, body)
-        self.metrics.reviews.labels(outcome.result).inc()
-        self.metrics.latency.observe(elapsed)
+        metrics = self.metrics
+        metrics.count(metrics.reviews, outcome.result)
+        metrics.latency.observe(elapsed)
         if outcome.denial:
-            self.metrics.denials.labels(outcome.denial).inc()
-        self.metrics.secrets.inc(len(outcome.secrets))
+            metrics.count(metrics.denials, outcome.denial)
+        if outcome.secrets:
+            metrics.secrets.inc(len(outcome.secrets))
         pod = outcome.request.pod
         metadata = pod.get("metadata")
         if not isinstance(metadata, dict):
@@ -188,7 +221,7 @@ class WebhookApp:
         )
 
     async def _malformed(self, send: Send, reason: str, status: int = 400) -> None:
-        self.metrics.reviews.labels("malformed" if status == 400 else "error").inc()
+        self.metrics.count(self.metrics.reviews, "malformed" if status == 400 else "error")
         log.warning("bad request", extra={"fields": {"reason": reason, "status": status}})
         await _answer(send, status, _error(reason))
 

@@ -193,14 +193,10 @@ def test_other_routes_and_methods(server: Server) -> None:
 
 def test_metrics_count_results_denials_and_secrets(server: Server) -> None:
     connection = server.connect()
-    post(
-        connection,
-        json.dumps(
-            admission_review(
-                flyte_pod({"group": "a", "group_version": "1"}, {"group": "b", "group_version": "2"})
-            )
-        ).encode(),
-    )
+    for name in ("first", "second"):  # the second pod has the first's shape
+        pod = flyte_pod({"group": "a", "group_version": "1"}, {"group": "b", "group_version": "2"})
+        pod["metadata"]["name"] = name
+        post(connection, json.dumps(admission_review(pod, uid=name)).encode())
     post(
         connection,
         json.dumps(
@@ -210,12 +206,15 @@ def test_metrics_count_results_denials_and_secrets(server: Server) -> None:
     post(connection, b"{", "application/json")
     connection.request("GET", "/metrics")
     text = connection.getresponse().read().decode()
-    assert 'secretpatch_reviews_total{result="patched"} 1.0' in text
+    assert 'secretpatch_reviews_total{result="patched"} 2.0' in text
     assert 'secretpatch_reviews_total{result="denied"} 1.0' in text
     assert 'secretpatch_reviews_total{result="malformed"} 1.0' in text
     assert 'secretpatch_denials_total{reason="mount-requirement"} 1.0' in text
-    assert "secretpatch_secrets_injected_total 2.0" in text
-    assert "secretpatch_review_duration_seconds_count 2.0" in text
+    assert "secretpatch_secrets_injected_total 4.0" in text
+    assert "secretpatch_review_duration_seconds_count 3.0" in text
+    # The denied pod asked for a secret too: composed, refused, not remembered.
+    assert "secretpatch_review_memo_hits_total 1.0" in text
+    assert "secretpatch_review_memo_misses_total 2.0" in text
 
 
 def test_each_review_is_one_json_log_line_with_names_only(server: Server) -> None:
