@@ -3,16 +3,20 @@
 For AdmissionReviews with 1 and 10 secrets, at concurrency 1 and 32, it measures reviews/s
 and p50/p99 latency of `secretpatch serve` (one worker) and, in the same run with the same
 uvicorn settings, of a bare ASGI app that only parses and echoes the body (bench/bare_app.py).
-wrk runs one thread, so each side has one of the machine's two cores.
-Usage: python bench/server.py [--seconds 5]
+wrk runs one thread, so each side has one of the machine's two cores. Both servers run for
+the whole benchmark and are driven in turns, several rounds each, so that the machine's
+drift affects both alike; the figures are the medians over the rounds.
+Usage: python bench/server.py [--seconds 5] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,9 +54,18 @@ def start(kind: str, cert_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     return start_server(command, port, cert_dir / "ca.crt"), port
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(
-    port: int, body_file: Path, connections: int, seconds: int, script: Path
-) -> tuple[float, float, float, int]:
+    server: tuple[subprocess.Popen[bytes], int], connections: int, seconds: int, script: Path
+) -> tuple[float, float, float, int, float]:
+    """reviews/s, p50 and p99 in ms, errors, and the server's CPU microseconds per review."""
+    process, port = server
+    before = cpu_seconds(process.pid)
     output = subprocess.run(
         [
             "wrk",
@@ -67,54 +80,86 @@ def run_wrk(
         text=True,
         check=True,
     ).stdout
+    cpu = cpu_seconds(process.pid) - before
     line = next(line for line in output.splitlines() if line.startswith("RESULT "))
     requests, duration_us, p50, p99, errors = (int(x) for x in line.split()[1:])
-    return requests / (duration_us / 1e6), p50 / 1000, p99 / 1000, errors
+    return requests / (duration_us / 1e6), p50 / 1000, p99 / 1000, errors, cpu / max(requests, 1) * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per app and case (default 3)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/server.py needs wrk: apt-get install wrk (make bench does it)")
     work = Path(tempfile.mkdtemp(prefix="secretpatch-bench-"))
     certs.write_files(certs.generate("secretpatch", "default", dev=True, days=1), work / "certs")
     pod = realistic_pod()
-    bodies = {}
+    scripts = {}
     for count in (1, 10):
         path = work / f"review-{count}.json"
         path.write_bytes(review_for(pod, [f"secret-{i}" for i in range(count)]))
-        script = work / f"post-{count}.lua"
-        script.write_text(LUA.replace("{body}", str(path)))
-        bodies[count] = (path, script)
-    print(f"secretpatch server benchmark: wrk, TLS, keep-alive, {args.seconds} s per run; latency in ms\n")
-    print("| app | secrets | concurrency | reviews/s | p50 | p99 | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    results: dict[tuple[str, int, int], float] = {}
-    for kind in ("secretpatch", "bare ASGI echo"):
-        process, port = start("secretpatch" if kind == "secretpatch" else "bare", work / "certs")
-        try:
-            for count, (body, script) in bodies.items():
-                run_wrk(port, body, 4, 1, script)  # warm-up: caches, JIT-free but page faults
-                for connections in (1, 32):
-                    rate, p50, p99, errors = run_wrk(port, body, connections, args.seconds, script)
-                    results[(kind, count, connections)] = rate
-                    print(
-                        f"| {kind} | {count} | {connections} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {errors} |"
-                    )
-                    sys.stdout.flush()
-        finally:
+        scripts[count] = work / f"post-{count}.lua"
+        scripts[count].write_text(LUA.replace("{body}", str(path)))
+    print(
+        f"secretpatch server benchmark: wrk, TLS, keep-alive, {args.seconds} s per run, "
+        f"median of {args.rounds} rounds; latency in ms\n"
+    )
+    kinds = ("secretpatch", "bare ASGI echo")
+    servers = {
+        kind: start("secretpatch" if kind == "secretpatch" else "bare", work / "certs") for kind in kinds
+    }
+    runs: dict[tuple[str, int, int], list[tuple[float, float, float, int, float]]] = {}
+    try:
+        for count, script in scripts.items():
+            for kind in kinds:
+                run_wrk(servers[kind], 4, 1, script)  # warm-up: caches and page faults
+            for connections in (1, 32):
+                for round_ in range(args.rounds):
+                    for kind in kinds if round_ % 2 == 0 else reversed(kinds):
+                        result = run_wrk(servers[kind], connections, args.seconds, script)
+                        runs.setdefault((kind, count, connections), []).append(result)
+    finally:
+        for process, _ in servers.values():
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
+    print("| app | secrets | concurrency | reviews/s | p50 | p99 | errors | server CPU per review (us) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    rates: dict[tuple[str, int, int], float] = {}
+    cpus: dict[tuple[str, int, int], float] = {}
+    for kind in kinds:
+        for count in (1, 10):
+            for connections in (1, 32):
+                results = runs[(kind, count, connections)]
+                rate = rates[(kind, count, connections)] = statistics.median(r[0] for r in results)
+                p50 = statistics.median(r[1] for r in results)
+                p99 = statistics.median(r[2] for r in results)
+                errors = sum(r[3] for r in results)
+                cpu = cpus[(kind, count, connections)] = statistics.median(r[4] for r in results)
+                print(
+                    f"| {kind} | {count} | {connections} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {errors} "
+                    f"| {cpu:,.0f} |"
+                )
     print()
     for count in (1, 10):
         for connections in (1, 32):
-            share = (
-                results[("secretpatch", count, connections)] / results[("bare ASGI echo", count, connections)]
+            share = rates[("secretpatch", count, connections)] / rates[("bare ASGI echo", count, connections)]
+            spread = ", ".join(
+                f"{ours[0] / bare[0]:.0%}"
+                for ours, bare in zip(
+                    runs[("secretpatch", count, connections)],
+                    runs[("bare ASGI echo", count, connections)],
+                    strict=True,
+                )
+            )
+            cpu_share = (
+                cpus[("bare ASGI echo", count, connections)] / cpus[("secretpatch", count, connections)]
             )
             print(
-                f"{count} secret(s), concurrency {connections}: secretpatch serves {share:.0%} of the bare app's reviews/s"
+                f"{count} secret(s), concurrency {connections}: secretpatch serves {share:.0%} "
+                f"of the bare app's reviews/s (round by round: {spread}); "
+                f"by CPU per review, {cpu_share:.0%}"
             )
     print(json.dumps({"machine": f"{sys.platform}, Python {sys.version.split()[0]}"}))
 
