@@ -15,9 +15,10 @@ from typing import Any
 
 from . import yamldoc
 from .config import load_config
-from .engine import Engine, _load_rules
+from .engine import Engine
 from .errors import LoadError, Rejected, RenderError
 from .rules import SAMPLE_POD, FragmentSpec, Rule
+from .ruleset import load_rules
 from .secrets import SecretRequest, encode_request
 
 _UNEXPECTED = re.compile(r"'([^']+)' (?:was|were) unexpected")
@@ -168,7 +169,7 @@ def lint(
         return [_from_error(exc)], []
     collected: list[LoadError] = []
     try:
-        rules, warnings = _load_rules(config, collected)
+        rules, warnings = load_rules(config, collected)
     except LoadError as exc:
         errors = collected or [exc]
         return [_from_error(e) for e in errors], []

@@ -21,6 +21,7 @@ CORE = [
     "render",
     "ruleload",
     "rules",
+    "ruleset",
     "secrets",
     "types",
     "yamldoc",

@@ -1,0 +1,117 @@
+"""Which rules a configuration enables, compiled with their values.
+
+The rules folder may hold rules for managers the config does not list; the config may list
+managers Flyte knows and secretpatch has no rule for (a warning) or managers nobody knows (an
+error naming the closest). Each rule's values are its defaults, then its Flyte config
+section, then `secretpatch.values.<rule>`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from . import yamldoc
+from .bundled import bundled_dir
+from .config import FLYTE_MANAGER_TYPES, Config, closest, warn_ignored
+from .errors import LoadError
+from .render import make_environment
+from .ruleload import compile_rule, read_rule, rule_header
+from .rules import Rule
+
+log = logging.getLogger("secretpatch")
+
+
+def load_rules(config: Config, problems: list[LoadError] | None = None) -> tuple[list[Rule], list[str]]:
+    """The enabled rules, compiled. With `problems`, every broken rule and template is
+    collected there before the first is raised."""
+    bundled_rules = bundled_dir("rules")
+    files = {path.name: path for path in sorted(bundled_rules.glob("*.yaml"))}
+    if config.rules_dir is not None:
+        files.update({path.name: path for path in sorted(config.rules_dir.glob("*.yaml"))})
+    search = [bundled_dir("templates")]
+    if config.templates_dir is not None:
+        search.insert(0, config.templates_dir)
+    env = make_environment(search)
+
+    docs = [read_rule(path) for _, path in sorted(files.items())]
+    headers: dict[str, tuple[yamldoc.Doc, str]] = {}
+    for doc in docs:
+        name, manager = rule_header(doc)
+        if name in headers:
+            raise doc.error(("name",), f"rule {name!r} is also defined in {headers[name][0].file}")
+        headers[name] = (doc, manager)
+    managers = {manager for _, manager in headers.values()}
+    warnings: list[str] = []
+    enabled = []
+    for position, manager in enumerate(config.managers):
+        matching = [doc for doc, m in headers.values() if m == manager]
+        if matching:
+            enabled.extend(matching)
+        elif manager in FLYTE_MANAGER_TYPES:
+            warnings.append(
+                f"{config.file}: secretManagerTypes lists {manager}, which secretpatch has no rule "
+                f"for; its requests go to the other managers ({', '.join(sorted(managers))})"
+            )
+        else:
+            raise config.error(
+                (*config.managers_path, position),
+                f"unknown secret manager type {manager!r}; "
+                f"{closest(manager, sorted(managers | set(FLYTE_MANAGER_TYPES)), 'valid types')}",
+            )
+    if not enabled:
+        raise config.error(
+            config.managers_path,
+            f"no rule is enabled: secretManagerTypes must list one of {', '.join(sorted(managers))}",
+        )
+    for name in config.values:
+        if name not in headers:
+            raise config.error(
+                (*config.own_path, "values", name),
+                f"no rule named {name!r}; {closest(name, sorted(headers), 'rules')}",
+            )
+
+    rules = []
+    for doc in enabled:
+        try:
+            rules.append(compile_rule(doc, env, rule_values(config, doc), problems))
+        except LoadError as exc:
+            if problems is None:
+                raise
+            if exc not in problems:
+                problems.append(exc)
+    if problems:
+        raise problems[0]
+    consumed = {rule.config_section for rule in rules if rule.config_section}
+    for message in warnings:
+        log.warning(message)
+    return rules, warnings + warn_ignored(config, consumed)
+
+
+def rule_values(config: Config, doc: yamldoc.Doc) -> dict[str, Any]:
+    """The rule's defaults, overridden by its Flyte config section, then by secretpatch.values."""
+    defaults = doc.data.get("values") or {}
+    if not isinstance(defaults, Mapping):
+        raise doc.error(("values",), "values must be a mapping")
+    values = dict(defaults)
+    section_name = doc.data.get("configSection")
+    allowed = doc.data.get("configKeys") or []
+    section = config.section.get(section_name) if isinstance(section_name, str) else None
+    if section is not None:
+        path = (*config.section_path, section_name)
+        if not isinstance(section, Mapping):
+            raise config.error(path, "must be a mapping")
+        for key, value in section.items():
+            if key not in allowed:
+                raise config.error((*path, key), f"unknown key {key!r}; {closest(key, allowed)}")
+            values[key] = value
+    overrides = config.values.get(doc.data["name"], {})
+    for key, value in overrides.items():
+        if key not in defaults:
+            raise config.error(
+                (*config.own_path, "values", doc.data["name"], key),
+                f"unknown value {key!r}; {closest(key, sorted(defaults))}",
+            )
+        values[key] = value
+    return values
