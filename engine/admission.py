@@ -55,10 +55,6 @@ def parse_request(review: Any) -> Request:
     return Request(str(api_version), uid, str(operation), pod if isinstance(pod, Mapping) else {})
 
 
-def encode_patch(patch: list[PatchOp]) -> bytes:
-    return json.dumps(patch, separators=(",", ":")).encode("utf-8")
-
-
 class PatchEncoder:
     """Serialises patches, reusing the JSON text of items it has serialised before.
 
