@@ -21,7 +21,8 @@ import uvicorn
 
 from . import certs
 from .engine import Engine
-from .server import JsonFormatter, ReviewLog, WebhookApp
+from .server import WebhookApp
+from .telemetry import JsonFormatter, ReviewLog
 
 log = logging.getLogger("secretpatch.server")
 

@@ -26,7 +26,18 @@ CORE = [
     "types",
     "yamldoc",
 ]
-ABOVE = {"casetest", "certs", "cli", "commands", "lint", "manifests", "serve", "server", "workflow"}
+ABOVE = {
+    "casetest",
+    "certs",
+    "cli",
+    "commands",
+    "lint",
+    "manifests",
+    "serve",
+    "server",
+    "telemetry",
+    "workflow",
+}
 CORE_DEPENDENCIES = {"jinja2", "yaml", "jsonpatch", "google"}
 
 
