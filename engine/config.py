@@ -62,6 +62,8 @@ class Limits:
     maxListItems: int = 4096
     maxRequestBytes: int = 3 * 1024 * 1024
     maxJsonDepth: int = PARSER_DEPTH  # lower it to walk bodies for a stricter cap
+    # Not per review: the bytes of patches the review memo keeps; 0 turns the memo off.
+    memoBytes: int = 32 << 20
 
 
 LIMIT_KEYS = tuple(Limits.__dataclass_fields__)
@@ -190,8 +192,10 @@ def _limits(doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...]) -> Limits:
     for key, value in given.items():
         if key not in LIMIT_KEYS:
             raise doc.error((*where, key), f"unknown limit {key!r}; {closest(key, LIMIT_KEYS, 'limits')}")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise doc.error((*where, key), f"{_dotted((*where, key))} must be a positive whole number")
+        least = 0 if key == "memoBytes" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            kind = "a whole number, 0 or more" if least == 0 else "a positive whole number"
+            raise doc.error((*where, key), f"{_dotted((*where, key))} must be {kind}")
         if key == "maxJsonDepth" and value > PARSER_DEPTH:
             raise doc.error(
                 (*where, key),

@@ -74,7 +74,9 @@ class Engine:
         self._rule_for = lru_cache(maxsize=4096)(self._choose_rule)
         self._encode = admission.PatchEncoder()
         # A rule whose templates read the pod makes patches depend on more than memo.shape sees.
-        self._memo = None if any(rule.reads_pod for rule in self.rules) else ReviewMemo()
+        memo_bytes = config.limits.memoBytes
+        off = memo_bytes == 0 or any(rule.reads_pod for rule in self.rules)
+        self._memo = None if off else ReviewMemo(max_bytes=memo_bytes)
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any] | None = None) -> Engine:
@@ -154,8 +156,8 @@ class Engine:
 
     @property
     def memo(self) -> ReviewMemo | None:
-        """The remembered answers (None when a rule reads the pod); `hits` and `misses`
-        count reviews that asked for secrets."""
+        """The remembered answers (None when a rule reads the pod or limits.memoBytes is 0);
+        `hits` and `misses` count reviews that asked for secrets."""
         return self._memo
 
     def review(self, review: Mapping[str, Any]) -> AdmissionReviewResponse:

@@ -30,6 +30,7 @@ def test_the_defaults_are_far_above_real_pods(engine: Engine) -> None:
         maxListItems=4096,
         maxRequestBytes=3 * 1024 * 1024,
         maxJsonDepth=1024,
+        memoBytes=32 * 1024 * 1024,
     )
     pod = flyte_pod(
         *secrets(60),
@@ -92,6 +93,7 @@ def test_a_refused_pod_is_a_denial_in_a_review() -> None:
         ("{maxSecret: 3}", "unknown limit 'maxSecret'; did you mean 'maxSecrets'?"),
         ("{maxSecrets: 0}", "secretpatch.limits.maxSecrets must be a positive whole number"),
         ("{maxSecrets: true}", "must be a positive whole number"),
+        ("{memoBytes: -1}", "secretpatch.limits.memoBytes must be a whole number, 0 or more"),
         ("[1]", "secretpatch.limits must be a mapping"),
         (
             "{maxJsonDepth: 1025}",

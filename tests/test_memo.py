@@ -246,6 +246,19 @@ def test_a_rule_that_reads_the_pod_is_never_answered_from_memory(tmp_path: Path)
     assert lines[0].endswith("# first") and lines[1].endswith("# second")
 
 
+def test_memo_bytes_sets_the_budget_and_zero_turns_the_memo_off() -> None:
+    off = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 0}}})
+    assert off.memo is None
+    for name in ("first", "second"):
+        pod = task_pod(name=name)
+        assert patch_of(answer(off, pod)) == off.mutate(pod).patch
+    small = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 4000}}})
+    assert small.memo is not None
+    for name in ("first", "second"):
+        answer(small, task_pod(name=name))
+    assert small.memo.hits == 0, "a 2-secret patch is over a quarter of 4000 bytes: not kept"
+
+
 def test_the_memo_is_bounded_in_keys_and_bytes() -> None:
     memo = ReviewMemo(max_keys=2, max_bytes=1000)
     trace = Trace(lists={"volumes"}, names={"v"})
