@@ -8,7 +8,8 @@ Every measurement includes parsing the request body and serialising the answer, 
 must. Three modes:
 
 - cold: every secret has a name never seen before, so no cache helps;
-- warm: the same review again, so the review memo answers (pods of one task);
+- warm: pods of one task (the same secrets and shape; other names, env values, token-volume
+  suffix and uid), so the review memo answers;
 - new shape: the same secrets, but every pod has a shape the memo has not seen (another
   number of env variables), so the patch is composed from the decoded requests and
   rendered fragments the engine has cached.
@@ -39,7 +40,7 @@ from secretpatch import Engine
 from secretpatch.secrets import decode_annotation, secret_annotations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import realistic_pod, review_for
+from workload import realistic_pod, review_for, sibling
 
 MOUNT = "/etc/flyte/secrets"
 SHAPES = 50  # more than the memo keeps per request, so each new-shape pod is composed
@@ -165,7 +166,7 @@ def main() -> None:
                     serial += count
             elif mode == "warm":
                 body = review_for(pod, [f"warm-{i}" for i in range(count)])
-                bodies = [body] * iterations
+                bodies = [sibling(body, i) for i in range(iterations)]
             else:
                 names = [f"warm-{i}" for i in range(count)]
                 shaped = [review_for(with_env(pod, extra), names) for extra in range(SHAPES)]

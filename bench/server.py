@@ -1,7 +1,8 @@
 """Benchmark of the webhook over TLS with keep-alive, driven by wrk (Debian's package).
 
-For AdmissionReviews with 1 and 10 secrets, at concurrency 1 and 32, it measures reviews/s
-and p50/p99 latency of `secretpatch serve` (one worker) and, in the same run with the same
+wrk sends the reviews of 64 pods of one task in turn (other names, env values, token-volume
+suffix and uid; the same secrets and shape), with 1 and 10 secrets, at concurrency 1 and 32.
+It measures reviews/s and p50/p99 latency of `secretpatch serve` (one worker) and, in the same run with the same
 uvicorn settings, of a bare ASGI app that only parses and echoes the body (bench/bare_app.py).
 wrk runs one thread, so each side has one of the machine's two cores. Both servers run for
 the whole benchmark and are driven in turns, several rounds each, so that the machine's
@@ -25,20 +26,29 @@ from pathlib import Path
 from secretpatch import certs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import free_port, realistic_pod, review_for, start_server, start_webhook
+from workload import free_port, realistic_pod, review_for, sibling, start_server, start_webhook
 
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local f = io.open("{body}", "rb")
-wrk.body = f:read("*a")
-f:close()
+local bodies = {}
+for i = 1, {count} do
+  local f = io.open("{stem}-" .. i .. ".json", "rb")
+  bodies[i] = f:read("*a")
+  f:close()
+end
+local next_body = 0
+function request()
+  next_body = next_body % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[next_body])
+end
 function done(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %d %d\\n", summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(99), summary.errors.status + summary.errors.connect
     + summary.errors.read + summary.errors.write + summary.errors.timeout))
 end
 """
+PODS = 64  # reviews of pods of one task, sent in turn
 
 
 def start(kind: str, cert_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -98,10 +108,12 @@ def main() -> None:
     pod = realistic_pod()
     scripts = {}
     for count in (1, 10):
-        path = work / f"review-{count}.json"
-        path.write_bytes(review_for(pod, [f"secret-{i}" for i in range(count)]))
+        body = review_for(pod, [f"secret-{i}" for i in range(count)])
+        stem = work / f"review-{count}"
+        for n in range(1, PODS + 1):
+            Path(f"{stem}-{n}.json").write_bytes(sibling(body, n))
         scripts[count] = work / f"post-{count}.lua"
-        scripts[count].write_text(LUA.replace("{body}", str(path)))
+        scripts[count].write_text(LUA.replace("{stem}", str(stem)).replace("{count}", str(PODS)))
     print(
         f"secretpatch server benchmark: wrk, TLS, keep-alive, {args.seconds} s per run, "
         f"median of {args.rounds} rounds; latency in ms\n"
@@ -156,10 +168,15 @@ def main() -> None:
             cpu_share = (
                 cpus[("bare ASGI echo", count, connections)] / cpus[("secretpatch", count, connections)]
             )
+            # Busy near 100% means the server, not wrk, was the bottleneck.
+            busy = ", ".join(
+                f"{kind.split()[0]} {rates[(kind, count, connections)] * cpus[(kind, count, connections)] / 1e6:.0%}"
+                for kind in kinds
+            )
             print(
                 f"{count} secret(s), concurrency {connections}: secretpatch serves {share:.0%} "
                 f"of the bare app's reviews/s (round by round: {spread}); "
-                f"by CPU per review, {cpu_share:.0%}"
+                f"by CPU per review, {cpu_share:.0%}; server CPU busy: {busy}"
             )
     print(json.dumps({"machine": f"{sys.platform}, Python {sys.version.split()[0]}"}))
 

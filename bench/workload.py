@@ -4,6 +4,7 @@ sends them to a mutating webhook."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import socket
 import ssl
@@ -199,6 +200,23 @@ def review_for(pod: dict[str, Any], groups: list[str]) -> bytes:
         },
     }
     return json.dumps(review).encode()
+
+
+EXECUTION_ID = b"ahvpkfmvnh8ltbpbvrwz"  # examples/pod.yaml's execution, in pod names and env
+TOKEN_SUFFIX = b"4xq2m"  # the service-account token volume's random suffix
+REVIEW_UID = b"705ab4f5-6393-11e8-b7cc-42010a800002"
+
+
+def sibling(body: bytes, n: int) -> bytes:
+    """The review of another pod of the same task: another execution id (so other pod and
+    owner names and env values), another token-volume suffix and another uid. Its shape is
+    the same, and so is its length."""
+    digest = hashlib.sha256(str(n).encode()).hexdigest().encode()
+    uid = b"-".join((digest[20:28], digest[28:32], digest[32:36], digest[36:40], digest[40:52]))
+    for old, new in ((EXECUTION_ID, digest[:20]), (TOKEN_SUFFIX, digest[52:57]), (REVIEW_UID, uid)):
+        assert old in body and len(old) == len(new)
+        body = body.replace(old, new)
+    return body
 
 
 def free_port() -> int:
