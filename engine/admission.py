@@ -10,18 +10,16 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import InputError, Rejected, RenderError
-from .types import AdmissionResponse, AdmissionReviewResponse, PatchOp
+from .types import AdmissionResponse, AdmissionReviewResponse, PatchOp, is_object
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 MUTATE_PATH = "/mutate--v1-pod"  # Flyte's webhook path; the webhook configuration names it
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     api_version: str
     uid: str
     operation: str
@@ -29,7 +27,7 @@ class Request:
 
 
 def parse_request(review: Any) -> Request:
-    if not isinstance(review, Mapping):
+    if not is_object(review):
         raise InputError("an AdmissionReview must be a JSON object")
     api_version = review.get("apiVersion")
     if api_version not in API_VERSIONS:
@@ -40,19 +38,19 @@ def parse_request(review: Any) -> Request:
     if review.get("kind") != "AdmissionReview":
         raise InputError(f"kind {json.dumps(review.get('kind'))} is not AdmissionReview")
     request = review.get("request")
-    if not isinstance(request, Mapping):
+    if not is_object(request):
         raise InputError("the AdmissionReview has no request object")
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise InputError("request.uid is missing; the API server always sends one")
     kind = request.get("kind")
-    if not isinstance(kind, Mapping) or kind.get("kind") != "Pod" or kind.get("group", "") != "":
+    if not is_object(kind) or kind.get("kind") != "Pod" or kind.get("group", "") != "":
         raise InputError(f"request.kind is {json.dumps(kind)}; secretpatch mutates core/v1 Pods only")
     operation = request.get("operation", "CREATE")
     pod = request.get("object")
-    if operation == "CREATE" and not isinstance(pod, Mapping):
+    if operation == "CREATE" and not is_object(pod):
         raise InputError("request.object is missing or not a pod")
-    return Request(str(api_version), uid, str(operation), pod if isinstance(pod, Mapping) else {})
+    return Request(str(api_version), uid, str(operation), pod if is_object(pod) else {})
 
 
 class PatchEncoder:
@@ -134,8 +132,7 @@ def build_response(
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """A review's answer and what a server logs and counts about it (names only)."""
 
     response: AdmissionReviewResponse

@@ -24,7 +24,7 @@ from .patch import NameCollision, PodPatch, TooManyItems
 from .rules import FragmentSpec, Rule
 from .ruleset import load_rules
 from .secrets import SecretRequest, decode_requests, secret_annotations
-from .types import AdmissionReviewResponse, PatchOp
+from .types import AdmissionReviewResponse, PatchOp, is_object
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Engine:
         return self._mutate(pod, copy_items=True)
 
     def _annotations(self, pod: Mapping[str, Any]) -> list[tuple[str, str]]:
-        if not isinstance(pod, Mapping):
+        if not is_object(pod):
             raise InputError("a pod must be a JSON object")
         return secret_annotations(pod)
 

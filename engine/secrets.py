@@ -20,6 +20,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from google.protobuf.message import Message
 
 from .errors import InputError, Rejected, quote_value
+from .types import is_object
 
 INJECT_LABEL = "inject-flyte-secrets"
 ANNOTATION_PREFIX = "flyte.secrets/s"
@@ -166,13 +167,13 @@ def secret_annotations(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
     metadata = pod.get("metadata")
     if metadata is None:
         return []
-    if not isinstance(metadata, Mapping):
+    if not is_object(metadata):
         raise InputError("metadata is not an object")
     labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
-    if not isinstance(labels, Mapping):
+    if not is_object(labels):
         raise InputError("metadata.labels is not an object")
-    if not isinstance(annotations, Mapping):
+    if not is_object(annotations):
         raise InputError("metadata.annotations is not an object")
     if labels.get(INJECT_LABEL) != "true":
         return []

@@ -43,6 +43,11 @@ class AdmissionReviewResponse(TypedDict):
     response: AdmissionResponse
 
 
+def is_object(value: Any) -> bool:
+    """A JSON object: a dict (checked first, as parsed JSON always gives one) or any Mapping."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def is_json_data(value: Any) -> bool:
     """True for what JSON can carry: the only thing a template may put into a pod."""
     if value is None or isinstance(value, str | bool | int | float):
