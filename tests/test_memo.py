@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -343,3 +345,44 @@ def test_every_pod_of_a_family_gets_its_own_reference_patch(
                 "a perturbed copy of a shape already answered is answered from memory"
             )
         seen.add(shape)
+
+
+def test_threads_sharing_a_memo_that_keeps_filling_up_get_the_right_answers() -> None:
+    # Each answer (2.9 to 4.5 KB) is kept, but only about five fit in 18,100 bytes; eight kinds of
+    # pod take turns, so stores keep emptying the memo under the readers.
+    engine = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 18100}}})
+    pods = []
+    for n in range(24):
+        pod = task_pod(name=f"pod-{n}")
+        pod["metadata"]["annotations"]["flyte.secrets/s2"] = pod["metadata"]["annotations"][
+            "flyte.secrets/s0"
+        ]
+        if n % 3:
+            pod["metadata"]["annotations"].pop("flyte.secrets/s2")
+        if n % 4 == 1:
+            env(pod).insert(0, {"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/x"})
+        if n % 5 == 2:
+            pod["spec"]["initContainers"] = [{"name": "setup", "image": "i"}]
+        pods.append(pod)
+    expected = [engine.mutate(pod).patch for pod in pods]
+    wrong: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        order = list(range(len(pods)))
+        random.Random(seed).shuffle(order)
+        try:
+            for _ in range(6):
+                for i in order:
+                    if patch_of(answer(engine, pods[i], uid=f"{seed}-{i}")) != expected[i]:
+                        wrong.append(i)
+        except BaseException as exc:  # a crash in a thread must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and wrong == []
+    assert engine.memo is not None and engine.memo.hits > 0
