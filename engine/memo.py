@@ -59,15 +59,23 @@ class Probe:
 Facts = tuple[Any, ...]
 
 
-def _named(items: list[Any], names: frozenset[str]) -> tuple[Any, ...] | None:
-    """Each item's name where it is one of the looked-up names, else None (so positions and
-    the length are kept); None if an item is not an object or its name is unhashable."""
+_NO_SHAPE = object()  # where the composer looks, something other than JSON lists of objects
+
+
+def _list_fact(value: Any, names: frozenset[str]) -> Any:
+    """None for an absent list; else each item's name where it is one of the looked-up
+    names, else None (so positions and the length are kept); `_NO_SHAPE` for anything that
+    is not a list of objects with hashable names."""
+    if value is None:
+        return None
+    if type(value) is not list:
+        return _NO_SHAPE
     try:
-        found = [item.get("name") for item in items]
+        found = [item.get("name") for item in value]
         if names.isdisjoint(found):
             return (len(found),)
     except (AttributeError, TypeError):
-        return None  # JSON gives .get to objects only; lists and dicts do not hash
+        return _NO_SHAPE  # JSON gives .get to objects only; lists and dicts do not hash
     return tuple(name if type(name) is str and name in names else None for name in found)
 
 
@@ -81,27 +89,18 @@ def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
     facts: list[Any] = []
     for list_name in probe.lists:
         items = spec.get(list_name)
-        if items is None:
-            facts.append(None)
+        fact = _list_fact(items, names)
+        if fact is _NO_SHAPE:
+            return None
+        facts.append(fact)
+        if items is None or not fields:
             continue
-        if type(items) is not list:
-            return None
-        named = _named(items, names)
-        if named is None:
-            return None
-        facts.append(named)
-        for item in items if fields else ():
+        for item in items:
             for field_name in fields:
-                value = item.get(field_name)
-                if value is None:
-                    facts.append(None)
-                    continue
-                if type(value) is not list:
+                fact = _list_fact(item.get(field_name), names)
+                if fact is _NO_SHAPE:
                     return None
-                named = _named(value, names)
-                if named is None:
-                    return None
-                facts.append(named)
+                facts.append(fact)
     if probe.maps:
         metadata = pod.get("metadata")
         if type(metadata) is not dict:

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import random
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +116,31 @@ def admission_review(
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     return Engine.from_config(None)
+
+
+def answers_from_threads(answer: Callable[[int, str], Any], expected: list[Any], rounds: int) -> list[int]:
+    """Ask `answer(i, tag)` for every case from 8 threads at once, each in its own order,
+    `rounds` times; the indices whose answer differed from `expected`. A crash in a thread
+    is re-raised here."""
+    wrong: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        order = list(range(len(expected)))
+        random.Random(seed).shuffle(order)
+        try:
+            for _ in range(rounds):
+                for i in order:
+                    if answer(i, f"{seed}-{i}") != expected[i]:
+                        wrong.append(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return wrong

@@ -6,14 +6,13 @@ import asyncio
 import base64
 import json
 import random
-import threading
 from typing import Any
 
 import jsonpatch
 from secretpatch import Engine, Rejected
 from secretpatch.cli import explain
 
-from .conftest import admission_review, flyte_pod
+from .conftest import admission_review, answers_from_threads, flyte_pod
 
 
 def call_asgi(app: Any, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -76,26 +75,7 @@ def test_one_engine_serves_many_threads_with_the_same_answers() -> None:
             return ("rejected", exc.message)
 
     expected = [answer(pod) for pod in pods]
-    mismatches: list[int] = []
-    errors: list[BaseException] = []
-
-    def worker(seed: int) -> None:
-        order = list(range(len(pods)))
-        random.Random(seed).shuffle(order)
-        try:
-            for _ in range(5):
-                for i in order:
-                    if answer(pods[i]) != expected[i]:
-                        mismatches.append(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == [] and mismatches == []
+    assert answers_from_threads(lambda i, _: answer(pods[i]), expected, rounds=5) == []
 
 
 def test_reviews_carry_audit_annotations_naming_secrets_and_rule(engine: Engine) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import random
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from secretpatch import Engine
 from secretpatch.admission import Answer
 from secretpatch.memo import ReviewMemo, Trace
 
-from .conftest import ROOT, admission_review, flyte_pod
+from .conftest import ROOT, admission_review, answers_from_threads, flyte_pod
 from .reference import Req, reference_mutate
 from .test_properties import SETTINGS, task_pods
 
@@ -365,24 +363,9 @@ def test_threads_sharing_a_memo_that_keeps_filling_up_get_the_right_answers() ->
             pod["spec"]["initContainers"] = [{"name": "setup", "image": "i"}]
         pods.append(pod)
     expected = [engine.mutate(pod).patch for pod in pods]
-    wrong: list[int] = []
-    errors: list[BaseException] = []
 
-    def worker(seed: int) -> None:
-        order = list(range(len(pods)))
-        random.Random(seed).shuffle(order)
-        try:
-            for _ in range(6):
-                for i in order:
-                    if patch_of(answer(engine, pods[i], uid=f"{seed}-{i}")) != expected[i]:
-                        wrong.append(i)
-        except BaseException as exc:  # a crash in a thread must fail the test
-            errors.append(exc)
+    def patch(i: int, uid: str) -> Any:
+        return patch_of(answer(engine, pods[i], uid=uid))
 
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == [] and wrong == []
+    assert answers_from_threads(patch, expected, rounds=6) == []
     assert engine.memo is not None and engine.memo.hits > 0
