@@ -12,10 +12,14 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from .errors import InputError, Rejected, RenderError
+from .budget import BoundedCache, approx_size
+from .errors import InputError, Rejected, RenderError, quote_json
 from .types import AdmissionResponse, AdmissionReviewResponse, PatchOp, is_object
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+# admission.k8s.io/v1 Operation; the API server sends one of these, spelled so.
+OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
+MAX_UID_LENGTH = 128  # a UUID is 36; the answer echoes the uid and the log prints it
 MUTATE_PATH = "/mutate--v1-pod"  # Flyte's webhook path; the webhook configuration names it
 
 
@@ -32,47 +36,56 @@ def parse_request(review: Any) -> Request:
     api_version = review.get("apiVersion")
     if api_version not in API_VERSIONS:
         raise InputError(
-            f"apiVersion {json.dumps(api_version)} is not an AdmissionReview version; "
+            f"apiVersion {quote_json(api_version)} is not an AdmissionReview version; "
             f"expected one of: {', '.join(API_VERSIONS)}"
         )
     if review.get("kind") != "AdmissionReview":
-        raise InputError(f"kind {json.dumps(review.get('kind'))} is not AdmissionReview")
+        raise InputError(f"kind {quote_json(review.get('kind'))} is not AdmissionReview")
     request = review.get("request")
     if not is_object(request):
         raise InputError("the AdmissionReview has no request object")
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise InputError("request.uid is missing; the API server always sends one")
+    if len(uid) > MAX_UID_LENGTH or not uid.isascii() or not uid.isprintable():
+        raise InputError(
+            f"request.uid {quote_json(uid)} is not a UID: the API server sends a UUID "
+            f"(printable ASCII, at most {MAX_UID_LENGTH} characters here)"
+        )
     kind = request.get("kind")
     if not is_object(kind) or kind.get("kind") != "Pod" or kind.get("group", "") != "":
-        raise InputError(f"request.kind is {json.dumps(kind)}; secretpatch mutates core/v1 Pods only")
+        raise InputError(f"request.kind is {quote_json(kind)}; secretpatch mutates core/v1 Pods only")
     operation = request.get("operation", "CREATE")
+    if operation not in OPERATIONS:
+        raise InputError(
+            f"request.operation is {quote_json(operation)}; expected one of: {', '.join(OPERATIONS)}"
+        )
     pod = request.get("object")
     if operation == "CREATE" and not is_object(pod):
         raise InputError("request.object is missing or not a pod")
-    return Request(str(api_version), uid, str(operation), pod if is_object(pod) else {})
+    return Request(str(api_version), uid, operation, pod if is_object(pod) else {})
 
 
 class PatchEncoder:
     """Serialises patches, reusing the JSON text of items it has serialised before.
 
-    Rendered items are cached by the rules and shared, never modified, between reviews, so
+    Rendered items are cached by the engine and shared, never modified, between reviews, so
     the JSON of an init container is computed once per distinct secret, not once per review.
-    An entry keeps its item alive, so an id in the memo always names the same object.
+    An entry keeps its item alive, so an id in the cache always names the same object; the
+    cache's byte budget counts the item and its text.
     """
 
-    def __init__(self, limit: int = 8192) -> None:
-        self._limit = limit
-        self._memo: dict[int, tuple[Any, str]] = {}
+    def __init__(self, max_bytes: int = 4 << 20) -> None:
+        self.cache: BoundedCache[int, tuple[Any, str]] = BoundedCache(
+            "encoder", max_bytes, lambda _, entry: approx_size(entry)
+        )
 
     def _item(self, item: Any) -> str:
-        entry = self._memo.get(id(item))
+        entry = self.cache.get(id(item))
         if entry is not None and entry[0] is item:
             return entry[1]
         text = json.dumps(item, separators=(",", ":"))
-        if len(self._memo) >= self._limit:
-            self._memo.clear()
-        self._memo[id(item)] = (item, text)
+        self.cache.put(id(item), (item, text))
         return text
 
     def __call__(self, patch: list[PatchOp]) -> bytes:

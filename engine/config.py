@@ -53,17 +53,27 @@ PARSER_DEPTH = 1024  # orjson refuses deeper nesting by itself
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps on what one review may cost. The defaults are far above any real Flyte pod (which
-    asks for a handful of secrets and has a few containers); a pod over a cap is denied with
-    a message naming the cap."""
+    """Caps on what one review may cost, and byte budgets of what the engine remembers.
+
+    The caps are far above any real Flyte pod (which asks for a handful of secrets and has a
+    few containers); a pod over a cap is denied with a message naming the cap. The budgets
+    count keys and kept facts as well as values; a budget of 0 keeps nothing."""
 
     maxSecrets: int = 500
+    # All of a pod's flyte.secrets/* values together, in characters (base32). A typical
+    # request is 100 to 150 characters, so 64 KiB holds over 400 of them.
+    maxAnnotationChars: int = 64 * 1024
     maxContainers: int = 200
     maxListItems: int = 4096
     maxRequestBytes: int = 3 * 1024 * 1024
     maxJsonDepth: int = PARSER_DEPTH  # lower it to walk bodies for a stricter cap
-    # Not per review: the bytes of patches the review memo keeps; 0 turns the memo off.
-    memoBytes: int = 32 << 20
+    # Not per review: what the engine keeps between reviews (see budget.py). The review
+    # memo's 0 turns it off; the others' 0 computes everything afresh every time.
+    memoBytes: int = 16 << 20
+    decodeCacheBytes: int = 2 << 20
+    ruleCacheBytes: int = 1 << 20
+    renderCacheBytes: int = 8 << 20
+    encoderCacheBytes: int = 4 << 20
 
 
 LIMIT_KEYS = tuple(Limits.__dataclass_fields__)
@@ -192,7 +202,7 @@ def _limits(doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...]) -> Limits:
     for key, value in given.items():
         if key not in LIMIT_KEYS:
             raise doc.error((*where, key), f"unknown limit {key!r}; {closest(key, LIMIT_KEYS, 'limits')}")
-        least = 0 if key == "memoBytes" else 1
+        least = 0 if key.endswith("Bytes") and key != "maxRequestBytes" else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             kind = "a whole number, 0 or more" if least == 0 else "a positive whole number"
             raise doc.error((*where, key), f"{_dotted((*where, key))} must be {kind}")

@@ -8,22 +8,25 @@ threads at once.
 from __future__ import annotations
 
 import copy
+import hashlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import jsonpatch
 
 from . import admission
+from .budget import BoundedCache, CacheStats, approx_size
 from .config import Config, load_config
-from .errors import InputError, Rejected
+from .errors import DeadlineExceeded, InputError, Rejected
 from .memo import ReviewMemo, Trace
 from .patch import NameCollision, PodPatch, TooManyItems
-from .rules import FragmentSpec, Rule
+from .rules import FragmentSpec, Rendered, Rule
 from .ruleset import load_rules
-from .secrets import SecretRequest, decode_requests, secret_annotations
+from .secrets import SecretRequest, decode_annotation, order_annotations, secret_annotations
 from .types import AdmissionReviewResponse, PatchOp, is_object
 
 
@@ -70,13 +73,28 @@ class Engine:
         self.rules = tuple(rules)
         self.warnings = tuple(warnings)
         _mark_idempotent_merges(self.rules)
-        # Requests repeat all day; which rule takes one depends on the request alone.
-        self._rule_for = lru_cache(maxsize=4096)(self._choose_rule)
-        self._encode = admission.PatchEncoder()
+        limits = config.limits
+        # Requests repeat all day. What an annotation decodes to depends on its text alone,
+        # which rule takes a request on the request alone, and what a rule renders on the
+        # request and the init container number alone (unless its templates read the pod).
+        # Every cache has a byte budget that counts its keys; rules are shared, not counted.
+        decoded: BoundedCache[tuple[str, str], SecretRequest] = BoundedCache(
+            "decode", limits.decodeCacheBytes
+        )
+        self._decode = decoded.cached(lambda key: decode_annotation(*key))
+        chosen: BoundedCache[SecretRequest, Rule] = BoundedCache(
+            "rule", limits.ruleCacheBytes, lambda request, _: approx_size(request)
+        )
+        self._rule_for = chosen.cached(self._choose_rule)
+        rendered: BoundedCache[tuple[Rule, SecretRequest, int], Rendered] = BoundedCache(
+            "render", limits.renderCacheBytes, lambda key, value: approx_size(key[1:]) + approx_size(value)
+        )
+        self._render_cached = rendered.cached(lambda key: key[0].render(key[1], key[2], {}))
+        self._encode = admission.PatchEncoder(limits.encoderCacheBytes)
+        self._caches: list[BoundedCache[Any, Any]] = [decoded, chosen, rendered, self._encode.cache]
         # A rule whose templates read the pod makes patches depend on more than memo.shape sees.
-        memo_bytes = config.limits.memoBytes
-        off = memo_bytes == 0 or any(rule.reads_pod for rule in self.rules)
-        self._memo = None if off else ReviewMemo(max_bytes=memo_bytes)
+        off = limits.memoBytes == 0 or any(rule.reads_pod for rule in self.rules)
+        self._memo = None if off else ReviewMemo(max_bytes=limits.memoBytes)
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any] | None = None) -> Engine:
@@ -93,19 +111,34 @@ class Engine:
             raise InputError("a pod must be a JSON object")
         return secret_annotations(pod)
 
+    def _chosen(
+        self, annotations: list[tuple[str, str]], deadline: float | None
+    ) -> list[tuple[SecretRequest, Rule]]:
+        """Each annotation decoded and given its rule, one by one, so that the first bad
+        request stops the work: a hostile pod costs at most one decoding more than its
+        valid requests."""
+        limits = self.config.limits
+        chosen = []
+        for name, value in order_annotations(annotations, limits.maxSecrets, limits.maxAnnotationChars):
+            _check(deadline)
+            request = self._decode((name, value))
+            chosen.append((request, self._rule_for(request)))
+        return chosen
+
     def _mutate(
         self,
         pod: Mapping[str, Any],
         *,
         copy_items: bool,
-        requests: list[SecretRequest] | None = None,
+        annotations: list[tuple[str, str]] | None = None,
         trace: Trace | None = None,
+        deadline: float | None = None,
     ) -> Mutation:
-        if requests is None:
-            requests = decode_requests(self._annotations(pod), self.config.limits.maxSecrets)
-        if not requests:
+        if annotations is None:
+            annotations = self._annotations(pod)
+        chosen = self._chosen(annotations, deadline)
+        if not chosen:
             return Mutation(pod, [])
-        chosen = [(request, self._rule_for(request)) for request in requests]
         # Provenance is for callers that keep the Mutation; reviews serialise and drop it.
         patch = PodPatch(
             pod,
@@ -115,14 +148,18 @@ class Engine:
             trace=trace,
         )
         try:
-            injected = self._compose(patch, chosen, pod)
+            injected = self._compose(patch, chosen, pod, deadline)
         except TooManyItems as exc:
             raise Rejected(str(exc), annotation="", code="limit") from None
         sources = tuple(Source(*source) for source in patch.sources)
         return Mutation(pod, patch.ops, tuple(injected), sources)
 
     def _compose(
-        self, patch: PodPatch, chosen: list[tuple[SecretRequest, Rule]], pod: Mapping[str, Any]
+        self,
+        patch: PodPatch,
+        chosen: list[tuple[SecretRequest, Rule]],
+        pod: Mapping[str, Any],
+        deadline: float | None,
     ) -> list[Injected]:
         """Merge every chosen rule's fragments for every request, in Flyte's order."""
         limits = self.config.limits
@@ -137,7 +174,13 @@ class Engine:
         merged: dict[tuple[int, str], int] = {}
         injected = []
         for request, rule in chosen:
-            rendered = rule.render(request, patch.length("initContainers"), pod)
+            _check(deadline)
+            index = patch.length("initContainers")
+            rendered = (
+                rule.render(request, index, pod)
+                if rule.reads_pod
+                else self._render_cached((rule, request, index))
+            )
             name = f"{request.group}/{request.group_version}"
             for spec, items in zip(rule.fragments, rendered.items, strict=True):
                 if patch.track_sources:
@@ -160,27 +203,61 @@ class Engine:
         `hits` and `misses` count reviews that asked for secrets."""
         return self._memo
 
+    def cache_stats(self) -> list[CacheStats]:
+        """Each cache's budget, bytes held, entries and evictions (the server exports them)."""
+        stats = [cache.stats() for cache in self._caches]
+        if self._memo is not None:
+            stats.append(self._memo.stats())
+        return stats
+
     def review(self, review: Mapping[str, Any]) -> AdmissionReviewResponse:
         """An AdmissionReview response; raises InputError only for a malformed review."""
         return self.review_outcome(review).response
 
-    def review_outcome(self, review: Mapping[str, Any]) -> admission.Outcome:
-        """`review`, plus what a server logs and counts: result, secret names, denial code."""
-        return admission.review(self._review_mutate, review)
+    def review_outcome(
+        self, review: Mapping[str, Any], *, deadline: float | None = None
+    ) -> admission.Outcome:
+        """`review`, plus what a server logs and counts: result, secret names, denial code.
 
-    def _review_mutate(self, pod: Mapping[str, Any]) -> admission.Answer:
+        `deadline` (a `time.monotonic()` value) stops the work between two secrets once it has
+        passed, raising DeadlineExceeded: no answer is better than a late one."""
+        return admission.review(lambda pod: self._review_mutate(pod, deadline), review)
+
+    def remembered_outcome(self, review: Mapping[str, Any]) -> admission.Outcome | None:
+        """`review_outcome` when it costs no decoding, rendering or composing: a review that
+        is not a CREATE, a pod that asks for no secrets, or a pod the memo has answered.
+        None otherwise. A server answers these at once and hands the rest to a worker."""
+        try:
+            return admission.review(self._remembered, review)
+        except _NotRemembered:
+            return None
+
+    def _remembered(self, pod: Mapping[str, Any]) -> admission.Answer:
+        annotations = self._annotations(pod)
+        if not annotations:
+            return admission.Answer()
+        if self._memo is not None:
+            remembered = self._memo.find(_memo_key(annotations), pod)
+            if remembered is not None:
+                return remembered
+        raise _NotRemembered
+
+    def _review_mutate(self, pod: Mapping[str, Any], deadline: float | None = None) -> admission.Answer:
         annotations = self._annotations(pod)
         if not annotations:
             return admission.Answer()
         # The annotations as they are decide the requests, so they key the memo undecoded.
-        memo, key = self._memo, tuple(annotations)
+        memo = self._memo
+        key = _memo_key(annotations) if memo is not None else None
         if memo is not None:
             remembered = memo.find(key, pod)
             if remembered is not None:
                 return remembered
-        requests = decode_requests(annotations, self.config.limits.maxSecrets)
+            memo.misses += 1
         trace = Trace()
-        mutation = self._mutate(pod, copy_items=False, requests=requests, trace=trace)
+        mutation = self._mutate(
+            pod, copy_items=False, annotations=annotations, trace=trace, deadline=deadline
+        )
         secrets = tuple(f"{i.secret.group}/{i.secret.group_version}" for i in mutation.injected)
         rules = sorted({i.rule for i in mutation.injected})
         answer = admission.Answer(
@@ -209,6 +286,27 @@ class Engine:
             secret=request.describe(),
             code=reasons[0][1],
         )
+
+
+class _NotRemembered(Exception):
+    """The review needs work; see Engine.remembered_outcome."""
+
+
+def _check(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise DeadlineExceeded("the review passed its deadline; its work was stopped")
+
+
+def _memo_key(annotations: list[tuple[str, str]]) -> bytes:
+    """A digest of the secret annotations, so that the memo's keys are small whatever a pod
+    sends. Each string is length-prefixed, so no two lists of pairs give the same input."""
+    digest = hashlib.blake2b(digest_size=32)
+    for name, value in annotations:
+        for text in (name, value):
+            data = text.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+    return digest.digest()
 
 
 def _merge(

@@ -3,6 +3,7 @@
 - `LoadError`: configuration, a rule or a template is broken. Raised at start-up only.
 - `Rejected`: a secret request cannot be injected. The pod is denied.
 - `InputError`: the input is not what it claims to be (not a pod, not an AdmissionReview).
+- `DeadlineExceeded`: a review ran out of time and was stopped.
 - `RenderError`: a template failed on a real request although it loaded. The pod is denied
   (fail closed); the operator should fix the template.
 """
@@ -10,6 +11,8 @@
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 
 class SecretpatchError(Exception):
@@ -33,6 +36,11 @@ class LoadError(SecretpatchError):
 
 class InputError(SecretpatchError):
     """The pod or review is malformed; callers answer 400 / exit 2."""
+
+
+class DeadlineExceeded(SecretpatchError):
+    """A review ran past its deadline (the API server's timeout) and was stopped; a server
+    answers 503, and the API server applies the webhook's failurePolicy."""
 
 
 class RenderError(SecretpatchError):
@@ -74,3 +82,27 @@ def quote_value(value: str, limit: int = 64) -> str:
     if len(value) <= limit:
         return json.dumps(value, ensure_ascii=True)
     return f"{json.dumps(value[:limit], ensure_ascii=True)}... ({len(value)} characters)"
+
+
+def quote_json(value: Any, limit: int = 64) -> str:
+    """Any JSON value from a request made safe to print: its JSON, ASCII only, shortened."""
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = f"<{type(value).__name__}>"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters of JSON)"
+
+
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """A library's message that may quote hostile input (protobuf's ParseError quotes the
+    offending line): every character outside printable ASCII escaped, and shortened, so
+    that no terminal sequence, line break or right-to-left override reaches a log line, a
+    Kubernetes event or Flyte's UI."""
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

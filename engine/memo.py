@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .admission import Answer
+from .budget import BoundedCache, CacheStats, approx_size
 
 
 @dataclass
@@ -63,9 +64,9 @@ _NO_SHAPE = object()  # where the composer looks, something other than JSON list
 
 
 def _list_fact(value: Any, names: frozenset[str]) -> Any:
-    """None for an absent list; else each item's name where it is one of the looked-up
-    names, else None (so positions and the length are kept); `_NO_SHAPE` for anything that
-    is not a list of objects with hashable names."""
+    """None for an absent list; else its length and where the looked-up names sit in it, as
+    (position, name) pairs (a pod's long env list costs two numbers, not one per item);
+    `_NO_SHAPE` for anything that is not a list of objects with hashable names."""
     if value is None:
         return None
     if type(value) is not list:
@@ -76,7 +77,10 @@ def _list_fact(value: Any, names: frozenset[str]) -> Any:
             return (len(found),)
     except (AttributeError, TypeError):
         return _NO_SHAPE  # JSON gives .get to objects only; lists and dicts do not hash
-    return tuple(name if type(name) is str and name in names else None for name in found)
+    return (
+        len(found),
+        tuple((i, name) for i, name in enumerate(found) if type(name) is str and name in names),
+    )
 
 
 def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
@@ -126,44 +130,41 @@ class _Entry:
     answer: Answer
 
 
-class ReviewMemo:
-    """Answers by requests, then by shape; bounded in keys and in bytes of patch held.
+def _entries_size(key: Hashable, entries: tuple[_Entry, ...]) -> int:
+    """Everything the memo keeps for a key: the key, and each shape's probe, facts and answer."""
+    return approx_size(key) + approx_size(entries)
 
-    When full it starts again empty: simple, and a webhook's working set (the tasks
-    running now) refills it within a few reviews. Safe to share between threads: entries are
-    immutable, and a lost update only costs a composition.
+
+class ReviewMemo:
+    """Answers by requests, then by shape, within a byte budget that counts keys, probes,
+    facts and answers (`budget.BoundedCache`: the oldest requests go first).
+
+    Safe to share between threads: entries are immutable, and a lost update only costs a
+    composition.
     """
 
-    def __init__(self, max_keys: int = 4096, max_bytes: int = 32 << 20, shapes_per_key: int = 4) -> None:
-        self._max_keys = max_keys
-        self._max_bytes = max_bytes
+    def __init__(self, max_bytes: int = 16 << 20, shapes_per_key: int = 4) -> None:
         self._shapes_per_key = shapes_per_key
-        self._entries: dict[Hashable, list[_Entry]] = {}
-        self._bytes = 0
+        self._cache: BoundedCache[Hashable, tuple[_Entry, ...]] = BoundedCache(
+            "memo", max_bytes, _entries_size
+        )
         self.hits = 0
         self.misses = 0
 
     def find(self, key: Hashable, pod: Mapping[str, Any]) -> Answer | None:
-        for entry in self._entries.get(key, ()):
+        for entry in self._cache.get(key) or ():
             if shape(pod, entry.probe) == entry.facts:
                 self.hits += 1
                 return entry.answer
-        self.misses += 1
-        return None
+        return None  # the caller counts a miss when it composes afresh
 
     def store(self, key: Hashable, trace: Trace, pod: Mapping[str, Any], answer: Answer) -> None:
         probe = Probe.of(trace)
         facts = shape(pod, probe)
         if facts is None:
             return
-        size = len(answer.patch)
-        if size > self._max_bytes // 4:
-            return  # one huge pod must not push out a whole working set
-        if self._bytes + size > self._max_bytes or len(self._entries) >= self._max_keys:
-            self._entries = {}
-            self._bytes = 0
-        entries = self._entries.setdefault(key, [])
-        if len(entries) >= self._shapes_per_key:
-            self._bytes -= len(entries.pop(0).answer.patch)
-        entries.append(_Entry(probe, facts, answer))
-        self._bytes += size
+        kept = self._cache.get(key) or ()
+        self._cache.put(key, (*kept[-(self._shapes_per_key - 1) :], _Entry(probe, facts, answer)))
+
+    def stats(self) -> CacheStats:
+        return self._cache.stats()

@@ -120,7 +120,7 @@ def compile_rule(
         "pod" in f.fragment.names for f in rule.fragments
     )
     try:
-        rule._render(SAMPLE_REQUEST, 0, SAMPLE_POD)
+        rule.render(SAMPLE_REQUEST, 0, SAMPLE_POD)
     except RenderError as exc:
         raise LoadError(
             f"{exc.message} (rendering a sample secret)", file=exc.file or doc.file, line=exc.line

@@ -9,19 +9,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from .errors import RenderError, quote_value
 from .fragments import Fragment
 from .patch import MergeMode
 from .render import TextTemplate
-from .secrets import SecretRequest
+from .secrets import MAX_FIELD_LENGTH, SecretRequest
 
 REQUEST_FIELDS = ("group", "group_version", "key", "env_var")
 
 # Whatever a rule allows, a value from a pod is printable ASCII of bounded length.
-MAX_FIELD_LENGTH = 4096
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 SAMPLE_REQUEST = SecretRequest(annotation="flyte.secrets/s0", group="sample-secret", group_version="1")
@@ -76,11 +74,6 @@ class Rule:
     fragments: list[FragmentSpec] = field(default_factory=list)
     reads_pod: bool = False
 
-    def __post_init__(self) -> None:
-        # Per rule, so that a dropped engine takes its cache with it. Rules whose templates
-        # read the pod are rendered afresh every time (see `render`).
-        self._render_cached = lru_cache(maxsize=4096)(self._render_without_pod)
-
     def refusal(self, request: SecretRequest) -> tuple[str, str] | None:
         """Why this rule will not take the request (a metrics code and the reason), or None."""
         for name, rule in self.fields.items():
@@ -112,19 +105,13 @@ class Rule:
         return None
 
     def render(self, request: SecretRequest, index: int, pod: Mapping[str, Any]) -> Rendered:
-        if self.reads_pod:
-            return self._render(request, index, pod)
-        return self._render_cached(request, index)
-
-    def _render(self, request: SecretRequest, index: int, pod: Mapping[str, Any]) -> Rendered:
+        """What the rule adds for one secret. The engine caches it by request and index when
+        the rule's templates do not read the pod (`reads_pod`)."""
         context: dict[str, Any] = {"secret": request, "index": index, "values": self.values, "pod": pod}
         texts = {name: template.render(context) for name, template in self.texts.items()}
         context["texts"] = texts
         items = tuple(_items(spec, spec.fragment.render(context)) for spec in self.fragments)
         return Rendered(texts, items)
-
-    def _render_without_pod(self, request: SecretRequest, index: int) -> Rendered:
-        return self._render(request, index, {})
 
 
 METADATA_MAPS = ("annotations", "labels")

@@ -13,13 +13,12 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from google.protobuf.message import Message
 
-from .errors import InputError, Rejected, quote_value
+from .errors import InputError, Rejected, printable, quote_value
 from .types import is_object
 
 INJECT_LABEL = "inject-flyte-secrets"
@@ -32,8 +31,23 @@ _TO_RFC4648 = str.maketrans(_FLYTE_ALPHABET, _RFC4648_ALPHABET)
 _FLYTE_BASE32 = re.compile(f"[{_FLYTE_ALPHABET}]*")
 # Lengths an unpadded base32 string can have: 8k plus 0, 2, 4, 5 or 7 characters.
 _VALID_TAIL = frozenset({0, 2, 4, 5, 7})
-# No real request comes near this; it keeps a hostile annotation from costing a parse.
-MAX_ANNOTATION_LENGTH = 65536
+# The longest value a string field may have. GCP's longest valid value is a group of 303
+# characters (projects/<30-character project>/secrets/<255-character secret id>).
+MAX_FIELD_LENGTH = 512
+STRING_FIELDS = ("group", "group_version", "key", "env_var")
+# The longest text a request can need: every string field at its longest, one per line as
+# Go's MarshalTextString writes them, and the longest mount requirement (2,123 bytes).
+MAX_TEXT_BYTES = sum(len(f'{name}: ""\n') + MAX_FIELD_LENGTH for name in STRING_FIELDS) + len(
+    "mount_requirement: ENV_VAR\n"
+)
+# The same, base32-encoded (3,397 characters). Checked before anything is decoded.
+MAX_ANNOTATION_LENGTH = -(-MAX_TEXT_BYTES * 8 // 5)
+# What no request's text holds: a control character other than tab and line breaks, a
+# character outside ASCII (every valid field is printable ASCII), or a run of more than four
+# backslashes (two escaped backslashes). protobuf's text parser unescapes strings with a
+# regular expression whose cost grows with the square of a backslash run, so the runs are
+# refused before the parser sees them.
+_NO_REQUEST_HAS = re.compile(r"[^\t\n\r\x20-\x7e]|\\{5,}")
 
 MOUNT_TYPES = ("ANY", "ENV_VAR", "FILE")
 
@@ -109,33 +123,36 @@ def decode_base32(value: str) -> bytes:
         raise ValueError(f"not Flyte base32: {exc}") from None
 
 
-@lru_cache(maxsize=4096)
 def decode_annotation(name: str, value: str) -> SecretRequest:
-    """One annotation to one request. Cached: Flyte repeats the same requests all day."""
+    """One annotation to one request, as Flyte decodes it; Rejected names what is wrong.
+
+    The cost is linear in the value, which is at most MAX_ANNOTATION_LENGTH characters."""
     if len(value) > MAX_ANNOTATION_LENGTH:
-        raise Rejected(
-            f"{name}: the value is {len(value)} characters long; "
-            f"a secret request is at most {MAX_ANNOTATION_LENGTH}",
-            annotation=name,
-            code="bad-annotation",
+        raise _unreadable(
+            name,
+            f"the value is {len(value)} characters long; a secret request is at most "
+            f"{MAX_ANNOTATION_LENGTH} (every field at its longest)",
         )
     try:
-        raw = decode_base32(value)
-        text = raw.decode("utf-8")
-        message = SecretMessage()
-        text_format.Parse(text, message)
+        text = decode_base32(value).decode("utf-8")
     except UnicodeDecodeError:
-        reason = "the decoded request is not UTF-8 text"
-        raise Rejected(
-            f"{name}: cannot read the secret request: {reason}", annotation=name, code="bad-annotation"
-        ) from None
-    except (ValueError, text_format.ParseError) as exc:
-        reason = str(exc).replace("\n", " ")
-        raise Rejected(
-            f"{name}: cannot read the secret request: {reason}", annotation=name, code="bad-annotation"
-        ) from None
+        raise _unreadable(name, "the decoded request is not UTF-8 text") from None
+    except ValueError as exc:
+        raise _unreadable(name, str(exc)) from None
+    hostile = _NO_REQUEST_HAS.search(text)
+    if hostile is not None:
+        found = hostile.group()
+        what = "a run of backslashes" if found.startswith("\\") else f"the character {quote_value(found)}"
+        raise _unreadable(
+            name, f"the decoded request holds {what} at offset {hostile.start()}, which no request has"
+        )
+    message = SecretMessage()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as exc:
+        raise _unreadable(name, printable(str(exc))) from None
     mount = message.mount_requirement  # type: ignore[attr-defined]
-    request = SecretRequest(
+    return SecretRequest(
         annotation=name,
         group=message.group,  # type: ignore[attr-defined]
         group_version=message.group_version,  # type: ignore[attr-defined]
@@ -143,7 +160,12 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
         mount_requirement=MOUNT_TYPES[mount] if 0 <= mount < len(MOUNT_TYPES) else str(mount),
         env_var=message.env_var,  # type: ignore[attr-defined]
     )
-    return request
+
+
+def _unreadable(name: str, reason: str) -> Rejected:
+    return Rejected(
+        f"{name}: cannot read the secret request: {reason}", annotation=name, code="bad-annotation"
+    )
 
 
 def encode_request(text: str) -> str:
@@ -182,19 +204,34 @@ def secret_annotations(pod: Mapping[str, Any]) -> list[tuple[str, str]]:
         if not isinstance(name, str) or not name.startswith(ANNOTATION_PREFIX):
             continue
         if not isinstance(value, str):
-            raise InputError(f"annotation {name} is not a string")
+            raise InputError(f"annotation {quote_value(name)} is not a string")
         found.append((name, value))
     return found
 
 
-def decode_requests(annotations: list[tuple[str, str]], limit: int | None = None) -> list[SecretRequest]:
-    """`secret_annotations` decoded, in the order of N; a malformed name is refused."""
+def order_annotations(
+    annotations: list[tuple[str, str]], limit: int | None = None, max_chars: int | None = None
+) -> list[tuple[str, str]]:
+    """`secret_annotations` checked for what costs nothing to check, in the order of N.
+
+    Refused before any is decoded: more than `limit` annotations, more than `max_chars`
+    characters of values in all, a name not of the form flyte.secrets/s<N>, a value longer
+    than any request can be. So the decoding that follows costs at most a known amount."""
     if limit is not None and len(annotations) > limit:
         raise Rejected(
             f"the pod asks for {len(annotations)} secrets; secretpatch.limits.maxSecrets is {limit}",
             annotation="",
             code="limit",
         )
+    if max_chars is not None:
+        total = sum(len(value) for _, value in annotations)
+        if total > max_chars:
+            raise Rejected(
+                f"the pod's secret annotations hold {total} characters; "
+                f"secretpatch.limits.maxAnnotationChars is {max_chars}",
+                annotation="",
+                code="limit",
+            )
     numbered = []
     for name, value in annotations:
         match = _ANNOTATION_NAME.fullmatch(name)
@@ -204,6 +241,13 @@ def decode_requests(annotations: list[tuple[str, str]], limit: int | None = None
                 annotation=name,
                 code="bad-annotation",
             )
+        if len(value) > MAX_ANNOTATION_LENGTH:
+            decode_annotation(name, value)  # raises, naming the length
         numbered.append((int(match.group(1)), name, value))
     numbered.sort()
-    return [decode_annotation(name, value) for _, name, value in numbered]
+    return [(name, value) for _, name, value in numbered]
+
+
+def decode_requests(annotations: list[tuple[str, str]], limit: int | None = None) -> list[SecretRequest]:
+    """`secret_annotations` decoded, in the order of N; a malformed name is refused."""
+    return [decode_annotation(name, value) for name, value in order_annotations(annotations, limit)]

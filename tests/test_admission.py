@@ -73,6 +73,6 @@ def test_the_patch_encoder_gives_the_same_json_as_a_plain_dump() -> None:
         {"op": "add", "path": "/spec/containers/0/env/0", "value": shared},
         {"op": "add", "path": "/spec/a~1b/-", "value": {"name": "y"}},
     ]
-    encoder = PatchEncoder(limit=2)
+    encoder = PatchEncoder(max_bytes=3000)
     for _ in range(3):
         assert json.loads(encoder(patch)) == patch

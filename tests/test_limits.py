@@ -26,11 +26,16 @@ def secrets(count: int) -> list[dict[str, str]]:
 def test_the_defaults_are_far_above_real_pods(engine: Engine) -> None:
     assert Limits() == Limits(
         maxSecrets=500,
+        maxAnnotationChars=64 * 1024,
         maxContainers=200,
         maxListItems=4096,
         maxRequestBytes=3 * 1024 * 1024,
         maxJsonDepth=1024,
-        memoBytes=32 * 1024 * 1024,
+        memoBytes=16 * 1024 * 1024,
+        decodeCacheBytes=2 * 1024 * 1024,
+        ruleCacheBytes=1024 * 1024,
+        renderCacheBytes=8 * 1024 * 1024,
+        encoderCacheBytes=4 * 1024 * 1024,
     )
     pod = flyte_pod(
         *secrets(60),

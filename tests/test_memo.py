@@ -259,20 +259,35 @@ def test_memo_bytes_sets_the_budget_and_zero_turns_the_memo_off() -> None:
     assert small.memo.hits == 0, "a 2-secret patch is over a quarter of 4000 bytes: not kept"
 
 
-def test_the_memo_is_bounded_in_keys_and_bytes() -> None:
-    memo = ReviewMemo(max_keys=2, max_bytes=1000)
+def test_the_memo_budget_counts_keys_facts_and_answers_and_evicts_the_oldest() -> None:
+    memo = ReviewMemo(max_bytes=40_000)
     trace = Trace(lists={"volumes"}, names={"v"})
-    pod = {"spec": {"volumes": []}}
-    for key in ("a", "b"):
-        memo.store(key, trace, pod, Answer("x" * 100))
-    assert memo.find("a", pod) is not None and memo.find("b", pod) is not None
-    memo.store("c", trace, pod, Answer("x" * 100))  # a third key: start again
-    assert memo.find("a", pod) is None and memo.find("c", pod) is not None
-    memo.store("big", trace, pod, Answer("x" * 251))  # over a quarter of the budget: not kept
-    assert memo.find("big", pod) is None and memo.find("c", pod) is not None
-    for key in ("d", "e", "f"):  # 100 + 3 x 300 bytes is over the budget: start again
-        memo.store(key, trace, pod, Answer("x" * 250))
-    assert memo.find("c", pod) is None and memo.find("f", pod) is not None
+    pod: dict[str, Any] = {"spec": {"volumes": []}}
+    memo.store("a", trace, pod, Answer("x" * 100))
+    one = memo.stats().bytes
+    assert one > 300, "the key, the probe and the facts are counted, not only the patch"
+    memo.store("k" * 5000, trace, pod, Answer("x" * 100))
+    assert memo.stats().bytes - one >= 5000, "a long key costs its length"
+    for n in range(100):
+        memo.store(f"key{n}", trace, pod, Answer("x" * 100))
+    stats = memo.stats()
+    assert stats.bytes <= 40_000 and stats.evictions > 0
+    assert memo.find("key99", pod) is not None, "the newest stay"
+    assert memo.find("a", pod) is None, "the oldest went first"
+    memo.store("big", trace, pod, Answer("x" * 10_001))  # over a quarter of the budget: not kept
+    assert memo.find("big", pod) is None and memo.find("key99", pod) is not None
+
+
+def test_a_long_list_costs_the_memo_the_places_of_its_looked_up_names_not_one_per_item() -> None:
+    memo = ReviewMemo()
+    trace = Trace(lists={"containers"}, fields={"env"}, names={"FLYTE_SECRETS_DEFAULT_DIR"})
+    env = [{"name": f"E{i}", "value": "v"} for i in range(4000)] + [{"name": "FLYTE_SECRETS_DEFAULT_DIR"}]
+    pod = {"spec": {"containers": [{"name": "c", "env": env}]}}
+    memo.store("k", trace, pod, Answer("x"))
+    assert memo.stats().bytes < 3000
+    moved = copy.deepcopy(pod)
+    moved["spec"]["containers"][0]["env"].insert(0, moved["spec"]["containers"][0]["env"].pop())
+    assert memo.find("k", pod) == Answer("x") and memo.find("k", moved) is None
 
 
 def test_the_memo_keeps_a_few_shapes_per_request() -> None:
@@ -346,9 +361,10 @@ def test_every_pod_of_a_family_gets_its_own_reference_patch(
 
 
 def test_threads_sharing_a_memo_that_keeps_filling_up_get_the_right_answers() -> None:
-    # Each answer (2.9 to 4.5 KB) is kept, but only about five fit in 18,100 bytes; eight kinds of
-    # pod take turns, so stores keep emptying the memo under the readers.
-    engine = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 18100}}})
+    # Each entry (an answer of 2.9 to 4.5 KB, its key, probe and facts: 5.9 to 7.2 KB) is kept,
+    # but only about five fit in 33,000 bytes; eight kinds of pod take turns, so stores keep
+    # evicting entries under the readers.
+    engine = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 33000}}})
     pods = []
     for n in range(24):
         pod = task_pod(name=f"pod-{n}")

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 from secretpatch import Engine, InputError, Rejected
-from secretpatch.secrets import decode_base32, requested_secrets
+from secretpatch.secrets import (
+    MAX_ANNOTATION_LENGTH,
+    MAX_FIELD_LENGTH,
+    MAX_TEXT_BYTES,
+    STRING_FIELDS,
+    decode_annotation,
+    decode_base32,
+    encode_request,
+    requested_secrets,
+)
 
 from .conftest import annotation, flyte_b32, flyte_pod
 
@@ -78,11 +87,32 @@ def test_other_annotations_are_ignored() -> None:
 
 def test_an_oversized_annotation_is_refused_before_decoding(engine: Engine) -> None:
     pod = flyte_pod()
-    pod["metadata"]["annotations"]["flyte.secrets/s0"] = "a" * 3 * 1024 * 1024
+    pod["metadata"]["annotations"]["flyte.secrets/s0"] = "!" * 3398
     with pytest.raises(
-        Rejected, match="the value is 3145728 characters long; a secret request is at most 65536"
+        Rejected,
+        match=r"the value is 3398 characters long; a secret request is at most 3397 \(every field",
     ):
         engine.mutate(pod)
+
+
+def test_the_annotation_cap_is_the_longest_request_the_field_grammars_allow() -> None:
+    longest = "\n".join(f'{name}: "{"x" * MAX_FIELD_LENGTH}"' for name in STRING_FIELDS)
+    text = f"{longest}\nmount_requirement: ENV_VAR\n"
+    assert len(text) == MAX_TEXT_BYTES == 2123
+    assert len(encode_request(text)) == MAX_ANNOTATION_LENGTH == 3397
+    assert decode_annotation("flyte.secrets/s0", encode_request(text)).key == "x" * MAX_FIELD_LENGTH
+
+
+def test_a_pods_secret_annotations_are_capped_in_all_before_decoding(engine: Engine) -> None:
+    pod = flyte_pod()
+    for n in range(20):
+        pod["metadata"]["annotations"][f"flyte.secrets/s{n}"] = "!" * 3397
+    with pytest.raises(Rejected) as caught:
+        engine.mutate(pod)
+    assert caught.value.message == (
+        "secretpatch refused the pod: the pod's secret annotations hold 67940 characters; "
+        "secretpatch.limits.maxAnnotationChars is 65536"
+    )
 
 
 @pytest.mark.parametrize(
@@ -96,7 +126,7 @@ def test_an_oversized_annotation_is_refused_before_decoding(engine: Engine) -> N
         ),
         (
             {"labels": {"inject-flyte-secrets": "true"}, "annotations": {"flyte.secrets/s0": 5}},
-            "annotation flyte.secrets/s0 is not a string",
+            'annotation "flyte.secrets/s0" is not a string',
         ),
     ],
 )

@@ -1,0 +1,162 @@
+"""What a hostile pod can send, refused cheaply and within budget (the engine's side of the
+hostile-load work; the server's side is in test_hostile_load.py)."""
+
+from __future__ import annotations
+
+import tracemalloc
+from typing import Any
+
+import pytest
+from google.protobuf import text_format
+from secretpatch import Engine, InputError, Rejected
+from secretpatch import engine as engine_module
+from secretpatch.errors import DeadlineExceeded, printable
+
+from .conftest import admission_review, annotation, flyte_b32, flyte_pod
+
+
+def _pod_with(value: str, name: str = "flyte.secrets/s0") -> dict[str, Any]:
+    pod = flyte_pod()
+    pod["metadata"]["annotations"][name] = value
+    return pod
+
+
+def test_a_run_of_backslashes_is_refused_before_the_text_parser(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The parser's unescaping is quadratic in a backslash run: 64 KiB of them cost 4 s.
+    calls = []
+    monkeypatch.setattr(text_format, "Parse", lambda *a, **k: calls.append(a))
+    text = "group: '" + "\\" * 2000 + "'"
+    with pytest.raises(Rejected) as caught:
+        engine.mutate(_pod_with(flyte_b32(text)))
+    assert calls == []
+    assert caught.value.reason == (
+        "flyte.secrets/s0: cannot read the secret request: the decoded request holds "
+        "a run of backslashes at offset 8, which no request has"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ('group: "a\x1b[31m"', '"\\u001b"'),
+        ('group: "a"\x00', '"\\u0000"'),
+        ('group: "\u202eabc"', '"\\u202e"'),
+        ('group: "caf\u00e9"', '"\\u00e9"'),
+    ],
+)
+def test_text_with_characters_no_request_has_is_refused_with_them_escaped(
+    engine: Engine, text: str, shown: str
+) -> None:
+    with pytest.raises(Rejected) as caught:
+        engine.mutate(_pod_with(flyte_b32(text)))
+    assert f"holds the character {shown} at offset" in caught.value.reason
+    assert caught.value.message.isprintable() and caught.value.message.isascii()
+
+
+def test_a_parse_error_quoting_hostile_text_reaches_the_message_escaped(engine: Engine) -> None:
+    # Tabs and line breaks may stand in a request's text, and protobuf's ParseError quotes them.
+    text = 'group: "a"\r\n\tbogus_field\r: "x"'
+    with pytest.raises(Rejected) as caught:
+        engine.mutate(_pod_with(flyte_b32(text)))
+    message = caught.value.message
+    assert "cannot read the secret request" in message and "bogus_field" in message
+    assert message.isprintable() and message.isascii()
+
+
+def test_printable_escapes_every_character_outside_printable_ascii_and_shortens() -> None:
+    assert printable("a\x1b[2Jb\r\n\u202ec") == "a\\x1b[2Jb\\r\\n\\u202ec"
+    assert printable("x" * 1000, limit=10) == "xxxxxxxxxx... (1000 characters)"
+
+
+def test_the_first_bad_request_stops_the_decoding(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded = []
+    real = engine_module.decode_annotation
+
+    def counting(name: str, value: str) -> Any:
+        decoded.append(name)
+        return real(name, value)
+
+    monkeypatch.setattr(engine_module, "decode_annotation", counting)
+    hostile = Engine.from_config(None)
+    requests = [{"group": f"g{n}", "group_version": "1"} for n in range(300)]
+    requests[1] = {"group": "bad group", "group_version": "1"}
+    with pytest.raises(Rejected, match="flyte.secrets/s1: group"):
+        hostile.mutate(flyte_pod(*requests))
+    assert decoded == ["flyte.secrets/s0", "flyte.secrets/s1"]
+
+
+def test_a_review_past_its_deadline_stops_between_secrets(engine: Engine) -> None:
+    pod = flyte_pod(*[{"group": f"g{n}", "group_version": "1"} for n in range(50)])
+    with pytest.raises(DeadlineExceeded):
+        engine.review_outcome(admission_review(pod), deadline=0.0)
+    assert engine.review_outcome(admission_review(pod), deadline=None).result == "patched"
+
+
+@pytest.mark.parametrize("operation", [None, "", "create", "PATCH", 7, "C" * 5000])
+def test_an_operation_that_is_not_one_of_the_four_is_malformed(engine: Engine, operation: Any) -> None:
+    review = admission_review(flyte_pod({"group": "a", "group_version": "1"}))
+    review["request"]["operation"] = operation
+    with pytest.raises(
+        InputError, match="request.operation is .*; expected one of: CREATE, UPDATE"
+    ) as caught:
+        engine.review(review)
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("uid", ["u" * 129, "a\nb", "\u202e1234"])
+def test_a_uid_that_is_not_a_uid_is_malformed(engine: Engine, uid: str) -> None:
+    review = admission_review(flyte_pod())
+    review["request"]["uid"] = uid
+    with pytest.raises(InputError, match="is not a UID"):
+        engine.review(review)
+
+
+def test_envelope_messages_quote_hostile_values_short_and_escaped(engine: Engine) -> None:
+    review = admission_review(flyte_pod())
+    review["apiVersion"] = "\x1b[2J" + "v" * 100_000
+    with pytest.raises(InputError) as caught:
+        engine.review(review)
+    assert len(str(caught.value)) < 300 and str(caught.value).isprintable()
+
+
+def _retained(work: Any) -> int:
+    """Bytes still allocated after `work` ran (what the engine kept)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        work()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_what_the_engine_keeps_stays_within_its_budgets_whatever_pods_send() -> None:
+    # Denied reviews with long annotations (the decode cache), and valid pods with long env
+    # lists in many containers (the memo's facts): before budgets counted keys and facts,
+    # 130 of the first took a server to 335 MiB and 150 of the second to 406 MiB.
+    limits = {"memoBytes": 2 << 20, "decodeCacheBytes": 1 << 20, "renderCacheBytes": 1 << 20}
+    engine = Engine.from_config({"secretpatch": {"limits": limits}})
+    env = [{"name": f"E{i}", "value": "v"} for i in range(2000)]
+    env.append({"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/x"})
+    containers = [{"name": f"c{i}", "image": "x", "env": env} for i in range(20)]
+
+    def work() -> None:
+        for n in range(150):
+            denied = flyte_pod()
+            for i in range(19):
+                denied["metadata"]["annotations"][f"flyte.secrets/s{i}"] = annotation(
+                    group=f"g{n}-{i}", group_version="1", key="k" * 512
+                )
+            denied["metadata"]["annotations"]["flyte.secrets/s19"] = annotation(group="bad group")
+            assert engine.review(admission_review(denied))["response"]["allowed"] is False
+            pod = flyte_pod({"group": f"g{n}", "group_version": "1"}, containers=containers)
+            assert engine.review(admission_review(pod))["response"]["allowed"] is True
+
+    retained = _retained(work)
+    stats = {s.name: s for s in engine.cache_stats()}
+    assert all(s.bytes <= s.budget for s in stats.values())
+    assert stats["memo"].evictions > 0 or stats["memo"].bytes > 0
+    budgets = sum(s.budget for s in stats.values())
+    assert retained < budgets + (2 << 20), f"kept {retained} bytes; the budgets are {budgets}"
