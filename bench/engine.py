@@ -55,8 +55,8 @@ def diff_baseline(body: bytes) -> bytes:
     annotations = sorted(
         secret_annotations(pod), key=lambda pair: int(pair[0].removeprefix("flyte.secrets/s"))
     )
-    # Uncached: the engine's decode cache must not help the baseline.
-    for secret in (decode_annotation.__wrapped__(name, value) for name, value in annotations):
+    # Uncached (decode_annotation has no cache): the engine's cache must not help the baseline.
+    for secret in (decode_annotation(name, value) for name, value in annotations):
         volumes = spec.setdefault("volumes", [])
         if not any(v["name"] == "gcp-secret-vol" for v in volumes):
             volumes.append({"name": "gcp-secret-vol", "emptyDir": {"medium": "Memory"}})

@@ -46,6 +46,7 @@ def _flyte(args: argparse.Namespace, key: str, default: Any) -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _server_extra("serve")
+    from .connections import ConnectionLimits
     from .engine import Engine
     from .serve import ServeError, configure_logging, dev_cert_dir, serve
 
@@ -64,6 +65,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cert_dir=cert_dir,
             reload_interval=args.cert_reload_interval,
             grace=args.grace,
+            limits=ConnectionLimits(
+                max_header_bytes=args.max_header_bytes,
+                max_connections=args.max_connections,
+                request_timeout=args.request_timeout,
+                keep_alive_timeout=args.keep_alive_timeout,
+            ),
+            review_timeout=args.review_timeout,
+            max_pending_bytes=args.max_pending_bytes,
         )
     except ServeError as exc:
         raise CommandError(str(exc)) from None
@@ -210,6 +219,51 @@ def _webhook_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+        return value
+
+    return parse
+
+
+# (flag, type, metavar, default, help): what one client may hold. Why each default is what
+# it is: the README's "Limits" table and connections.ConnectionLimits.
+_LIMIT_FLAGS: list[tuple[str, type[int] | type[float], str, float, str]] = [
+    ("--max-header-bytes", int, "BYTES", 16 * 1024, "a request's headers; larger gets 431"),
+    ("--max-connections", int, "N", 512, "open connections; at the cap the longest-idle one is closed"),
+    ("--request-timeout", float, "SECONDS", 10.0, "from a request's first byte to its last; then 408"),
+    ("--keep-alive-timeout", float, "SECONDS", 120.0, "an idle connection is closed after this"),
+    (
+        "--review-timeout",
+        float,
+        "SECONDS",
+        10.0,
+        "a review's deadline when the API server sends no ?timeout=",
+    ),
+    (
+        "--max-pending-bytes",
+        int,
+        "BYTES",
+        32 * 1024 * 1024,
+        "request bodies over 64 KiB held at once; then 503",
+    ),
+]
+
+
+def _limit_flags(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("limits (see the README's Limits table)")
+    for flag, kind, metavar, default, text in _LIMIT_FLAGS:
+        group.add_argument(
+            flag, type=_positive(kind), default=default, metavar=metavar, help=f"{text} (default %(default)s)"
+        )
+
+
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     serve = commands.add_parser("serve", parents=[common], help="run the HTTPS webhook")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104
@@ -232,6 +286,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long in-flight reviews may take after SIGTERM (default 25)",
     )
+    _limit_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
     certs = commands.add_parser("certs", parents=[common], help="make a CA and a serving certificate")

@@ -7,19 +7,18 @@ in-flight reviews finish within the grace period, and exits 0.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import signal
 import ssl
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 
 from . import certs
+from .certwatch import CertWatcher
+from .connections import ConnectionLimits, guarded_protocol
 from .engine import Engine
 from .server import WebhookApp
 from .telemetry import JsonFormatter, ReviewLog
@@ -29,45 +28,6 @@ log = logging.getLogger("secretpatch.server")
 
 class ServeError(Exception):
     """The webhook cannot start; the message says why."""
-
-
-class CertWatcher:
-    """Reloads tls.crt/tls.key into the live SSL context when they change on disk.
-
-    cert-manager and kubelet replace Secret files by swapping a symlink, so both the files'
-    identity and their times are compared. A bad pair is logged and the old one kept."""
-
-    def __init__(self, context: ssl.SSLContext, cert: Path, key: Path, interval: float) -> None:
-        self.context, self.cert, self.key, self.interval = context, cert, key, interval
-        self._seen = self._stamp()
-
-    def _stamp(self) -> tuple[Any, ...]:
-        stamps: list[Any] = []
-        for path in (self.cert, self.key):
-            try:
-                st = os.stat(path)
-                stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
-            except OSError:
-                stamps.append(None)
-        return tuple(stamps)
-
-    def check(self) -> bool:
-        stamp = self._stamp()
-        if stamp == self._seen:
-            return False
-        self._seen = stamp
-        try:
-            self.context.load_cert_chain(str(self.cert), str(self.key))
-        except (OSError, ssl.SSLError) as exc:
-            log.error("certificate reload failed; keeping the old one", extra={"fields": {"error": str(exc)}})
-            return False
-        log.info("certificate reloaded", extra={"fields": {"cert": str(self.cert)}})
-        return True
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            self.check()
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -99,13 +59,24 @@ def serve(
     cert_dir: Path,
     reload_interval: float = 10.0,
     grace: float = 25.0,
+    limits: ConnectionLimits | None = None,
+    review_timeout: float = 10.0,
+    max_pending_bytes: int = 32 * 1024 * 1024,
 ) -> int:
+    limits = limits or ConnectionLimits()
     cert, key = cert_dir / "tls.crt", cert_dir / "tls.key"
     for path in (cert, key):
         if not path.is_file():
             hint = f"run `secretpatch certs --out-dir {cert_dir}`, or use --dev-certs"
             raise ServeError(f"no {path.name} in {cert_dir}; {hint}")
-    app = WebhookApp(engine, review_log=ReviewLog(sys.stderr))
+    app = WebhookApp(
+        engine,
+        review_log=ReviewLog(sys.stderr),
+        review_timeout=review_timeout,
+        max_pending_bytes=max_pending_bytes,
+    )
+    metrics = app.metrics
+    protocol = guarded_protocol(limits, lambda event: metrics.count(metrics.connections, event))
     config = uvicorn.Config(
         app,
         host=host,
@@ -113,11 +84,10 @@ def serve(
         ssl_certfile=str(cert),
         ssl_keyfile=str(key),
         loop="uvloop",
-        http="httptools",
+        http=protocol,
         lifespan="on",
         access_log=False,
         log_config=None,
-        timeout_keep_alive=75,
         timeout_graceful_shutdown=int(grace),
     )
     try:
@@ -127,7 +97,13 @@ def serve(
     if config.ssl is None:  # pragma: no cover - uvicorn builds one whenever a cert is given
         raise ServeError("uvicorn did not build a TLS context")
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
-    watcher = CertWatcher(config.ssl, cert, key, reload_interval)
+    watcher = CertWatcher(
+        config.ssl,
+        cert,
+        key,
+        reload_interval,
+        on_result=lambda ok: metrics.count(metrics.certificate_reloads, "loaded" if ok else "refused"),
+    )
     app._on_startup.append(watcher.run)
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal it stopped on once it has shut down; a handler of our own
@@ -142,6 +118,8 @@ def serve(
                 "port": port,
                 "cert_dir": str(cert_dir),
                 "rules": [r.name for r in engine.rules],
+                "limits": vars(limits),
+                "review_timeout": review_timeout,
             }
         },
     )

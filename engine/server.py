@@ -3,25 +3,29 @@
 The app only moves bytes: it checks the request (method, content type, size, JSON), hands the
 document to the engine, and writes the answer. A malformed call gets HTTP 400 with the reason
 (Kubernetes' first error channel); a pod that cannot get its secrets gets an AdmissionReview
-with `allowed: false` (the second). Nothing a client sends can make it answer 500 or stop.
+with `allowed: false` (the second); a review that runs out of time or finds the server
+full of large bodies gets 503, so the API server applies the failurePolicy. Nothing a
+client sends can make it answer 500 or stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .admission import MUTATE_PATH
+from .admission import MUTATE_PATH, Outcome
 from .config import PARSER_DEPTH
 from .engine import Engine
-from .errors import InputError
-from .telemetry import MemoCollector, Metrics, log_review
+from .errors import DeadlineExceeded, InputError, printable, quote_value
+from .telemetry import EngineCollector, Metrics, log_review
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,8 +35,27 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger("secretpatch.server")
 
 
+# Bodies up to this size are read and parsed on the event loop (a real review is a few
+# KiB); larger ones draw from the app's budget of pending bytes and are parsed by the worker.
+INLINE_BODY = 64 * 1024
+MAX_REVIEW_TIMEOUT = 30.0  # the API server's own maximum for timeoutSeconds
+_GO_DURATION = re.compile(r"(?:([0-9]+(?:\.[0-9]*)?)(h|m|s|ms|us|\u00b5s|ns))+")
+_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(h|ms|m|s|us|\u00b5s|ns)")
+_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "ns": 1e-9}
+
+
+class _Malformed(Exception):
+    """The call is not a well-formed review; the message says why (HTTP 400)."""
+
+
 class WebhookApp:
-    """`review_log` writes each review's line (default: through the logging module)."""
+    """`review_log` writes each review's line (default: through the logging module).
+
+    Reviews that cost nothing (not a CREATE, no secrets, or answered from the memo) are
+    answered on the event loop. The rest go to one worker thread with a deadline (the API
+    server's `?timeout=`, else `review_timeout`), so health checks and other reviews are
+    answered meanwhile, and past the deadline the answer is 503 and the work stops. One
+    worker also means that at most one large body is parsed at a time."""
 
     def __init__(
         self,
@@ -40,16 +63,22 @@ class WebhookApp:
         *,
         on_startup: list[Any] | None = None,
         review_log: Callable[[dict[str, Any]], None] | None = None,
+        review_timeout: float = 10.0,
+        max_pending_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.engine = engine
         self.review_log = review_log or log_review
         self.max_body = engine.config.limits.maxRequestBytes
         self.max_depth = engine.config.limits.maxJsonDepth
+        self.review_timeout = review_timeout
+        self.max_pending_bytes = max_pending_bytes
+        self.pending_bytes = 0
         self.metrics = Metrics()
-        self.metrics.registry.register(MemoCollector(engine))
+        self.metrics.registry.register(EngineCollector(engine))
         self.ready = False
         self._on_startup = on_startup or []
         self._tasks: list[asyncio.Task[None]] = []
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="secretpatch-review")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -68,6 +97,7 @@ class WebhookApp:
                 self.ready = False
                 for task in self._tasks:
                     task.cancel()
+                self._worker.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -85,36 +115,118 @@ class WebhookApp:
             await _answer(send, 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
         else:
             await _answer(
-                send, 404, _error(f"no route for {method} {path}; the webhook is POST {MUTATE_PATH}")
+                send,
+                404,
+                _error(f"no route for {method} {quote_value(path)}; the webhook is POST {MUTATE_PATH}"),
             )
 
     async def _review(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if content_type != b"application/json":
-            await self._malformed(
-                send, f"content type must be application/json, not {content_type.decode('latin-1')!r}"
-            )
+            shown = quote_value(content_type.decode("latin-1"))
+            await self._malformed(send, f"content type must be application/json, not {shown}")
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             await self._malformed(send, f"the body is {int(declared)} bytes; the limit is {self.max_body}")
             return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await self._malformed(send, f"the body is over the limit of {self.max_body} bytes")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        expected = int(declared) if declared is not None and declared.isdigit() else self.max_body
+        chunks: list[bytes] = []
+        size = reserved = 0
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body:
+                    await self._malformed(send, f"the body is over the limit of {self.max_body} bytes")
+                    return
+                if size > INLINE_BODY and not reserved:
+                    reserved = max(expected, size)
+                    if self.pending_bytes + reserved > self.max_pending_bytes:
+                        reserved = 0
+                        await self._unavailable(
+                            send, "busy", "too many large reviews are pending; the API server may retry"
+                        )
+                        return
+                    self.pending_bytes += reserved
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            await self._answer_review(scope, b"".join(chunks), send)
+        finally:
+            self.pending_bytes -= reserved
+
+    async def _answer_review(self, scope: Scope, body: bytes, send: Send) -> None:
         started = time.perf_counter()
-        body = b"".join(chunks)
+        timeout = review_timeout(scope.get("query_string", b""), self.review_timeout)
+        deadline = time.monotonic() + timeout
+        try:
+            if len(body) <= INLINE_BODY:
+                document = self._parse(body)
+                outcome = self.engine.remembered_outcome(document)
+                if outcome is None:
+                    outcome = await self._in_worker(self._outcome, document, deadline)
+            else:
+                outcome = await self._in_worker(self._parse_and_review, body, deadline)
+        except (_Malformed, InputError) as exc:
+            await self._malformed(send, str(exc))
+            return
+        except DeadlineExceeded:
+            await self._unavailable(
+                send, "timeout", f"the review took longer than its deadline of {timeout:g} s and was stopped"
+            )
+            return
+        except Exception as exc:  # fail closed: a bug must deny, never crash the server
+            log.exception("review failed")
+            await self._malformed(
+                send, f"secretpatch failed on this review: {type(exc).__name__}", status=500
+            )
+            return
+        response = orjson.dumps(outcome.response)
+        elapsed = time.perf_counter() - started
+        await _answer(send, 200, response)
+        metrics = self.metrics
+        metrics.count(metrics.reviews, outcome.result)
+        metrics.latency.observe(elapsed)
+        if outcome.denial:
+            metrics.count(metrics.denials, outcome.denial)
+        if outcome.secrets:
+            metrics.secrets.inc(len(outcome.secrets))
+        metadata = outcome.request.pod.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = {}
+        self.review_log(
+            {
+                "uid": outcome.request.uid,
+                "namespace": log_name(metadata.get("namespace")),
+                "pod": log_name(metadata.get("name") or metadata.get("generateName")),
+                "secrets": outcome.secrets,
+                "result": outcome.result,
+                "denial": outcome.denial,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
+        )
+
+    async def _in_worker(self, work: Callable[[Any, float], Outcome], data: Any, deadline: float) -> Outcome:
+        future = asyncio.wrap_future(self._worker.submit(work, data, deadline))
+        try:
+            return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise DeadlineExceeded("the review passed its deadline") from None
+
+    def _outcome(self, document: Any, deadline: float) -> Outcome:
+        return self.engine.review_outcome(document, deadline=deadline)
+
+    def _parse_and_review(self, body: bytes, deadline: float) -> Outcome:
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded("the review passed its deadline before it started")
+        return self._outcome(self._parse(body), deadline)
+
+    def _parse(self, body: bytes) -> Any:
         too_deep_message = (
             f"the body nests JSON deeper than the limit; secretpatch.limits.maxJsonDepth is {self.max_depth}"
         )
@@ -122,8 +234,9 @@ class WebhookApp:
             document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             deep = "depth limit exceeded" in str(exc)
-            await self._malformed(send, too_deep_message if deep else f"the body is not JSON: {exc}")
-            return
+            raise _Malformed(
+                too_deep_message if deep else f"the body is not JSON: {printable(str(exc))}"
+            ) from None
         # orjson enforces the default (its own limit). A stricter cap costs a walk, done only
         # when the body has more brackets than the cap allows levels.
         strict = self.max_depth < PARSER_DEPTH
@@ -132,49 +245,48 @@ class WebhookApp:
             and body.count(b"{") + body.count(b"[") > self.max_depth
             and too_deep(document, self.max_depth)
         ):
-            await self._malformed(send, too_deep_message)
-            return
-        try:
-            outcome = self.engine.review_outcome(document)
-        except InputError as exc:
-            await self._malformed(send, str(exc))
-            return
-        except Exception as exc:  # fail closed: a bug must deny, never crash the server
-            log.exception("review failed")
-            await self._malformed(
-                send, f"secretpatch failed on this review: {type(exc).__name__}", status=500
-            )
-            return
-        body = orjson.dumps(outcome.response)
-        elapsed = time.perf_counter() - started
-        await _answer(send, 200, body)
-        metrics = self.metrics
-        metrics.count(metrics.reviews, outcome.result)
-        metrics.latency.observe(elapsed)
-        if outcome.denial:
-            metrics.count(metrics.denials, outcome.denial)
-        if outcome.secrets:
-            metrics.secrets.inc(len(outcome.secrets))
-        pod = outcome.request.pod
-        metadata = pod.get("metadata")
-        if not isinstance(metadata, dict):
-            metadata = {}
-        self.review_log(
-            {
-                "uid": outcome.request.uid,
-                "namespace": metadata.get("namespace"),
-                "pod": metadata.get("name") or metadata.get("generateName"),
-                "secrets": outcome.secrets,
-                "result": outcome.result,
-                "denial": outcome.denial,
-                "duration_ms": round(elapsed * 1000, 3),
-            }
-        )
+            raise _Malformed(too_deep_message)
+        return document
 
     async def _malformed(self, send: Send, reason: str, status: int = 400) -> None:
         self.metrics.count(self.metrics.reviews, "malformed" if status == 400 else "error")
         log.warning("bad request", extra={"fields": {"reason": reason, "status": status}})
         await _answer(send, status, _error(reason))
+
+    async def _unavailable(self, send: Send, result: str, reason: str) -> None:
+        """503: the API server applies the webhook's failurePolicy (and may retry)."""
+        self.metrics.count(self.metrics.reviews, result)
+        log.warning("review not answered", extra={"fields": {"reason": reason, "result": result}})
+        await _answer(send, 503, _error(reason))
+
+
+def review_timeout(query: bytes, default: float) -> float:
+    """The time a review may take: the API server's `?timeout=` (a Go duration such as
+    `10s`, the time it will wait, rounded up to a second) less a tenth so that the answer
+    arrives while it still waits; `default` when there is none."""
+    for part in query.split(b"&"):
+        name, _, value = part.partition(b"=")
+        if name != b"timeout":
+            continue
+        text = value.decode("latin-1")
+        if len(text) > 32 or not _GO_DURATION.fullmatch(text):
+            break
+        seconds = sum(float(n) * _SECONDS[unit] for n, unit in _GO_PART.findall(text))
+        if seconds > 0:
+            return min(seconds, MAX_REVIEW_TIMEOUT) * 0.9
+    return default
+
+
+def log_name(value: Any) -> Any:
+    """A pod name or namespace for a log line: as it is when it could be a Kubernetes name
+    (at most 253 printable ASCII characters), else quoted, escaped and shortened."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if len(value) <= 253 and value.isascii() and value.isprintable():
+            return value
+        return quote_value(value)
+    return f"<{type(value).__name__}>"
 
 
 def too_deep(document: Any, limit: int) -> bool:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .engine import Engine
@@ -38,6 +38,19 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self.connections = Counter(
+            "secretpatch_connection_events",
+            "Connections refused or closed by a limit: header-too-large, request-timeout, "
+            "connection-refused, idle-connection-closed",
+            ["event"],
+            registry=self.registry,
+        )
+        self.certificate_reloads = Counter(
+            "secretpatch_certificate_reloads",
+            "Certificate pairs found on disk: loaded, or refused (the old pair keeps serving)",
+            ["result"],
+            registry=self.registry,
+        )
         self._children: dict[tuple[Counter, str], Any] = {}
 
     def count(self, counter: Counter, label: str) -> None:
@@ -48,13 +61,35 @@ class Metrics:
         child.inc()
 
 
-class MemoCollector(Collector):
-    """The review memo's hits and misses, read when Prometheus scrapes."""
+class EngineCollector(Collector):
+    """The engine's caches and the review memo, read when Prometheus scrapes: each cache's
+    budget, bytes held (keys and kept facts counted), entries and evictions."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
+        stats = self.engine.cache_stats()
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            "budget": GaugeMetricFamily(
+                "secretpatch_cache_budget_bytes", "Each cache's byte budget", labels=["cache"]
+            ),
+            "bytes": GaugeMetricFamily(
+                "secretpatch_cache_bytes", "Bytes each cache holds, keys included", labels=["cache"]
+            ),
+            "entries": GaugeMetricFamily(
+                "secretpatch_cache_entries", "Entries in each cache", labels=["cache"]
+            ),
+            "evictions": CounterMetricFamily(
+                "secretpatch_cache_evictions",
+                "Entries each cache dropped to stay in budget",
+                labels=["cache"],
+            ),
+        }
+        for stat in stats:
+            for field, family in families.items():
+                family.add_metric([stat.name], getattr(stat, field))
+        yield from families.values()
         memo = self.engine.memo
         if memo is None:
             return
@@ -95,7 +130,7 @@ class ReviewLog:
             self._second = int(now)
             self._stamp = time.strftime(TIME_FORMAT, time.localtime(now))
         entry = {"time": self._stamp, "level": "info", "msg": "review", **fields}
-        self._stream.write(orjson.dumps(entry, default=str, option=orjson.OPT_APPEND_NEWLINE).decode())
+        self._stream.write(dumps_line(entry) + "\n")
         self._stream.flush()
 
 
@@ -111,4 +146,25 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
+        return dumps_line(entry)
+
+
+def dumps_line(entry: dict[str, Any]) -> str:
+    """One JSON line; a value orjson cannot encode (an integer past 64 bits, a string with
+    a lone surrogate) is written as its escaped repr, so that the line is never lost."""
+    try:
         return orjson.dumps(entry, default=str).decode()
+    except TypeError:
+        safe = {
+            key: value if isinstance(value, bool | float | type(None)) else _safe(value)
+            for key, value in entry.items()
+        }
+        return orjson.dumps(safe, default=str).decode()
+
+
+def _safe(value: Any) -> Any:
+    try:
+        orjson.dumps(value, default=str)
+        return value
+    except TypeError:
+        return ascii(value)[:300]

@@ -11,6 +11,7 @@ from .conftest import ROOT
 
 CORE = [
     "admission",
+    "budget",
     "bundled",
     "config",
     "engine",
@@ -27,6 +28,8 @@ CORE = [
     "yamldoc",
 ]
 ABOVE = {
+    "connections",
+    "certwatch",
     "casetest",
     "certs",
     "cli",

@@ -1,0 +1,151 @@
+"""Connection limits: what uvicorn's httptools protocol leaves open to a hostile client.
+
+httptools accepts a header of any size (one endless header took a server to 708 MiB), and
+uvicorn times nothing before a connection's first response, so idle, partial-header and
+partial-body connections stayed open for over 20 minutes. `guarded_protocol` makes a
+protocol class that bounds each of these; the defaults are chosen against what the API
+server does as a client (see `ConnectionLimits`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one connection may hold, and for how long.
+
+    The API server speaks HTTP/1.1 to webhooks (ALPN pinned to http/1.1), keeps up to 25
+    idle connections per webhook host for 90 s (Go's IdleConnTimeout), and sends small
+    headers and the whole body at once. A POST on a connection the server has just closed
+    is not retried, so the server's keep-alive outlasts the client's: the client closes
+    first."""
+
+    max_header_bytes: int = 16 * 1024
+    max_connections: int = 512
+    request_timeout: float = 10.0  # from a request's first byte to its last
+    keep_alive_timeout: float = 120.0  # between requests, and before the first
+
+
+# Reported through `on_event`: a refusal or a close the limits caused.
+EVENTS = ("header-too-large", "request-timeout", "connection-refused", "idle-connection-closed")
+
+_CLOSE = b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+
+
+def _status(code: int, reason: str, text: str) -> bytes:
+    body = text.encode("ascii") + b"\n"
+    head = f"HTTP/1.1 {code} {reason}\r\ncontent-length: {len(body)}\r\n".encode("ascii")
+    return head + _CLOSE + b"\r\n" + body
+
+
+def guarded_protocol(
+    limits: ConnectionLimits, on_event: Callable[[str], None] = lambda _: None
+) -> type[HttpToolsProtocol]:
+    """An httptools protocol class that enforces `limits`; uvicorn takes it as `http=`."""
+
+    class GuardedProtocol(HttpToolsProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._header_bytes = 0
+            self._in_headers = False
+            self._request_timer: asyncio.TimerHandle | None = None
+            self._idle_since = time.monotonic()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections and not self._make_room():
+                on_event("connection-refused")
+                transport.close()
+                return
+            # uvicorn arms its keep-alive timer only after a response; a connection that
+            # never sends a byte is idle from the start.
+            self.timeout_keep_alive = limits.keep_alive_timeout  # type: ignore[assignment]
+            self.timeout_keep_alive_task = self.loop.call_later(
+                limits.keep_alive_timeout, self.timeout_keep_alive_handler
+            )
+
+        def _make_room(self) -> bool:
+            """At the cap, a new connection closes the longest-idle one (the API server
+            reopens what it needs); with none idle, the new one is refused."""
+            idle = [
+                c
+                for c in self.connections
+                if isinstance(c, GuardedProtocol) and c is not self and c._idle_since
+            ]
+            if not idle:
+                return False
+            oldest = min(idle, key=lambda c: c._idle_since)
+            oldest._idle_since = 0.0
+            oldest.transport.close()
+            on_event("idle-connection-closed")
+            return True
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_request_timer()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._in_headers and not self.transport.is_closing():
+                # httptools keeps a partial header in memory; count what it may be holding.
+                self._header_bytes += len(data)
+                if self._header_bytes > limits.max_header_bytes:
+                    on_event("header-too-large")
+                    self._refuse(
+                        431, "Request Header Fields Too Large", "the request's headers are too large"
+                    )
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._idle_since = 0.0
+            self._in_headers = True
+            self._header_bytes = 0
+            self._cancel_request_timer()
+            self._request_timer = self.loop.call_later(limits.request_timeout, self._request_timed_out)
+
+        def on_headers_complete(self) -> None:
+            self._in_headers = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._cancel_request_timer()
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            self._idle_since = time.monotonic()
+            super().on_response_complete()
+
+        def shutdown(self) -> None:
+            # A request still arriving when the server stops would hold the process for the
+            # whole grace period and then get a 500; it is closed now, unanswered.
+            if self.cycle is not None and self.cycle.more_body and not self.cycle.response_started:
+                self.transport.close()
+                return
+            super().shutdown()
+
+        def _request_timed_out(self) -> None:
+            self._request_timer = None
+            on_event("request-timeout")
+            self._refuse(408, "Request Timeout", "the request did not arrive in time")
+
+        def _refuse(self, code: int, reason: str, text: str) -> None:
+            if self.transport.is_closing():
+                return
+            if self.cycle is None or not self.cycle.response_started:
+                self.transport.write(_status(code, reason, text))
+            self.transport.close()
+
+        def _cancel_request_timer(self) -> None:
+            if self._request_timer is not None:
+                self._request_timer.cancel()
+                self._request_timer = None
+
+    return GuardedProtocol
