@@ -73,6 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ),
             review_timeout=args.review_timeout,
             max_pending_bytes=args.max_pending_bytes,
+            config_source=args.config,
         )
     except ServeError as exc:
         raise CommandError(str(exc)) from None
@@ -236,7 +237,13 @@ def _positive(kind: type[int] | type[float]) -> Any:
 # it is: the README's "Limits" table and connections.ConnectionLimits.
 _LIMIT_FLAGS: list[tuple[str, type[int] | type[float], str, float, str]] = [
     ("--max-header-bytes", int, "BYTES", 16 * 1024, "a request's headers; larger gets 431"),
-    ("--max-connections", int, "N", 512, "open connections; at the cap the longest-idle one is closed"),
+    (
+        "--max-connections",
+        int,
+        "N",
+        128,
+        "open connections; at the cap the one waiting longest on its client is closed",
+    ),
     ("--request-timeout", float, "SECONDS", 10.0, "from a request's first byte to its last; then 408"),
     ("--keep-alive-timeout", float, "SECONDS", 120.0, "an idle connection is closed after this"),
     (

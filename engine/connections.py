@@ -29,13 +29,15 @@ class ConnectionLimits:
     first."""
 
     max_header_bytes: int = 16 * 1024
-    max_connections: int = 512
+    max_connections: int = 128
     request_timeout: float = 10.0  # from a request's first byte to its last
     keep_alive_timeout: float = 120.0  # between requests, and before the first
 
 
 # Reported through `on_event`: a refusal or a close the limits caused.
-EVENTS = ("header-too-large", "request-timeout", "connection-refused", "idle-connection-closed")
+EVENTS = ("header-too-large", "request-timeout", "connection-refused", "waiting-connection-closed")
+
+CLOSE_GRACE = 1.0  # seconds a closed idle connection has to answer the TLS close
 
 _CLOSE = b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
 
@@ -57,7 +59,9 @@ def guarded_protocol(
             self._header_bytes = 0
             self._in_headers = False
             self._request_timer: asyncio.TimerHandle | None = None
-            self._idle_since = time.monotonic()
+            # When the connection last started waiting on its client (idle, or receiving a
+            # request); 0 while the app answers it.
+            self._waiting_since = time.monotonic()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -73,19 +77,21 @@ def guarded_protocol(
             )
 
         def _make_room(self) -> bool:
-            """At the cap, a new connection closes the longest-idle one (the API server
-            reopens what it needs); with none idle, the new one is refused."""
-            idle = [
+            """At the cap, a new connection closes the one that has waited longest on its
+            client, idle or mid-request (the API server sends a request at once and reopens
+            what it needs, so that is a stalled or abandoned client); when every other
+            connection is being answered, the new one is refused."""
+            waiting = [
                 c
                 for c in self.connections
-                if isinstance(c, GuardedProtocol) and c is not self and c._idle_since
+                if isinstance(c, GuardedProtocol) and c is not self and c._waiting_since
             ]
-            if not idle:
+            if not waiting:
                 return False
-            oldest = min(idle, key=lambda c: c._idle_since)
-            oldest._idle_since = 0.0
-            oldest.transport.close()
-            on_event("idle-connection-closed")
+            oldest = min(waiting, key=lambda c: c._waiting_since)
+            oldest._waiting_since = 0.0
+            oldest.transport.abort()
+            on_event("waiting-connection-closed")
             return True
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -93,6 +99,8 @@ def guarded_protocol(
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if self.transport.is_closing():
+                return
             super().data_received(data)
             if self._in_headers and not self.transport.is_closing():
                 # httptools keeps a partial header in memory; count what it may be holding.
@@ -105,7 +113,7 @@ def guarded_protocol(
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._idle_since = 0.0
+            self._waiting_since = time.monotonic()
             self._in_headers = True
             self._header_bytes = 0
             self._cancel_request_timer()
@@ -117,10 +125,16 @@ def guarded_protocol(
 
         def on_message_complete(self) -> None:
             self._cancel_request_timer()
+            self._waiting_since = 0.0
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
-            self._idle_since = time.monotonic()
+            self._waiting_since = time.monotonic()
+            if self.cycle is not None and self.cycle.more_body:
+                # Answered before its body arrived (a refusal): reading the rest would cost
+                # buffers and CPU for nothing, and a TLS close would wait for the client.
+                self.transport.close()
+                self.loop.call_soon(self.transport.abort)
             super().on_response_complete()
 
         def shutdown(self) -> None:
@@ -131,17 +145,29 @@ def guarded_protocol(
                 return
             super().shutdown()
 
+        def timeout_keep_alive_handler(self) -> None:
+            # A TLS close waits up to 30 s for the client's close_notify; an idle client
+            # that never sends one would hold its memory that long.
+            if not self.transport.is_closing():
+                self.transport.close()
+                self.loop.call_later(CLOSE_GRACE, self.transport.abort)
+
         def _request_timed_out(self) -> None:
             self._request_timer = None
             on_event("request-timeout")
             self._refuse(408, "Request Timeout", "the request did not arrive in time")
 
         def _refuse(self, code: int, reason: str, text: str) -> None:
+            """Answer `code` and drop the connection. A TLS close would wait for the client's
+            close_notify, reading (and decrypting) whatever it still sends for up to 30 s,
+            so a client that keeps streaming would keep the server busy: the connection is
+            aborted as soon as the answer has been handed to the socket."""
             if self.transport.is_closing():
                 return
             if self.cycle is None or not self.cycle.response_started:
                 self.transport.write(_status(code, reason, text))
             self.transport.close()
+            self.loop.call_soon(self.transport.abort)
 
         def _cancel_request_timer(self) -> None:
             if self._request_timer is not None:

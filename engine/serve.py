@@ -7,6 +7,7 @@ in-flight reviews finish within the grace period, and exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import ssl
@@ -22,12 +23,24 @@ from .connections import ConnectionLimits, guarded_protocol
 from .engine import Engine
 from .server import WebhookApp
 from .telemetry import JsonFormatter, ReviewLog
+from .worker import ProcessReviews, release_memory, tune_allocator
 
 log = logging.getLogger("secretpatch.server")
+
+SWITCH_INTERVAL = 0.0005
+TRIM_INTERVAL = 5.0
 
 
 class ServeError(Exception):
     """The webhook cannot start; the message says why."""
+
+
+async def _trim_memory() -> None:
+    """Every few seconds, the C heap's free pages back to the system: reading large bodies
+    and the worker thread's allocations leave free memory that the heap would keep."""
+    while True:
+        await asyncio.sleep(TRIM_INTERVAL)
+        release_memory()
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -61,7 +74,8 @@ def serve(
     grace: float = 25.0,
     limits: ConnectionLimits | None = None,
     review_timeout: float = 10.0,
-    max_pending_bytes: int = 32 * 1024 * 1024,
+    max_pending_bytes: int = 16 * 1024 * 1024,
+    config_source: str | Path | None = None,
 ) -> int:
     limits = limits or ConnectionLimits()
     cert, key = cert_dir / "tls.crt", cert_dir / "tls.key"
@@ -69,11 +83,13 @@ def serve(
         if not path.is_file():
             hint = f"run `secretpatch certs --out-dir {cert_dir}`, or use --dev-certs"
             raise ServeError(f"no {path.name} in {cert_dir}; {hint}")
+    large_bodies = ProcessReviews(config_source)
     app = WebhookApp(
         engine,
         review_log=ReviewLog(sys.stderr),
         review_timeout=review_timeout,
         max_pending_bytes=max_pending_bytes,
+        large_bodies=large_bodies,
     )
     metrics = app.metrics
     protocol = guarded_protocol(limits, lambda event: metrics.count(metrics.connections, event))
@@ -104,7 +120,12 @@ def serve(
         reload_interval,
         on_result=lambda ok: metrics.count(metrics.certificate_reloads, "loaded" if ok else "refused"),
     )
-    app._on_startup.append(watcher.run)
+    app._on_startup += [watcher.run, large_bodies.start, _trim_memory]
+    # Reviews that need work run in a worker thread. When it holds the GIL, the event loop
+    # waits for the switch interval (5 ms by default) before it can answer a health check or
+    # a remembered review; 0.5 ms keeps that wait below a cheap review's own time.
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    tune_allocator()
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal it stopped on once it has shut down; a handler of our own
     # turns that into a normal return, so a graceful stop exits 0.
@@ -123,7 +144,10 @@ def serve(
             }
         },
     )
-    server.run()
+    try:
+        server.run()
+    finally:
+        large_bodies.close()
     if not server.started:
         raise ServeError(f"the server did not start on {host}:{port} (is the port in use?)")
     log.info("stopped")

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,27 +35,107 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger("secretpatch.server")
 
 
-# Bodies up to this size are read and parsed on the event loop (a real review is a few
-# KiB); larger ones draw from the app's budget of pending bytes and are parsed by the worker.
-INLINE_BODY = 64 * 1024
+# Bodies up to this size are parsed on the event loop (a task pod's review is 5 to 20 KiB);
+# larger ones draw from the budget of pending bytes and are parsed and answered elsewhere
+# (`large_bodies`, a process in `secretpatch serve`), since parsing one holds the GIL.
+INLINE_BODY = 32 * 1024
 MAX_REVIEW_TIMEOUT = 30.0  # the API server's own maximum for timeoutSeconds
 _GO_DURATION = re.compile(r"(?:([0-9]+(?:\.[0-9]*)?)(h|m|s|ms|us|\u00b5s|ns))+")
 _GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(h|ms|m|s|us|\u00b5s|ns)")
 _SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "ns": 1e-9}
 
 
-class _Malformed(Exception):
+class Malformed(Exception):
     """The call is not a well-formed review; the message says why (HTTP 400)."""
+
+
+class Summary(NamedTuple):
+    """What the server sends and records of one review: the response's JSON, and the
+    names, result and denial code for the metrics and the log line. Plain data, so that a
+    review answered in another process comes back as it is."""
+
+    response: bytes
+    uid: str
+    result: str
+    secrets: tuple[str, ...] = ()
+    denial: str | None = None
+    namespace: str | None = None
+    pod: str | None = None
+
+
+def summarize(outcome: Outcome) -> Summary:
+    metadata = outcome.request.pod.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
+    return Summary(
+        orjson.dumps(outcome.response),
+        outcome.request.uid,
+        outcome.result,
+        outcome.secrets,
+        outcome.denial,
+        log_name(metadata.get("namespace")),
+        log_name(metadata.get("name") or metadata.get("generateName")),
+    )
+
+
+class BodyReader:
+    """Bodies to documents, and documents to summaries, with the engine's JSON limits:
+    the same steps whether a review runs in the server's worker thread or in a process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.max_depth = engine.config.limits.maxJsonDepth
+        self.max_items = engine.config.limits.maxJsonItems
+
+    def check(self, body: bytes) -> None:
+        """What costs no parsing: a comma separates two items, and a parsed item costs 50 to
+        100 bytes, so the count bounds the document's memory before it exists."""
+        items = body.count(b",")
+        if items > self.max_items:
+            limit = f"secretpatch.limits.maxJsonItems is {self.max_items}"
+            raise Malformed(f"the body holds {items} JSON items or more; {limit}")
+
+    def parse(self, body: bytes) -> Any:
+        too_deep_message = (
+            f"the body nests JSON deeper than the limit; secretpatch.limits.maxJsonDepth is {self.max_depth}"
+        )
+        self.check(body)
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            deep = "depth limit exceeded" in str(exc)
+            raise Malformed(
+                too_deep_message if deep else f"the body is not JSON: {printable(str(exc))}"
+            ) from None
+        # orjson enforces the default (its own limit). A stricter cap costs a walk, done only
+        # when the body has more brackets than the cap allows levels.
+        strict = self.max_depth < PARSER_DEPTH
+        if (
+            strict
+            and body.count(b"{") + body.count(b"[") > self.max_depth
+            and too_deep(document, self.max_depth)
+        ):
+            raise Malformed(too_deep_message)
+        return document
+
+    def review_document(self, document: Any, deadline: float) -> Summary:
+        return summarize(self.engine.review_outcome(document, deadline=deadline))
+
+    def review_body(self, body: bytes, deadline: float) -> Summary:
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded("the review passed its deadline before it started")
+        return self.review_document(self.parse(body), deadline)
 
 
 class WebhookApp:
     """`review_log` writes each review's line (default: through the logging module).
 
     Reviews that cost nothing (not a CREATE, no secrets, or answered from the memo) are
-    answered on the event loop. The rest go to one worker thread with a deadline (the API
-    server's `?timeout=`, else `review_timeout`), so health checks and other reviews are
-    answered meanwhile, and past the deadline the answer is 503 and the work stops. One
-    worker also means that at most one large body is parsed at a time."""
+    answered on the event loop. Small reviews that need work go to one worker thread, large
+    bodies to `large_bodies` (else the same thread), each with a deadline (the API server's
+    `?timeout=`, else `review_timeout`): health checks and other reviews are answered
+    meanwhile, and past the deadline the answer is 503 and the work stops. One worker also
+    means that at most one large body is parsed at a time."""
 
     def __init__(
         self,
@@ -64,12 +144,14 @@ class WebhookApp:
         on_startup: list[Any] | None = None,
         review_log: Callable[[dict[str, Any]], None] | None = None,
         review_timeout: float = 10.0,
-        max_pending_bytes: int = 32 * 1024 * 1024,
+        max_pending_bytes: int = 16 * 1024 * 1024,
+        large_bodies: Callable[[bytes, float], Awaitable[Summary]] | None = None,
     ) -> None:
         self.engine = engine
+        self.reader = BodyReader(engine)
+        self.large_bodies = large_bodies
         self.review_log = review_log or log_review
         self.max_body = engine.config.limits.maxRequestBytes
-        self.max_depth = engine.config.limits.maxJsonDepth
         self.review_timeout = review_timeout
         self.max_pending_bytes = max_pending_bytes
         self.pending_bytes = 0
@@ -166,13 +248,18 @@ class WebhookApp:
         deadline = time.monotonic() + timeout
         try:
             if len(body) <= INLINE_BODY:
-                document = self._parse(body)
+                document = self.reader.parse(body)
                 outcome = self.engine.remembered_outcome(document)
-                if outcome is None:
-                    outcome = await self._in_worker(self._outcome, document, deadline)
+                if outcome is not None:
+                    summary = summarize(outcome)
+                else:
+                    summary = await self._in_worker(self.reader.review_document, document, deadline)
+            elif self.large_bodies is not None:
+                self.reader.check(body)
+                summary = await self.large_bodies(body, deadline)
             else:
-                outcome = await self._in_worker(self._parse_and_review, body, deadline)
-        except (_Malformed, InputError) as exc:
+                summary = await self._in_worker(self.reader.review_body, body, deadline)
+        except (Malformed, InputError) as exc:
             await self._malformed(send, str(exc))
             return
         except DeadlineExceeded:
@@ -186,67 +273,33 @@ class WebhookApp:
                 send, f"secretpatch failed on this review: {type(exc).__name__}", status=500
             )
             return
-        response = orjson.dumps(outcome.response)
         elapsed = time.perf_counter() - started
-        await _answer(send, 200, response)
+        await _answer(send, 200, summary.response)
         metrics = self.metrics
-        metrics.count(metrics.reviews, outcome.result)
+        metrics.count(metrics.reviews, summary.result)
         metrics.latency.observe(elapsed)
-        if outcome.denial:
-            metrics.count(metrics.denials, outcome.denial)
-        if outcome.secrets:
-            metrics.secrets.inc(len(outcome.secrets))
-        metadata = outcome.request.pod.get("metadata")
-        if not isinstance(metadata, dict):
-            metadata = {}
+        if summary.denial:
+            metrics.count(metrics.denials, summary.denial)
+        if summary.secrets:
+            metrics.secrets.inc(len(summary.secrets))
         self.review_log(
             {
-                "uid": outcome.request.uid,
-                "namespace": log_name(metadata.get("namespace")),
-                "pod": log_name(metadata.get("name") or metadata.get("generateName")),
-                "secrets": outcome.secrets,
-                "result": outcome.result,
-                "denial": outcome.denial,
+                "uid": summary.uid,
+                "namespace": summary.namespace,
+                "pod": summary.pod,
+                "secrets": summary.secrets,
+                "result": summary.result,
+                "denial": summary.denial,
                 "duration_ms": round(elapsed * 1000, 3),
             }
         )
 
-    async def _in_worker(self, work: Callable[[Any, float], Outcome], data: Any, deadline: float) -> Outcome:
+    async def _in_worker(self, work: Callable[[Any, float], Summary], data: Any, deadline: float) -> Summary:
         future = asyncio.wrap_future(self._worker.submit(work, data, deadline))
         try:
             return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             raise DeadlineExceeded("the review passed its deadline") from None
-
-    def _outcome(self, document: Any, deadline: float) -> Outcome:
-        return self.engine.review_outcome(document, deadline=deadline)
-
-    def _parse_and_review(self, body: bytes, deadline: float) -> Outcome:
-        if time.monotonic() > deadline:
-            raise DeadlineExceeded("the review passed its deadline before it started")
-        return self._outcome(self._parse(body), deadline)
-
-    def _parse(self, body: bytes) -> Any:
-        too_deep_message = (
-            f"the body nests JSON deeper than the limit; secretpatch.limits.maxJsonDepth is {self.max_depth}"
-        )
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            deep = "depth limit exceeded" in str(exc)
-            raise _Malformed(
-                too_deep_message if deep else f"the body is not JSON: {printable(str(exc))}"
-            ) from None
-        # orjson enforces the default (its own limit). A stricter cap costs a walk, done only
-        # when the body has more brackets than the cap allows levels.
-        strict = self.max_depth < PARSER_DEPTH
-        if (
-            strict
-            and body.count(b"{") + body.count(b"[") > self.max_depth
-            and too_deep(document, self.max_depth)
-        ):
-            raise _Malformed(too_deep_message)
-        return document
 
     async def _malformed(self, send: Send, reason: str, status: int = 400) -> None:
         self.metrics.count(self.metrics.reviews, "malformed" if status == 400 else "error")

@@ -41,7 +41,7 @@ class Metrics:
         self.connections = Counter(
             "secretpatch_connection_events",
             "Connections refused or closed by a limit: header-too-large, request-timeout, "
-            "connection-refused, idle-connection-closed",
+            "connection-refused, waiting-connection-closed",
             ["event"],
             registry=self.registry,
         )

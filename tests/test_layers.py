@@ -28,6 +28,7 @@ CORE = [
     "yamldoc",
 ]
 ABOVE = {
+    "worker",
     "connections",
     "certwatch",
     "casetest",

@@ -1,0 +1,126 @@
+"""Reviews of large bodies, answered in a process of their own.
+
+Parsing a body of a megabyte, and freeing what it parsed, holds Python's GIL for tens of
+milliseconds; in the server's process that would stall every other review and health check
+for as long. `secretpatch serve` hands bodies over `server.INLINE_BODY` to one child
+process, started with the same configuration, and waits for it with the review's deadline.
+One process also means that one large document at most is in memory at a time. A real task
+pod's review is far smaller, so the child sees only what is unusual, and keeps its own
+caches for it. If the child dies (the kernel's OOM killer, say), the next large review
+starts a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import dataclasses
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from .config import load_config
+from .engine import Engine
+from .errors import DeadlineExceeded
+from .ruleset import load_rules
+from .server import BodyReader, Summary
+
+log = logging.getLogger("secretpatch.server")
+
+_reader: BodyReader | None = None
+
+
+# The child's caches get this share of each budget: it sees few pods, all unusual.
+CHILD_BUDGET_SHARE = 4
+_BUDGETS = ("memoBytes", "decodeCacheBytes", "ruleCacheBytes", "renderCacheBytes", "encoderCacheBytes")
+
+
+def _start(source: str | None) -> None:
+    global _reader  # noqa: PLW0603 - the child process's one engine
+    tune_allocator()
+    logging.getLogger("secretpatch").setLevel(logging.ERROR)  # the parent reported the config
+    config = load_config(source)
+    shares = {key: getattr(config.limits, key) // CHILD_BUDGET_SHARE for key in _BUDGETS}
+    config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, **shares))
+    _reader = BodyReader(Engine(config, *load_rules(config)))
+
+
+def _review(body: bytes, deadline: float) -> Summary:
+    if _reader is None:  # pragma: no cover - the initializer always runs first
+        raise RuntimeError("the review process has no engine")
+    try:
+        return _reader.review_body(body, deadline)
+    finally:
+        release_memory()
+
+
+def _libc(name: str) -> Callable[..., int] | None:
+    path = ctypes.util.find_library("c")
+    try:
+        function: Callable[..., int] | None = getattr(ctypes.CDLL(path), name, None) if path else None
+        return function
+    except OSError:
+        return None
+
+
+_malloc_trim = _libc("malloc_trim")
+_mallopt = _libc("mallopt")
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024
+
+
+def tune_allocator() -> None:
+    """Keep glibc's threshold for giving a block its own mapping at 128 KiB. By default it
+    rises after the first such block is freed, so the 256 KiB TLS read buffer of every
+    connection (uvloop's) and the chunks of large bodies then come from the heap, and the
+    heap keeps their pages after they are freed. Nothing happens on other C libraries."""
+    if _mallopt is not None:
+        _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def release_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim; elsewhere
+    nothing). A large body's parsed document is freed in pieces that the heap keeps, and
+    a webhook's resident memory is what its memory limit counts."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+class ProcessReviews:
+    """`await reviews(body, deadline)`: the Summary of a large body's review, from the child."""
+
+    def __init__(self, config: str | Path | None) -> None:
+        self._config = None if config is None else str(Path(config).resolve())
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(self._config,),
+        )
+
+    async def start(self) -> None:
+        """Start the child now (it loads the rules in about a second), not on the first
+        large body."""
+        await asyncio.wrap_future(self._pool.submit(time.monotonic))
+
+    async def __call__(self, body: bytes, deadline: float) -> Summary:
+        try:
+            future = asyncio.wrap_future(self._pool.submit(_review, body, deadline))
+            return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise DeadlineExceeded("the review passed its deadline") from None
+        except BrokenProcessPool:
+            log.error("the review process stopped; starting a new one")
+            self._pool = self._new_pool()
+            raise DeadlineExceeded("the review process stopped before it answered") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
