@@ -137,7 +137,7 @@ def flood(
     `threads` connections."""
 
     def attack(target: Target, stop: threading.Event, answers: Any) -> None:
-        bodies = [make(n) for n in range(distinct)]
+        bodies = [make(n) for n in range(min(distinct, 16) if target.quick else distinct)]
         answers["bodies made"] = len(bodies)
 
         def worker(seed: int) -> None:
@@ -241,7 +241,10 @@ def stalled_requests(target: Target, stop: threading.Event, answers: Any) -> Non
     answers["started"] = 1
     socks: list[ssl.SSLSocket] = []
     count = 300 if target.quick else 1000
-    parts = [b"POST /mutate--v1-pod HTTP/1.1\r\nHost: x\r\nContent-", b"POST /mutate--v1-pod HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"a\":"]
+    parts = [
+        b"POST /mutate--v1-pod HTTP/1.1\r\nHost: x\r\nContent-",
+        b'POST /mutate--v1-pod HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"a":',
+    ]
     while not stop.is_set():
         while len(socks) < count and not stop.is_set():
             try:
@@ -476,7 +479,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the phases as JSON here too")
     args = parser.parse_args()
     phases = run(args.seconds, args.only, args.quick)
-    print(f"secretpatch under attack, {args.seconds:g} s per phase, Python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    print(
+        f"secretpatch under attack, {args.seconds:g} s per phase, Python {sys.version.split()[0]}, {os.cpu_count()} cores"
+    )
     print(
         "| attack | normal reviews | p50 ms | p99 ms | p99 vs quiet | peak RSS MiB (server) "
         "| slowest /healthz ms | the attack got | targets |"

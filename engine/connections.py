@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
@@ -30,7 +31,7 @@ class ConnectionLimits:
 
     max_header_bytes: int = 16 * 1024
     max_connections: int = 128
-    request_timeout: float = 10.0  # from a request's first byte to its last
+    request_timeout: float = 10.0  # from a request's first byte to its last; the TLS handshake too
     keep_alive_timeout: float = 120.0  # between requests, and before the first
 
 
@@ -38,6 +39,9 @@ class ConnectionLimits:
 EVENTS = ("header-too-large", "request-timeout", "connection-refused", "waiting-connection-closed")
 
 CLOSE_GRACE = 1.0  # seconds a closed idle connection has to answer the TLS close
+# After a request is refused before its body is in, what is still read of it.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 4 * 1024 * 1024
 
 _CLOSE = b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
 
@@ -59,6 +63,7 @@ def guarded_protocol(
             self._header_bytes = 0
             self._in_headers = False
             self._request_timer: asyncio.TimerHandle | None = None
+            self._linger: int | None = None  # bytes still to be read after a refusal
             # When the connection last started waiting on its client (idle, or receiving a
             # request); 0 while the app answers it.
             self._waiting_since = time.monotonic()
@@ -101,7 +106,18 @@ def guarded_protocol(
         def data_received(self, data: bytes) -> None:
             if self.transport.is_closing():
                 return
+            if self._linger is not None:
+                self._linger -= len(data)
+                if self._linger < 0:
+                    self.transport.abort()
+                    return
             super().data_received(data)
+            if self._between_requests() and self.timeout_keep_alive_task is None:
+                # uvicorn stops the keep-alive timer on any byte, but httptools skips blank
+                # lines before a request: such bytes start no request and no request timer.
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    limits.keep_alive_timeout, self.timeout_keep_alive_handler
+                )
             if self._in_headers and not self.transport.is_closing():
                 # httptools keeps a partial header in memory; count what it may be holding.
                 self._header_bytes += len(data)
@@ -127,23 +143,31 @@ def guarded_protocol(
             self._cancel_request_timer()
             self._waiting_since = 0.0
             super().on_message_complete()
+            if self._linger is not None:  # the refused request's body is in: close
+                self.transport.close()
 
         def on_response_complete(self) -> None:
             self._waiting_since = time.monotonic()
             if self.cycle is not None and self.cycle.more_body:
-                # Answered before its body arrived (a refusal): reading the rest would cost
-                # buffers and CPU for nothing, and a TLS close would wait for the client.
-                self.transport.close()
-                self.loop.call_soon(self.transport.abort)
+                # Answered before its body arrived (a refusal). A client that sends its whole
+                # body before it reads (most do) would see a reset, not the answer, if the
+                # connection were dropped now; so the rest is read and thrown away, but for
+                # LINGER_SECONDS and LINGER_BYTES at most, and then the connection is dropped.
+                self._linger = LINGER_BYTES
+                self.loop.call_later(LINGER_SECONDS, self.transport.abort)
             super().on_response_complete()
 
         def shutdown(self) -> None:
             # A request still arriving when the server stops would hold the process for the
-            # whole grace period and then get a 500; it is closed now, unanswered.
-            if self.cycle is not None and self.cycle.more_body and not self.cycle.response_started:
-                self.transport.close()
+            # whole grace period and then get a 500, and a TLS close would wait for a silent
+            # client: idle connections and requests still arriving are dropped now.
+            if self._between_requests() or self._in_headers or self.cycle.more_body:
+                self.transport.abort()
                 return
             super().shutdown()
+
+        def _between_requests(self) -> bool:
+            return self._request_timer is None and (self.cycle is None or self.cycle.response_complete)
 
         def timeout_keep_alive_handler(self) -> None:
             # A TLS close waits up to 30 s for the client's close_notify; an idle client
@@ -175,3 +199,26 @@ def guarded_protocol(
                 self._request_timer = None
 
     return GuardedProtocol
+
+
+# uvloop waits this long for a client's close_notify after the server closes a TLS
+# connection (its default is 30 s, during which it reads whatever the client still sends).
+TLS_SHUTDOWN_TIMEOUT = 2.0
+
+
+def guarded_loop(limits: ConnectionLimits) -> asyncio.AbstractEventLoop:
+    """A uvloop event loop whose TLS servers bound the handshake by `request_timeout` (the
+    API server's own handshake timeout is 10 s; uvloop's default is 60 s) and the closing
+    handshake by TLS_SHUTDOWN_TIMEOUT. A connection that never completes its handshake is
+    not yet a protocol, so these are the only limits that reach it."""
+
+    class GuardedLoop(uvloop.Loop):
+        async def create_server(  # type: ignore[override]  # passes everything through
+            self, *args: Any, **kwargs: Any
+        ) -> asyncio.AbstractServer:
+            if kwargs.get("ssl") is not None:
+                kwargs.setdefault("ssl_handshake_timeout", limits.request_timeout)
+                kwargs.setdefault("ssl_shutdown_timeout", TLS_SHUTDOWN_TIMEOUT)
+            return await super().create_server(*args, **kwargs)
+
+    return GuardedLoop()

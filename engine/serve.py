@@ -19,7 +19,7 @@ import uvicorn
 
 from . import certs
 from .certwatch import CertWatcher
-from .connections import ConnectionLimits, guarded_protocol
+from .connections import ConnectionLimits, guarded_loop, guarded_protocol
 from .engine import Engine
 from .server import WebhookApp
 from .telemetry import JsonFormatter, ReviewLog
@@ -99,7 +99,7 @@ def serve(
         port=port,
         ssl_certfile=str(cert),
         ssl_keyfile=str(key),
-        loop="uvloop",
+        loop="none",  # the loop is ours: guarded_loop
         http=protocol,
         lifespan="on",
         access_log=False,
@@ -145,7 +145,8 @@ def serve(
         },
     )
     try:
-        server.run()
+        with asyncio.Runner(loop_factory=lambda: guarded_loop(limits)) as runner:
+            runner.run(server.serve())
     finally:
         large_bodies.close()
     if not server.started:
