@@ -23,7 +23,7 @@ from .budget import BoundedCache, CacheStats, approx_size
 from .config import Config, load_config
 from .errors import DeadlineExceeded, InputError, Rejected
 from .memo import ReviewMemo, Trace
-from .patch import NameCollision, PodPatch, TooManyItems
+from .patch import MountConflict, NameCollision, PodPatch, TooManyItems
 from .rules import FragmentSpec, Rendered, Rule
 from .ruleset import load_rules
 from .secrets import SecretRequest, decode_annotation, order_annotations, secret_annotations
@@ -193,6 +193,14 @@ class Engine:
                         annotation=request.annotation,
                         secret=request.describe(),
                         code="name-collision",
+                    ) from None
+                except MountConflict as exc:
+                    raise Rejected(
+                        f"{request.annotation}: cannot mount {exc.name!r} at {exc.path}: {exc}, and a "
+                        "container's mount paths must be unique; move the pod's own mount elsewhere",
+                        annotation=request.annotation,
+                        secret=request.describe(),
+                        code="mount-conflict",
                     ) from None
             injected.append(Injected(request, rule.name, rendered.texts))
         return injected

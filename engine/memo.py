@@ -32,6 +32,7 @@ class Trace:
     lists: set[str] = field(default_factory=set)
     fields: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)
     maps: set[str] = field(default_factory=set)
     map_keys: set[str] = field(default_factory=set)
 
@@ -43,6 +44,7 @@ class Probe:
     lists: tuple[str, ...]
     fields: tuple[str, ...]
     names: frozenset[str]
+    paths: frozenset[str]
     maps: tuple[str, ...]
     map_keys: tuple[str, ...]
 
@@ -52,6 +54,7 @@ class Probe:
             tuple(sorted(trace.lists)),
             tuple(sorted(trace.fields)),
             frozenset(trace.names),
+            frozenset(trace.paths),
             tuple(sorted(trace.maps)),
             tuple(sorted(trace.map_keys)),
         )
@@ -63,24 +66,25 @@ Facts = tuple[Any, ...]
 _NO_SHAPE = object()  # where the composer looks, something other than JSON lists of objects
 
 
-def _list_fact(value: Any, names: frozenset[str]) -> Any:
-    """None for an absent list; else its length and where the looked-up names sit in it, as
-    (position, name) pairs (a pod's long env list costs two numbers, not one per item);
-    `_NO_SHAPE` for anything that is not a list of objects with hashable names."""
+def _list_fact(value: Any, names: frozenset[str], paths: frozenset[str]) -> Any:
+    """None for an absent list; else its length, where the looked-up names sit in it and
+    where the looked-up mount paths sit, as (position, value) pairs (a pod's long env list
+    costs two numbers, not one per item); `_NO_SHAPE` for anything that is not a list of
+    objects with hashable names and mount paths."""
     if value is None:
         return None
     if type(value) is not list:
         return _NO_SHAPE
     try:
         found = [item.get("name") for item in value]
-        if names.isdisjoint(found):
+        mounted = [item.get("mountPath") for item in value] if paths else []
+        if names.isdisjoint(found) and paths.isdisjoint(mounted):
             return (len(found),)
     except (AttributeError, TypeError):
         return _NO_SHAPE  # JSON gives .get to objects only; lists and dicts do not hash
-    return (
-        len(found),
-        tuple((i, name) for i, name in enumerate(found) if type(name) is str and name in names),
-    )
+    where = tuple((i, name) for i, name in enumerate(found) if type(name) is str and name in names)
+    at = tuple((i, path) for i, path in enumerate(mounted) if type(path) is str and path in paths)
+    return (len(found), where, at)
 
 
 def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
@@ -89,11 +93,11 @@ def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
     spec = pod.get("spec")
     if type(spec) is not dict:
         return None
-    names, fields = probe.names, probe.fields
+    names, paths, fields = probe.names, probe.paths, probe.fields
     facts: list[Any] = []
     for list_name in probe.lists:
         items = spec.get(list_name)
-        fact = _list_fact(items, names)
+        fact = _list_fact(items, names, paths)
         if fact is _NO_SHAPE:
             return None
         facts.append(fact)
@@ -101,7 +105,7 @@ def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
             continue
         for item in items:
             for field_name in fields:
-                fact = _list_fact(item.get(field_name), names)
+                fact = _list_fact(item.get(field_name), names, paths)
                 if fact is _NO_SHAPE:
                     return None
                 facts.append(fact)

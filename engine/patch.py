@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, quote_json
 from .memo import Trace
 from .types import PatchOp, copy_json
 
@@ -37,6 +37,18 @@ class NameCollision(Exception):
         self.name = name
         self.where = where
         super().__init__(f"the name {name!r} is already used by {where}")
+
+
+class MountConflict(Exception):
+    """A mount would go where the container already mounts another volume; Kubernetes
+    requires each mount path of a container to be unique, so the pod would be refused."""
+
+    def __init__(self, name: str, path: str, where: str, other: Any) -> None:
+        self.name = name
+        self.path = path
+        self.where = where
+        self.other = other
+        super().__init__(f"{where} already mounts {quote_json(other)} there")
 
 
 def escape(segment: str) -> str:
@@ -157,6 +169,15 @@ class PodPatch:
                 return index
         return None
 
+    def index_of_path(self, key: Key, path: str) -> int | None:
+        """The index of the first mount at `path` in the list at `key`, as mutated so far."""
+        if self.trace is not None:
+            self.trace.paths.add(path)
+        for index, item in enumerate(self.current(key) or ()):
+            if (type(item) is dict or isinstance(item, Mapping)) and item.get("mountPath") == path:
+                return index
+        return None
+
     def _writable(self, key: Key) -> list[Any]:
         items = self.current(key)
         if key not in self._owned:
@@ -252,8 +273,16 @@ def set_map_keys(patch: PodPatch, key: Key, values: Mapping[str, Any]) -> None:
 
 
 def add_unless_named(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
-    if patch.index_of(key, item["name"]) is None:
-        patch.add(key, item)
+    if patch.index_of(key, item["name"]) is not None:
+        return
+    path = item.get("mountPath")
+    if len(key) == 3 and isinstance(path, str):
+        taken = patch.index_of_path(key, path)
+        if taken is not None:
+            current = patch.current(key) or ()
+            other = current[taken].get("name")
+            raise MountConflict(item["name"], path, f"{_describe(key)}[{taken}]", other)
+    patch.add(key, item)
 
 
 def append_unique(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:

@@ -134,6 +134,12 @@ SHAPE_CHANGES = {
     "a container already mounting the volume": lambda pod: mounts(pod).append(
         {"name": "gcp-secret-vol", "mountPath": "/elsewhere"}
     ),
+    "another volume mounted at the secrets path": lambda pod: mounts(pod).append(
+        {"name": "mine", "mountPath": "/etc/flyte/secrets"}
+    ),
+    "that mount in the same place under another path": lambda pod: mounts(pod).append(
+        {"name": "mine", "mountPath": "/etc/flyte/other"}
+    ),
     "a sidecar named like our first init container": lambda pod: pod["spec"]["containers"].append(
         {"name": "gcp-pull-secret-0", "image": "s"}
     ),
