@@ -3,6 +3,7 @@ hostile-load work; the server's side is in test_hostile_load.py)."""
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from typing import Any
 
@@ -160,3 +161,25 @@ def test_what_the_engine_keeps_stays_within_its_budgets_whatever_pods_send() -> 
     assert stats["memo"].evictions > 0 or stats["memo"].bytes > 0
     budgets = sum(s.budget for s in stats.values())
     assert retained < budgets + (2 << 20), f"kept {retained} bytes; the budgets are {budgets}"
+
+
+def test_a_log_line_is_written_whatever_values_it_holds(caplog: pytest.LogCaptureFixture) -> None:
+    import io
+
+    from secretpatch.server import log_name
+    from secretpatch.telemetry import ReviewLog, dumps_line
+
+    # orjson refuses integers past 64 bits and lone surrogates; the line must not be lost.
+    line = dumps_line({"msg": "review", "pod": 2**70, "namespace": "\ud800", "ok": True})
+    assert json.loads(line) == {
+        "msg": "review",
+        "pod": "1180591620717411303424",
+        "namespace": "'\\ud800'",
+        "ok": True,
+    }
+    caplog.set_level("INFO", logger="secretpatch.server")
+    stream = io.StringIO()
+    ReviewLog(stream)({"pod": log_name("\x1b[2J" + "p" * 100_000), "namespace": log_name(7)})
+    written = stream.getvalue()
+    assert written.endswith("\n") and len(written) < 400 and "\x1b" not in written
+    assert json.loads(written)["namespace"] == "<int>"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import re
 import signal
 import socket
 import ssl
@@ -215,6 +216,10 @@ def test_metrics_count_results_denials_and_secrets(server: Server) -> None:
     # The denied pod asked for a secret too: composed, refused, not remembered.
     assert "secretpatch_review_memo_hits_total 1.0" in text
     assert "secretpatch_review_memo_misses_total 2.0" in text
+    # Every cache's budget and what it holds, keys included.
+    assert 'secretpatch_cache_budget_bytes{cache="decode"} 2.097152e+06' in text
+    held = re.search(r'secretpatch_cache_bytes\{cache="memo"\} ([0-9.e+]+)', text)
+    assert held is not None and float(held.group(1)) > 0
 
 
 def test_each_review_is_one_json_log_line_with_names_only(server: Server) -> None:
@@ -236,10 +241,28 @@ def test_each_review_is_one_json_log_line_with_names_only(server: Server) -> Non
     assert isinstance(reviews[0]["duration_ms"], float)
 
 
+def reloads(server: Server) -> str:
+    connection = server.connect()
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    return " ".join(
+        line for line in text.splitlines() if line.startswith("secretpatch_certificate_reloads_total")
+    )
+
+
 def test_new_certificate_files_are_served_without_a_restart(server: Server) -> None:
     old_ca = (server.cert_dir / "ca.crt").read_bytes()
     kept = server.connect()
     assert post(kept, json.dumps(admission_review(flyte_pod())).encode())[0] == 200
+    # A certificate whose key has not arrived yet: refused, and the old pair keeps serving.
+    other = server.cert_dir / "other"
+    certs.write_files(certs.generate("secretpatch", "default", dev=True, days=2), other)
+    (server.cert_dir / "tls.crt").write_bytes((other / "tls.crt").read_bytes())
+    deadline = time.monotonic() + 10
+    while 'result="refused"} 1.0' not in reloads(server):
+        assert time.monotonic() < deadline, reloads(server)
+        time.sleep(0.1)
+    assert post(server.connect(), json.dumps(admission_review(flyte_pod())).encode())[0] == 200
     certs.write_files(certs.generate("secretpatch", "default", dev=True, days=2), server.cert_dir)
     new_context = ssl.create_default_context(cafile=str(server.cert_dir / "ca.crt"))
     deadline = time.monotonic() + 10
@@ -256,6 +279,7 @@ def test_new_certificate_files_are_served_without_a_restart(server: Server) -> N
     assert (server.cert_dir / "ca.crt").read_bytes() != old_ca
     assert post(kept, json.dumps(admission_review(flyte_pod())).encode())[0] == 200
     assert server.process.poll() is None
+    assert 'result="loaded"} 1.0' in reloads(server)
 
 
 def test_sigterm_finishes_reviews_in_flight_and_exits_0(server: Server) -> None:
