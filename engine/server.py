@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .admission import MUTATE_PATH, Outcome
-from .config import PARSER_DEPTH
+from .admission import MUTATE_PATH
+from .bodies import BodyReader, Malformed, Summary, review_timeout, summarize
 from .engine import Engine
-from .errors import DeadlineExceeded, InputError, printable, quote_value
+from .errors import DeadlineExceeded, InputError, quote_value
 from .telemetry import EngineCollector, Metrics, log_review
 
 Scope = MutableMapping[str, Any]
@@ -39,92 +38,6 @@ log = logging.getLogger("secretpatch.server")
 # larger ones draw from the budget of pending bytes and are parsed and answered elsewhere
 # (`large_bodies`, a process in `secretpatch serve`), since parsing one holds the GIL.
 INLINE_BODY = 32 * 1024
-MAX_REVIEW_TIMEOUT = 30.0  # the API server's own maximum for timeoutSeconds
-_GO_DURATION = re.compile(r"(?:([0-9]+(?:\.[0-9]*)?)(h|m|s|ms|us|\u00b5s|ns))+")
-_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(h|ms|m|s|us|\u00b5s|ns)")
-_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "ns": 1e-9}
-
-
-class Malformed(Exception):
-    """The call is not a well-formed review; the message says why (HTTP 400)."""
-
-
-class Summary(NamedTuple):
-    """What the server sends and records of one review: the response's JSON, and the
-    names, result and denial code for the metrics and the log line. Plain data, so that a
-    review answered in another process comes back as it is."""
-
-    response: bytes
-    uid: str
-    result: str
-    secrets: tuple[str, ...] = ()
-    denial: str | None = None
-    namespace: str | None = None
-    pod: str | None = None
-
-
-def summarize(outcome: Outcome) -> Summary:
-    metadata = outcome.request.pod.get("metadata")
-    if not isinstance(metadata, dict):
-        metadata = {}
-    return Summary(
-        orjson.dumps(outcome.response),
-        outcome.request.uid,
-        outcome.result,
-        outcome.secrets,
-        outcome.denial,
-        log_name(metadata.get("namespace")),
-        log_name(metadata.get("name") or metadata.get("generateName")),
-    )
-
-
-class BodyReader:
-    """Bodies to documents, and documents to summaries, with the engine's JSON limits:
-    the same steps whether a review runs in the server's worker thread or in a process."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.max_depth = engine.config.limits.maxJsonDepth
-        self.max_items = engine.config.limits.maxJsonItems
-
-    def check(self, body: bytes) -> None:
-        """What costs no parsing: a comma separates two items, and a parsed item costs 50 to
-        100 bytes, so the count bounds the document's memory before it exists."""
-        items = body.count(b",")
-        if items > self.max_items:
-            limit = f"secretpatch.limits.maxJsonItems is {self.max_items}"
-            raise Malformed(f"the body holds {items} JSON items or more; {limit}")
-
-    def parse(self, body: bytes) -> Any:
-        too_deep_message = (
-            f"the body nests JSON deeper than the limit; secretpatch.limits.maxJsonDepth is {self.max_depth}"
-        )
-        self.check(body)
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            deep = "depth limit exceeded" in str(exc)
-            raise Malformed(
-                too_deep_message if deep else f"the body is not JSON: {printable(str(exc))}"
-            ) from None
-        # orjson enforces the default (its own limit). A stricter cap costs a walk, done only
-        # when the body has more brackets than the cap allows levels.
-        strict = self.max_depth < PARSER_DEPTH
-        if (
-            strict
-            and body.count(b"{") + body.count(b"[") > self.max_depth
-            and too_deep(document, self.max_depth)
-        ):
-            raise Malformed(too_deep_message)
-        return document
-
-    def review_document(self, document: Any, deadline: float) -> Summary:
-        return summarize(self.engine.review_outcome(document, deadline=deadline))
-
-    def review_body(self, body: bytes, deadline: float) -> Summary:
-        if time.monotonic() > deadline:
-            raise DeadlineExceeded("the review passed its deadline before it started")
-        return self.review_document(self.parse(body), deadline)
 
 
 class WebhookApp:
@@ -311,52 +224,6 @@ class WebhookApp:
         self.metrics.count(self.metrics.reviews, result)
         log.warning("review not answered", extra={"fields": {"reason": reason, "result": result}})
         await _answer(send, 503, _error(reason))
-
-
-def review_timeout(query: bytes, default: float) -> float:
-    """The time a review may take: the API server's `?timeout=` (a Go duration such as
-    `10s`, the time it will wait, rounded up to a second) less a tenth so that the answer
-    arrives while it still waits; `default` when there is none."""
-    for part in query.split(b"&"):
-        name, _, value = part.partition(b"=")
-        if name != b"timeout":
-            continue
-        text = value.decode("latin-1")
-        if len(text) > 32 or not _GO_DURATION.fullmatch(text):
-            break
-        seconds = sum(float(n) * _SECONDS[unit] for n, unit in _GO_PART.findall(text))
-        if seconds > 0:
-            return min(seconds, MAX_REVIEW_TIMEOUT) * 0.9
-    return default
-
-
-def log_name(value: Any) -> Any:
-    """A pod name or namespace for a log line: as it is when it could be a Kubernetes name
-    (at most 253 printable ASCII characters), else quoted, escaped and shortened."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if len(value) <= 253 and value.isascii() and value.isprintable():
-            return value
-        return quote_value(value)
-    return f"<{type(value).__name__}>"
-
-
-def too_deep(document: Any, limit: int) -> bool:
-    """Whether `document` nests objects and arrays more than `limit` deep: level by level,
-    without recursion, looking only at containers."""
-    level = [document] if type(document) is dict or type(document) is list else []
-    depth = 0
-    while level:
-        depth += 1
-        if depth > limit:
-            return True
-        below: list[Any] = []
-        for node in level:
-            children = node.values() if type(node) is dict else node
-            below += [child for child in children if type(child) is dict or type(child) is list]
-        level = below
-    return False
 
 
 def _error(message: str) -> bytes:

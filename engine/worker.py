@@ -4,7 +4,8 @@ Parsing a body of a megabyte, and freeing what it parsed, holds Python's GIL for
 milliseconds; in the server's process that would stall every other review and health check
 for as long. `secretpatch serve` hands bodies over `server.INLINE_BODY` to one child
 process, started with the same configuration, and waits for it with the review's deadline.
-One process also means that one large document at most is in memory at a time. A real task
+One process also means that one large document at most is in memory at a time; the child
+imports only the engine and bodies.py, not the server. A real task
 pod's review is far smaller, so the child sees only what is unusual, and keeps its own
 caches for it. If the child dies (the kernel's OOM killer, say), the next large review
 starts a new one.
@@ -24,11 +25,11 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from .bodies import BodyReader, Summary
 from .config import load_config
 from .engine import Engine
 from .errors import DeadlineExceeded
 from .ruleset import load_rules
-from .server import BodyReader, Summary
 
 log = logging.getLogger("secretpatch.server")
 

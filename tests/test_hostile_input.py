@@ -166,7 +166,7 @@ def test_what_the_engine_keeps_stays_within_its_budgets_whatever_pods_send() -> 
 def test_a_log_line_is_written_whatever_values_it_holds(caplog: pytest.LogCaptureFixture) -> None:
     import io
 
-    from secretpatch.server import log_name
+    from secretpatch.bodies import log_name
     from secretpatch.telemetry import ReviewLog, dumps_line
 
     # orjson refuses integers past 64 bits and lone surrogates; the line must not be lost.

@@ -28,6 +28,7 @@ CORE = [
     "yamldoc",
 ]
 ABOVE = {
+    "bodies",
     "worker",
     "connections",
     "certwatch",
