@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/server.py
+	$(BIN)/python bench/hostile.py
 
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz --engine 100000 --server 5000

@@ -164,17 +164,17 @@ class PodPatch:
         """The index of the first object named `name` in the list at `key`, as mutated so far."""
         if self.trace is not None:
             self.trace.names.add(name)
-        for index, item in enumerate(self.current(key) or ()):
-            if (type(item) is dict or isinstance(item, Mapping)) and item.get("name") == name:
-                return index
-        return None
+        return self._first(key, "name", name)
 
     def index_of_path(self, key: Key, path: str) -> int | None:
         """The index of the first mount at `path` in the list at `key`, as mutated so far."""
         if self.trace is not None:
             self.trace.paths.add(path)
+        return self._first(key, "mountPath", path)
+
+    def _first(self, key: Key, field: str, value: str) -> int | None:
         for index, item in enumerate(self.current(key) or ()):
-            if (type(item) is dict or isinstance(item, Mapping)) and item.get("mountPath") == path:
+            if (type(item) is dict or isinstance(item, Mapping)) and item.get(field) == value:
                 return index
         return None
 

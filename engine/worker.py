@@ -19,6 +19,8 @@ import ctypes.util
 import dataclasses
 import logging
 import multiprocessing
+import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -41,8 +43,9 @@ CHILD_BUDGET_SHARE = 4
 _BUDGETS = ("memoBytes", "decodeCacheBytes", "ruleCacheBytes", "renderCacheBytes", "encoderCacheBytes")
 
 
-def _start(source: str | None) -> None:
+def _start(source: str | None, parent: int) -> None:
     global _reader  # noqa: PLW0603 - the child process's one engine
+    _die_with(parent)
     tune_allocator()
     logging.getLogger("secretpatch").setLevel(logging.ERROR)  # the parent reported the config
     config = load_config(source)
@@ -70,6 +73,19 @@ def _libc(name: str) -> Callable[..., int] | None:
 
 
 _malloc_trim = _libc("malloc_trim")
+_prctl = _libc("prctl")
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """The review process ends when the server does, even when the server is killed (by the
+    OOM killer, say) and cannot stop it: Linux sends it SIGKILL when its parent dies."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the server died before the line above
+        os._exit(1)
+
+
 _mallopt = _libc("mallopt")
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 128 * 1024
@@ -104,7 +120,7 @@ class ProcessReviews:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
-            initargs=(self._config,),
+            initargs=(self._config, os.getpid()),
         )
 
     async def start(self) -> None:

@@ -16,7 +16,6 @@ import socket
 import ssl
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,7 +27,7 @@ import pytest
 from secretpatch import certs, connections
 
 from .conftest import admission_review, flyte_pod
-from .test_server_e2e import Server, free_port, post
+from .test_server_e2e import Server, post, reviews_in_flight, start
 
 pytestmark = pytest.mark.slow
 
@@ -38,44 +37,9 @@ MADE_ROOM = next(event for event in connections.EVENTS if event.endswith("-conne
 
 
 def start_with(cert_dir: Path, tmp_path: Path, *flags: str) -> Server:
-    """`test_server_e2e.start` with extra `serve` flags (and a short grace by default)."""
-    port = free_port()
-    log = tmp_path / f"server-{port}.log"
+    """`test_server_e2e.start` with a short grace unless the flags give one."""
     grace = () if "--grace" in flags else ("--grace", "3")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secretpatch.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--cert-dir",
-            str(cert_dir),
-            *grace,
-            *flags,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-        start_new_session=True,  # its own process group: `stop` can end its review process too
-    )
-    server = Server(process, port, cert_dir, log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {log.read_text()}")
-        try:
-            connection = server.connect()
-            connection.request("GET", "/readyz")
-            if connection.getresponse().status == 200:
-                connection.close()
-                return server
-        except OSError:
-            time.sleep(0.05)
-    stop(server, patience=0)
-    raise AssertionError(f"the server did not become ready: {log.read_text()}")
+    return start(cert_dir, tmp_path, *grace, *flags)
 
 
 def stop(server: Server, patience: float = 6) -> None:
@@ -320,39 +284,12 @@ def stalled_mid_body(server: Server) -> ssl.SSLSocket:
     return sock
 
 
-def reviews_in_flight(server: Server, clients: int) -> tuple[list[threading.Thread], list[int]]:
-    """`clients` expensive reviews, each sent in full before this returns; their statuses
-    arrive in the list as the threads finish."""
-    sent = threading.Barrier(clients + 1, timeout=10)
-    statuses: list[int] = []
-
-    def client(i: int) -> None:
-        body = expensive_review(f"in-flight-{i}")
-        connection = server.connect()
-        connection.connect()
-        connection.putrequest("POST", "/mutate--v1-pod?timeout=10s")
-        connection.putheader("Content-Type", "application/json")
-        connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body)
-        sent.wait()
-        response = connection.getresponse()
-        answer = json.loads(response.read())
-        statuses.append(response.status if answer["response"]["allowed"] else -1)
-        connection.close()
-
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    sent.wait()
-    return threads, statuses
-
-
 def test_sigterm_closes_a_request_stalled_mid_body_at_once_and_answers_reviews_already_sent(
     serve: Callable[..., Server],
 ) -> None:
     server = serve("--grace", "20")
     stalled = stalled_mid_body(server)
-    threads, statuses = reviews_in_flight(server, 3)
+    threads, statuses = reviews_in_flight(server, [expensive_review(f"in-flight-{i}") for i in range(3)])
     signalled = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     answer, closed = read_until_closed(stalled, 3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -49,7 +50,9 @@ def free_port() -> int:
         return port
 
 
-def start(cert_dir: Path, tmp_path: Path) -> Server:
+def start(cert_dir: Path, tmp_path: Path, *flags: str) -> Server:
+    """`secretpatch serve` on a free port, in a process group of its own (with its review
+    process); `flags` are added to, and may override, a fast reload and a 10 s grace."""
     port = free_port()
     log = tmp_path / f"server-{port}.log"
     process = subprocess.Popen(
@@ -68,9 +71,11 @@ def start(cert_dir: Path, tmp_path: Path) -> Server:
             "0.2",
             "--grace",
             "10",
+            *flags,
         ],
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
+        start_new_session=True,
     )
     server = Server(process, port, cert_dir, log)
     deadline = time.monotonic() + 20
@@ -85,7 +90,7 @@ def start(cert_dir: Path, tmp_path: Path) -> Server:
                 return server
         except OSError:
             time.sleep(0.05)
-    process.kill()
+    os.killpg(process.pid, signal.SIGKILL)
     raise AssertionError(f"the server did not become ready: {log.read_text()}")
 
 
@@ -282,15 +287,13 @@ def test_new_certificate_files_are_served_without_a_restart(server: Server) -> N
     assert 'result="loaded"} 1.0' in reloads(server)
 
 
-def test_sigterm_finishes_reviews_in_flight_and_exits_0(server: Server) -> None:
-    requests = [f"flyte.secrets/s{i}" for i in range(60)]
-    pod = flyte_pod(*({"group": f"s{i}", "group_version": "1"} for i in range(len(requests))))
-    body = json.dumps(admission_review(pod)).encode()
-    clients = 12
-    sent = threading.Barrier(clients + 1)
-    results: list[int] = []
+def reviews_in_flight(server: Server, bodies: list[bytes]) -> tuple[list[threading.Thread], list[int]]:
+    """One review per body, each sent in full before this returns; their statuses (-1 for a
+    denial) arrive in the list as the threads finish."""
+    sent = threading.Barrier(len(bodies) + 1, timeout=10)
+    statuses: list[int] = []
 
-    def client() -> None:
+    def client(body: bytes) -> None:
         connection = server.connect()
         connection.connect()
         connection.putrequest("POST", "/mutate--v1-pod?timeout=10s")
@@ -300,12 +303,20 @@ def test_sigterm_finishes_reviews_in_flight_and_exits_0(server: Server) -> None:
         sent.wait()
         response = connection.getresponse()
         answer = json.loads(response.read())
-        results.append(response.status if answer["response"]["allowed"] else -1)
+        statuses.append(response.status if answer["response"]["allowed"] else -1)
+        connection.close()
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(body,), daemon=True) for body in bodies]
     for thread in threads:
         thread.start()
     sent.wait()
+    return threads, statuses
+
+
+def test_sigterm_finishes_reviews_in_flight_and_exits_0(server: Server) -> None:
+    pod = flyte_pod(*({"group": f"s{i}", "group_version": "1"} for i in range(60)))
+    clients = 12
+    threads, results = reviews_in_flight(server, [json.dumps(admission_review(pod)).encode()] * clients)
     server.process.send_signal(signal.SIGTERM)
     for thread in threads:
         thread.join(timeout=20)
