@@ -29,6 +29,10 @@ class Malformed(Exception):
     """The call is not a well-formed review; the message says why (HTTP 400)."""
 
 
+class Overloaded(Exception):
+    """The server cannot take this review now; the message says why (HTTP 503)."""
+
+
 class Summary(NamedTuple):
     """What the server sends and records of one review: the response's JSON, and the
     names, result and denial code for the metrics and the log line. Plain data, so that a
@@ -68,9 +72,11 @@ class BodyReader:
         self.max_items = engine.config.limits.maxJsonItems
 
     def check(self, body: bytes) -> None:
-        """What costs no parsing: a comma separates two items, and a parsed item costs 50 to
-        100 bytes, so the count bounds the document's memory before it exists."""
-        items = body.count(b",")
+        """What costs no parsing: every item but the first of an object or array follows a
+        comma, and every object or array opens with a bracket, so commas and opening
+        brackets together bound the parsed document's items (50 to 100 bytes each) before
+        it exists."""
+        items = body.count(b",") + body.count(b"[") + body.count(b"{")
         if items > self.max_items:
             limit = f"secretpatch.limits.maxJsonItems is {self.max_items}"
             raise Malformed(f"the body holds {items} JSON items or more; {limit}")

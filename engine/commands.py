@@ -257,8 +257,8 @@ _LIMIT_FLAGS: list[tuple[str, type[int] | type[float], str, float, str]] = [
         "--max-pending-bytes",
         int,
         "BYTES",
-        32 * 1024 * 1024,
-        "request bodies over 64 KiB held at once; then 503",
+        16 * 1024 * 1024,
+        "request bodies over 32 KiB held at once; then 503",
     ),
 ]
 

@@ -67,8 +67,8 @@ class Limits:
     maxListItems: int = 4096
     maxRequestBytes: int = 3 * 1024 * 1024
     maxJsonDepth: int = PARSER_DEPTH  # lower it to walk bodies for a stricter cap
-    # Commas in a request body: what its parsed document may cost (50 to 100 bytes an item).
-    # A 1 MiB pod with 20 containers of 2,000 env vars has 82,000.
+    # Commas and opening brackets in a request body: what its parsed document may cost (50 to
+    # 100 bytes an item). A 1.3 MB pod with 20 containers of 2,000 env vars has 120,000.
     maxJsonItems: int = 256 * 1024
     # Not per review: what the engine keeps between reviews (see budget.py). The review
     # memo's 0 turns it off; the others' 0 computes everything afresh every time.

@@ -168,7 +168,8 @@ class ReviewMemo:
         if facts is None:
             return
         kept = self._cache.get(key) or ()
-        self._cache.put(key, (*kept[-(self._shapes_per_key - 1) :], _Entry(probe, facts, answer)))
+        kept = kept[max(0, len(kept) - self._shapes_per_key + 1) :]
+        self._cache.put(key, (*kept, _Entry(probe, facts, answer)))
 
     def stats(self) -> CacheStats:
         return self._cache.stats()

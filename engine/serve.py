@@ -83,7 +83,7 @@ def serve(
         if not path.is_file():
             hint = f"run `secretpatch certs --out-dir {cert_dir}`, or use --dev-certs"
             raise ServeError(f"no {path.name} in {cert_dir}; {hint}")
-    large_bodies = ProcessReviews(config_source)
+    large_bodies = ProcessReviews(config_source, max_queued_bytes=max_pending_bytes)
     app = WebhookApp(
         engine,
         review_log=ReviewLog(sys.stderr),
@@ -92,7 +92,11 @@ def serve(
         large_bodies=large_bodies,
     )
     metrics = app.metrics
-    protocol = guarded_protocol(limits, lambda event: metrics.count(metrics.connections, event))
+
+    def count_event(event: str) -> None:
+        metrics.count(metrics.connections, event)
+
+    protocol = guarded_protocol(limits, count_event)
     config = uvicorn.Config(
         app,
         host=host,
@@ -101,6 +105,7 @@ def serve(
         ssl_keyfile=str(key),
         loop="none",  # the loop is ours: guarded_loop
         http=protocol,
+        ws="none",  # a webhook speaks no WebSocket; an upgrade request is an ordinary request
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -145,7 +150,7 @@ def serve(
         },
     )
     try:
-        with asyncio.Runner(loop_factory=lambda: guarded_loop(limits)) as runner:
+        with asyncio.Runner(loop_factory=lambda: guarded_loop(limits, count_event)) as runner:
             runner.run(server.serve())
     finally:
         large_bodies.close()

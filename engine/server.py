@@ -21,7 +21,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .admission import MUTATE_PATH
-from .bodies import BodyReader, Malformed, Summary, review_timeout, summarize
+from .bodies import BodyReader, Malformed, Overloaded, Summary, review_timeout, summarize
 from .engine import Engine
 from .errors import DeadlineExceeded, InputError, quote_value
 from .telemetry import EngineCollector, Metrics, log_review
@@ -179,6 +179,9 @@ class WebhookApp:
             await self._unavailable(
                 send, "timeout", f"the review took longer than its deadline of {timeout:g} s and was stopped"
             )
+            return
+        except Overloaded as exc:
+            await self._unavailable(send, "busy", f"{exc}; the API server may retry")
             return
         except Exception as exc:  # fail closed: a bug must deny, never crash the server
             log.exception("review failed")

@@ -183,3 +183,13 @@ def test_a_log_line_is_written_whatever_values_it_holds(caplog: pytest.LogCaptur
     written = stream.getvalue()
     assert written.endswith("\n") and len(written) < 400 and "\x1b" not in written
     assert json.loads(written)["namespace"] == "<int>"
+
+
+@pytest.mark.parametrize("unit", [b"[" * 1000 + b"]" * 1000, b'{"a":' * 900 + b"1" + b"}" * 900])
+def test_a_body_of_nested_brackets_is_refused_before_parsing(unit: bytes) -> None:
+    # Few commas, but every bracket opens an object or array: 3 MiB parsed to 150 MiB.
+    from secretpatch.bodies import BodyReader, Malformed
+
+    body = b"[" + b",".join([unit] * (3_000_000 // len(unit))) + b"]"
+    with pytest.raises(Malformed, match="JSON items or more; secretpatch.limits.maxJsonItems is 262144"):
+        BodyReader(Engine.from_config(None)).check(body)

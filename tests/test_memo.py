@@ -391,3 +391,13 @@ def test_threads_sharing_a_memo_that_keeps_filling_up_get_the_right_answers() ->
 
     assert answers_from_threads(patch, expected, rounds=6) == []
     assert engine.memo is not None and engine.memo.hits > 0
+
+
+@pytest.mark.parametrize("shapes", [1, 2, 3])
+def test_the_memo_keeps_exactly_its_number_of_shapes_per_request(shapes: int) -> None:
+    memo = ReviewMemo(shapes_per_key=shapes)
+    trace = Trace(lists={"volumes"}, names={"v"})
+    pods = [{"spec": {"volumes": [{"name": "x"}] * n}} for n in range(5)]
+    for n, pod in enumerate(pods):
+        memo.store("k", trace, pod, Answer(str(n)))
+    assert [memo.find("k", pod) is not None for pod in pods] == [False] * (5 - shapes) + [True] * shapes
