@@ -76,10 +76,18 @@ class BodyReader:
         comma, and every object or array opens with a bracket, so commas and opening
         brackets together bound the parsed document's items (50 to 100 bytes each) before
         it exists."""
-        items = body.count(b",") + body.count(b"[") + body.count(b"{")
+        items = self.items(body)
         if items > self.max_items:
-            limit = f"secretpatch.limits.maxJsonItems is {self.max_items}"
-            raise Malformed(f"the body holds {items} JSON items or more; {limit}")
+            raise Malformed(self.too_many(items))
+
+    @staticmethod
+    def items(data: bytes) -> int:
+        return data.count(b",") + data.count(b"[") + data.count(b"{")
+
+    def too_many(self, items: int) -> str:
+        return (
+            f"the body holds {items} JSON items or more; secretpatch.limits.maxJsonItems is {self.max_items}"
+        )
 
     def parse(self, body: bytes) -> Any:
         too_deep_message = (

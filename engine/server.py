@@ -128,7 +128,7 @@ class WebhookApp:
             return
         expected = int(declared) if declared is not None and declared.isdigit() else self.max_body
         chunks: list[bytes] = []
-        size = reserved = 0
+        size = reserved = items = 0
         try:
             while True:
                 message = await receive()
@@ -139,6 +139,10 @@ class WebhookApp:
                 if size > self.max_body:
                     await self._malformed(send, f"the body is over the limit of {self.max_body} bytes")
                     return
+                # Counted as it arrives, a chunk at a time, rather than in one pass over the
+                # whole body that would hold the event loop; refused once the body is in, so
+                # that the connection is kept rather than dropped mid-body and reopened.
+                items += self.reader.items(chunk)
                 if size > INLINE_BODY and not reserved:
                     reserved = max(expected, size)
                     if self.pending_bytes + reserved > self.max_pending_bytes:
@@ -151,6 +155,9 @@ class WebhookApp:
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
+            if items > self.reader.max_items:
+                await self._malformed(send, self.reader.too_many(items))
+                return
             await self._answer_review(scope, b"".join(chunks), send)
         finally:
             self.pending_bytes -= reserved
@@ -168,8 +175,7 @@ class WebhookApp:
                 else:
                     summary = await self._in_worker(self.reader.review_document, document, deadline)
             elif self.large_bodies is not None:
-                self.reader.check(body)
-                summary = await self.large_bodies(body, deadline)
+                summary = await self.large_bodies(body, deadline)  # its items were counted
             else:
                 summary = await self._in_worker(self.reader.review_body, body, deadline)
         except (Malformed, InputError) as exc:
