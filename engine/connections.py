@@ -187,7 +187,11 @@ def guarded_protocol(
 
         def on_response_complete(self) -> None:
             self._waiting_since = time.monotonic()
-            if self.cycle is not None and self.cycle.more_body:
+            if self.cycle is not None and self.cycle.more_body and not self.cycle.keep_alive:
+                # Answered before its body arrived, with `connection: close` (the server is
+                # too busy for it): the rest is not read.
+                self.transport.abort()
+            elif self.cycle is not None and self.cycle.more_body:
                 # Answered before its body arrived (a refusal). A client that sends its whole
                 # body before it reads (most do) would see a reset, not the answer, if the
                 # connection were dropped now; so the rest is read and thrown away, but for

@@ -229,10 +229,12 @@ class WebhookApp:
         await _answer(send, status, _error(reason))
 
     async def _unavailable(self, send: Send, result: str, reason: str) -> None:
-        """503: the API server applies the webhook's failurePolicy (and may retry)."""
+        """503: the API server applies the webhook's failurePolicy (and may retry). The
+        connection closes with it: a server this busy reads no more of a body it will not
+        use (connections.py drops such a connection at once)."""
         self.metrics.count(self.metrics.reviews, result)
         log.warning("review not answered", extra={"fields": {"reason": reason, "result": result}})
-        await _answer(send, 503, _error(reason))
+        await _answer(send, 503, _error(reason), connection="close")
 
 
 def _error(message: str) -> bytes:
