@@ -279,7 +279,7 @@ ATTACKS: dict[str, Callable[[Target, threading.Event, Any], None]] = {
     "bad operation, 100 KB name": flood(bad_operation),
     "endless header": endless_header,
     "150 held 3 MiB bodies": held_bodies,
-    "6,000 idle TLS connections": idle_connections,
+    "idle TLS connections (up to 6,000)": idle_connections,
     "stalled headers and bodies": stalled_requests,
 }
 
