@@ -21,9 +21,10 @@ from . import certs
 from .certwatch import CertWatcher
 from .connections import ConnectionLimits, guarded_loop, guarded_protocol
 from .engine import Engine
+from .libc import release_memory, tune_allocator
 from .server import WebhookApp
 from .telemetry import JsonFormatter, ReviewLog
-from .worker import ProcessReviews, release_memory, tune_allocator
+from .worker import ProcessReviews
 
 log = logging.getLogger("secretpatch.server")
 

@@ -5,25 +5,20 @@ milliseconds; in the server's process that would stall every other review and he
 for as long. `secretpatch serve` hands bodies over `server.INLINE_BODY` to one child
 process, started with the same configuration, and waits for it with the review's deadline.
 One process also means that one large document at most is in memory at a time; the child
-imports only the engine and bodies.py, not the server. A real task
-pod's review is far smaller, so the child sees only what is unusual, and keeps its own
-caches for it. If the child dies (the kernel's OOM killer, say), the next large review
-starts a new one.
+imports only the engine and bodies.py, not the server. A real task pod's review is far
+smaller, so the child sees only what is unusual, and keeps its own caches for it. If the
+child dies (the kernel's OOM killer, say), the next large review starts a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import dataclasses
 import hashlib
 import logging
 import multiprocessing
 import os
-import signal
 import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -32,6 +27,7 @@ from .bodies import BodyReader, Overloaded, Summary
 from .config import load_config
 from .engine import Engine
 from .errors import DeadlineExceeded, LoadError
+from .libc import die_with, release_memory, tune_allocator
 from .ruleset import load_rules
 
 log = logging.getLogger("secretpatch.server")
@@ -46,7 +42,7 @@ _BUDGETS = ("memoBytes", "decodeCacheBytes", "ruleCacheBytes", "renderCacheBytes
 
 def _start(source: str | None, digest: str | None, parent: int) -> None:
     global _reader  # noqa: PLW0603 - the child process's one engine
-    _die_with(parent)
+    die_with(parent)
     tune_allocator()
     logging.getLogger("secretpatch").setLevel(logging.ERROR)  # the parent reported the config
     if source is not None and _digest(Path(source)) != digest:
@@ -68,51 +64,6 @@ def _review(body: bytes, deadline: float) -> Summary:
         return _reader.review_body(body, deadline)
     finally:
         release_memory()
-
-
-def _libc(name: str) -> Callable[..., int] | None:
-    path = ctypes.util.find_library("c")
-    try:
-        function: Callable[..., int] | None = getattr(ctypes.CDLL(path), name, None) if path else None
-        return function
-    except OSError:
-        return None
-
-
-_malloc_trim = _libc("malloc_trim")
-_prctl = _libc("prctl")
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with(parent: int) -> None:
-    """The review process ends when the server does, even when the server is killed (by the
-    OOM killer, say) and cannot stop it: Linux sends it SIGKILL when its parent dies."""
-    if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the server died before the line above
-        os._exit(1)
-
-
-_mallopt = _libc("mallopt")
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024
-
-
-def tune_allocator() -> None:
-    """Keep glibc's threshold for giving a block its own mapping at 128 KiB. By default it
-    rises after the first such block is freed, so the 256 KiB TLS read buffer of every
-    connection (uvloop's) and the chunks of large bodies then come from the heap, and the
-    heap keeps their pages after they are freed. Nothing happens on other C libraries."""
-    if _mallopt is not None:
-        _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-
-
-def release_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc's malloc_trim; elsewhere
-    nothing). A large body's parsed document is freed in pieces that the heap keeps, and
-    a webhook's resident memory is what its memory limit counts."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
 
 
 class ProcessReviews:

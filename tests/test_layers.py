@@ -28,6 +28,7 @@ CORE = [
     "yamldoc",
 ]
 ABOVE = {
+    "libc",
     "bodies",
     "worker",
     "connections",
