@@ -1,5 +1,5 @@
 """What the C library offers a long-running server on Linux (glibc), reached with ctypes:
-keeping the allocator from hoarding freed memory, and tying a child process to its parent.
+giving the allocator's free pages back, and tying a child process to its parent.
 Elsewhere (musl, macOS) each function does nothing.
 """
 
@@ -22,20 +22,8 @@ def _libc(name: str) -> Callable[..., int] | None:
 
 
 _malloc_trim = _libc("malloc_trim")
-_mallopt = _libc("mallopt")
 _prctl = _libc("prctl")
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024
 PR_SET_PDEATHSIG = 1
-
-
-def tune_allocator() -> None:
-    """Keep glibc's threshold for giving a block its own mapping at 128 KiB. By default it
-    rises after the first such block is freed, so the 256 KiB TLS read buffer of every
-    connection (uvloop's) and the chunks of large bodies then come from the heap, and the
-    heap keeps their pages after they are freed."""
-    if _mallopt is not None:
-        _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def release_memory() -> None:

@@ -32,7 +32,7 @@ class Trace:
     lists: set[str] = field(default_factory=set)
     fields: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
-    paths: set[str] = field(default_factory=set)
+    paths: set[tuple[str, str]] = field(default_factory=set)  # (list or field name, mount path)
     maps: set[str] = field(default_factory=set)
     map_keys: set[str] = field(default_factory=set)
 
@@ -44,7 +44,7 @@ class Probe:
     lists: tuple[str, ...]
     fields: tuple[str, ...]
     names: frozenset[str]
-    paths: frozenset[str]
+    paths: Mapping[str, frozenset[str]]  # by the name of the lists they were looked up in
     maps: tuple[str, ...]
     map_keys: tuple[str, ...]
 
@@ -54,7 +54,7 @@ class Probe:
             tuple(sorted(trace.lists)),
             tuple(sorted(trace.fields)),
             frozenset(trace.names),
-            frozenset(trace.paths),
+            {name: frozenset(p for n, p in trace.paths if n == name) for name, _ in trace.paths},
             tuple(sorted(trace.maps)),
             tuple(sorted(trace.map_keys)),
         )
@@ -94,10 +94,11 @@ def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
     if type(spec) is not dict:
         return None
     names, paths, fields = probe.names, probe.paths, probe.fields
+    nowhere: frozenset[str] = frozenset()
     facts: list[Any] = []
     for list_name in probe.lists:
         items = spec.get(list_name)
-        fact = _list_fact(items, names, paths)
+        fact = _list_fact(items, names, paths.get(list_name, nowhere))
         if fact is _NO_SHAPE:
             return None
         facts.append(fact)
@@ -105,7 +106,7 @@ def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
             continue
         for item in items:
             for field_name in fields:
-                fact = _list_fact(item.get(field_name), names, paths)
+                fact = _list_fact(item.get(field_name), names, paths.get(field_name, nowhere))
                 if fact is _NO_SHAPE:
                     return None
                 facts.append(fact)

@@ -169,7 +169,7 @@ class PodPatch:
     def index_of_path(self, key: Key, path: str) -> int | None:
         """The index of the first mount at `path` in the list at `key`, as mutated so far."""
         if self.trace is not None:
-            self.trace.paths.add(path)
+            self.trace.paths.add((key[-1], path))
         return self._first(key, "mountPath", path)
 
     def _first(self, key: Key, field: str, value: str) -> int | None:

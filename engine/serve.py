@@ -21,7 +21,7 @@ from . import certs
 from .certwatch import CertWatcher
 from .connections import ConnectionLimits, guarded_loop, guarded_protocol
 from .engine import Engine
-from .libc import release_memory, tune_allocator
+from .libc import release_memory
 from .server import WebhookApp
 from .telemetry import JsonFormatter, ReviewLog
 from .worker import ProcessReviews
@@ -131,7 +131,6 @@ def serve(
     # waits for the switch interval (5 ms by default) before it can answer a health check or
     # a remembered review; 0.5 ms keeps that wait below a cheap review's own time.
     sys.setswitchinterval(SWITCH_INTERVAL)
-    tune_allocator()
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal it stopped on once it has shut down; a handler of our own
     # turns that into a normal return, so a graceful stop exits 0.

@@ -139,10 +139,12 @@ class WebhookApp:
                 if size > self.max_body:
                     await self._malformed(send, f"the body is over the limit of {self.max_body} bytes")
                     return
-                # Counted as it arrives, a chunk at a time, rather than in one pass over the
-                # whole body that would hold the event loop; refused once the body is in, so
+                # A body that may hold too many items (each takes a byte at least) has them
+                # counted as it arrives, a chunk at a time, rather than in one pass over the
+                # whole body that would hold the event loop; it is refused once it is in, so
                 # that the connection is kept rather than dropped mid-body and reopened.
-                items += self.reader.items(chunk)
+                if expected > self.reader.max_items:
+                    items += self.reader.items(chunk)
                 if size > INLINE_BODY and not reserved:
                     reserved = max(expected, size)
                     if self.pending_bytes + reserved > self.max_pending_bytes:

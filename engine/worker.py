@@ -27,7 +27,7 @@ from .bodies import BodyReader, Overloaded, Summary
 from .config import load_config
 from .engine import Engine
 from .errors import DeadlineExceeded, LoadError
-from .libc import die_with, release_memory, tune_allocator
+from .libc import die_with, release_memory
 from .ruleset import load_rules
 
 log = logging.getLogger("secretpatch.server")
@@ -43,7 +43,6 @@ _BUDGETS = ("memoBytes", "decodeCacheBytes", "ruleCacheBytes", "renderCacheBytes
 def _start(source: str | None, digest: str | None, parent: int) -> None:
     global _reader  # noqa: PLW0603 - the child process's one engine
     die_with(parent)
-    tune_allocator()
     logging.getLogger("secretpatch").setLevel(logging.ERROR)  # the parent reported the config
     if source is not None and _digest(Path(source)) != digest:
         raise LoadError(
