@@ -24,8 +24,8 @@ ENTRY_OVERHEAD = 200
 
 def approx_size(value: Any) -> int:
     """The bytes `value` holds, counting each object once per reference (shared objects are
-    counted twice: an upper bound). Walks dicts, lists, tuples and objects with `__slots__`
-    or a `__dict__` without recursion."""
+    counted twice: an upper bound). Walks mappings, lists, tuples, sets and objects with a
+    `__dict__`, without recursion."""
     total = 0
     stack = [value]
     while stack:
@@ -103,14 +103,6 @@ class BoundedCache(Generic[K, V]):
             return value
 
         return lookup
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries = {}
-            self._bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def stats(self) -> CacheStats:
         return CacheStats(self.name, self.max_bytes, self._bytes, len(self._entries), self._evictions)

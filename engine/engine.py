@@ -241,26 +241,31 @@ class Engine:
             return None
 
     def _remembered(self, pod: Mapping[str, Any]) -> admission.Answer:
+        _, _, remembered = self._lookup(pod)
+        if remembered is None:
+            raise _NotRemembered
+        return remembered
+
+    def _lookup(
+        self, pod: Mapping[str, Any]
+    ) -> tuple[list[tuple[str, str]], bytes | None, admission.Answer | None]:
+        """The pod's secret annotations, their memo key, and the answer they need without
+        composing (none for no secrets, or the memo's), if there is one."""
         annotations = self._annotations(pod)
         if not annotations:
-            return admission.Answer()
-        if self._memo is not None:
-            remembered = self._memo.find(_memo_key(annotations), pod)
-            if remembered is not None:
-                return remembered
-        raise _NotRemembered
+            return annotations, None, admission.Answer()
+        if self._memo is None:
+            return annotations, None, None
+        # The annotations as they are decide the requests, so they key the memo undecoded.
+        key = _memo_key(annotations)
+        return annotations, key, self._memo.find(key, pod)
 
     def _review_mutate(self, pod: Mapping[str, Any], deadline: float | None = None) -> admission.Answer:
-        annotations = self._annotations(pod)
-        if not annotations:
-            return admission.Answer()
-        # The annotations as they are decide the requests, so they key the memo undecoded.
+        annotations, key, remembered = self._lookup(pod)
+        if remembered is not None:
+            return remembered
         memo = self._memo
-        key = _memo_key(annotations) if memo is not None else None
         if memo is not None:
-            remembered = memo.find(key, pod)
-            if remembered is not None:
-                return remembered
             memo.misses += 1
         trace = Trace()
         mutation = self._mutate(
@@ -273,7 +278,7 @@ class Engine:
             secrets,
             {"secrets": ",".join(secrets), "rule": ",".join(rules)},
         )
-        if memo is not None:
+        if memo is not None and key is not None:
             memo.store(key, trace, pod, answer)
         return answer
 

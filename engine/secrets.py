@@ -127,12 +127,7 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
     """One annotation to one request, as Flyte decodes it; Rejected names what is wrong.
 
     The cost is linear in the value, which is at most MAX_ANNOTATION_LENGTH characters."""
-    if len(value) > MAX_ANNOTATION_LENGTH:
-        raise _unreadable(
-            name,
-            f"the value is {len(value)} characters long; a secret request is at most "
-            f"{MAX_ANNOTATION_LENGTH} (every field at its longest)",
-        )
+    _check_length(name, value)
     try:
         text = decode_base32(value).decode("utf-8")
     except UnicodeDecodeError:
@@ -160,6 +155,15 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
         mount_requirement=MOUNT_TYPES[mount] if 0 <= mount < len(MOUNT_TYPES) else str(mount),
         env_var=message.env_var,  # type: ignore[attr-defined]
     )
+
+
+def _check_length(name: str, value: str) -> None:
+    if len(value) > MAX_ANNOTATION_LENGTH:
+        raise _unreadable(
+            name,
+            f"the value is {len(value)} characters long; a secret request is at most "
+            f"{MAX_ANNOTATION_LENGTH} (every field at its longest)",
+        )
 
 
 def _unreadable(name: str, reason: str) -> Rejected:
@@ -241,8 +245,7 @@ def order_annotations(
                 annotation=name,
                 code="bad-annotation",
             )
-        if len(value) > MAX_ANNOTATION_LENGTH:
-            decode_annotation(name, value)  # raises, naming the length
+        _check_length(name, value)
         numbered.append((int(match.group(1)), name, value))
     numbered.sort()
     return [(name, value) for _, name, value in numbered]
