@@ -423,13 +423,15 @@ def measure(target: Target, pid: int, seconds: float, phase: Phase, attacking: t
 
 
 def pin(server: int) -> None:
-    """The server's event loop on the first core; its review process, this process and the
-    attacker (at the lowest priority) on the others, so that the client measures the
-    server, not the CPU it shares with the attacker."""
+    """The server and its review process on the first core, as in a pod with a CPU limit of
+    one; this process and the attacker (at the lowest priority) on the others, so that the
+    client measures the server, not the CPU it shares with the attacker."""
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         return
-    os.sched_setaffinity(server, {cores[0]})
+    for member in process_tree(server):
+        for thread in Path(f"/proc/{member}/task").iterdir():  # each thread has its own mask
+            os.sched_setaffinity(int(thread.name), {cores[0]})
     os.sched_setaffinity(0, set(cores[1:]))
 
 

@@ -141,9 +141,10 @@ class WebhookApp:
                     return
                 # A body that may hold too many items (each takes a byte at least) has them
                 # counted as it arrives, a chunk at a time, rather than in one pass over the
-                # whole body that would hold the event loop; it is refused once it is in, so
-                # that the connection is kept rather than dropped mid-body and reopened.
-                if expected > self.reader.max_items:
+                # whole body that would hold the event loop, and no further once there are
+                # too many; it is refused once it is in, so that the connection is kept rather
+                # than dropped mid-body and reopened.
+                if expected > self.reader.max_items >= items:
                     items += self.reader.items(chunk)
                 if size > INLINE_BODY and not reserved:
                     reserved = max(expected, size)

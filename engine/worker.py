@@ -37,12 +37,17 @@ _reader: BodyReader | None = None
 
 # The child's caches get this share of each budget: it sees few pods, all unusual.
 CHILD_BUDGET_SHARE = 4
+# The child runs at a lower CPU priority than the server's event loop, which answers health
+# checks and every ordinary review: where the two share a CPU (a pod's CPU limit), the
+# kernel runs the loop first whenever it has work, and the child takes the time it leaves.
+REVIEW_NICENESS = 10
 _BUDGETS = ("memoBytes", "decodeCacheBytes", "ruleCacheBytes", "renderCacheBytes", "encoderCacheBytes")
 
 
 def _start(source: str | None, digest: str | None, parent: int) -> None:
     global _reader  # noqa: PLW0603 - the child process's one engine
     die_with(parent)
+    os.nice(REVIEW_NICENESS)
     logging.getLogger("secretpatch").setLevel(logging.ERROR)  # the parent reported the config
     if source is not None and _digest(Path(source)) != digest:
         raise LoadError(

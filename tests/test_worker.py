@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from secretpatch import Engine
 from secretpatch.bodies import BodyReader, Overloaded
-from secretpatch.worker import ProcessReviews
+from secretpatch.worker import REVIEW_NICENESS, ProcessReviews
 
 from .conftest import admission_review, flyte_pod
 
@@ -74,6 +74,22 @@ def test_beyond_its_byte_budget_a_large_review_is_refused_at_once(config: Path) 
 
     results = run(main())
     assert [type(r).__name__ for r in results] == ["Summary", "Summary", "Overloaded", "Summary"]
+
+
+def test_the_review_process_yields_the_cpu_to_the_event_loop(config: Path) -> None:
+    """Where the two share a CPU, hostile large bodies must not slow the health checks and
+    ordinary reviews that the event loop answers."""
+
+    async def main() -> int:
+        reviews = ProcessReviews(config)
+        try:
+            await reviews.start()
+            (child,) = reviews._pool._processes
+            return os.getpriority(os.PRIO_PROCESS, child)
+        finally:
+            reviews.close()
+
+    assert run(main()) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + REVIEW_NICENESS)
 
 
 def test_a_review_process_that_dies_is_replaced_once(config: Path, caplog: pytest.LogCaptureFixture) -> None:
