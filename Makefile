@@ -20,6 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench examples
 	$(BIN)/ruff format --check engine tests bench examples
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/lint-imports
 
 types: $(STAMP)
 	$(BIN)/mypy

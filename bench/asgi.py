@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 from secretpatch import Engine
-from secretpatch.server import WebhookApp
+from secretpatch.webhook.app import WebhookApp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response

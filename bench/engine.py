@@ -37,7 +37,7 @@ from typing import Any
 
 import jsonpatch
 from secretpatch import Engine
-from secretpatch.secrets import decode_annotation, secret_annotations
+from secretpatch.core.requests import decode_annotation, secret_annotations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import realistic_pod, review_for, sibling

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from secretpatch import certs
-from secretpatch.secrets import MAX_ANNOTATION_LENGTH, encode_request
+from secretpatch.core.requests import MAX_ANNOTATION_LENGTH, encode_request
+from secretpatch.webhook import certs
 from workload import realistic_pod, review_for, sibling, start_webhook
 
 TARGET_P99_RATIO = 3.0

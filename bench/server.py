@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from secretpatch import certs
+from secretpatch.webhook import certs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import free_port, realistic_pod, review_for, sibling, start_server, start_webhook

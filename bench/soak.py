@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from secretpatch import certs
+from secretpatch.webhook import certs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import realistic_pod, review_for, start_webhook

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from secretpatch.secrets import encode_request
+from secretpatch.core.requests import encode_request
 
 ROOT = Path(__file__).resolve().parent.parent
 

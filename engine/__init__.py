@@ -3,9 +3,9 @@
 The public surface is what this module exports; everything else is internal.
 """
 
-from .engine import Engine, Injected, Mutation
-from .errors import InputError, LoadError, Rejected, RenderError, SecretpatchError
-from .secrets import SecretRequest
+from .core.errors import InputError, LoadError, Rejected, RenderError, SecretpatchError
+from .core.requests import SecretRequest
+from .core.runtime import Engine, Injected, Mutation
 
 __version__ = "0.1.0"
 

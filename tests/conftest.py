@@ -86,7 +86,7 @@ def flyte_pod(
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run the secretpatch command line in-process: exit code, stdout, stderr."""
-    from secretpatch.cli import main
+    from secretpatch.cli.main import main
 
     try:
         code = main(list(argv))

@@ -33,7 +33,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from secretpatch import Engine, InputError, certs
+from secretpatch import Engine, InputError
+from secretpatch.webhook import certs
 
 from .conftest import admission_review, flyte_b32, flyte_pod, proto_text
 from .strategies import ANNOTATION_CAP, POD_CAP, check_answer, reviews

@@ -64,7 +64,7 @@ def test_the_engine_never_imports_the_cli_or_a_server() -> None:
 def test_the_patch_encoder_gives_the_same_json_as_a_plain_dump() -> None:
     import json
 
-    from secretpatch.admission import PatchEncoder
+    from secretpatch.core.admission import PatchEncoder
 
     shared = {"name": "x", "value": 'é"\n'}
     patch: list[Any] = [

@@ -19,8 +19,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from secretpatch import certs
-from secretpatch.certwatch import CertWatcher
+from secretpatch.webhook import certs
+from secretpatch.webhook.certwatch import CertWatcher
 
 
 @dataclass

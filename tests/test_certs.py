@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from cryptography import x509
-from secretpatch import certs
+from secretpatch.webhook import certs
 
 from .conftest import ROOT, run_cli
 from .kube import VERSIONS

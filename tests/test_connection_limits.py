@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secretpatch import certs, connections
+from secretpatch.webhook import certs, connections
 
 from .conftest import admission_review, flyte_pod
 from .test_server_e2e import Server, post, reviews_in_flight, start

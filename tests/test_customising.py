@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secretpatch.cli import main
+from secretpatch.cli.main import main
 
 from .conftest import ROOT
 

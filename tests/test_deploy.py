@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from cryptography import x509
-from secretpatch.cli import build_parser, main
+from secretpatch.cli.main import build_parser, main
 
 from .conftest import ROOT, run_cli
 from .kube import VERSIONS

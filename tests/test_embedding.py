@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonpatch
 from secretpatch import Engine, Rejected
-from secretpatch.cli import explain
+from secretpatch.cli.main import explain
 
 from .conftest import admission_review, answers_from_threads, flyte_pod
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from google.protobuf import text_format
 from secretpatch import Engine, InputError, Rejected
-from secretpatch import engine as engine_module
-from secretpatch.errors import DeadlineExceeded, printable
+from secretpatch.core import runtime as engine_module
+from secretpatch.core.errors import DeadlineExceeded, printable
 
 from .conftest import admission_review, annotation, flyte_b32, flyte_pod
 
@@ -166,8 +166,8 @@ def test_what_the_engine_keeps_stays_within_its_budgets_whatever_pods_send() -> 
 def test_a_log_line_is_written_whatever_values_it_holds(caplog: pytest.LogCaptureFixture) -> None:
     import io
 
-    from secretpatch.bodies import log_name
-    from secretpatch.telemetry import ReviewLog, dumps_line
+    from secretpatch.webhook.bodies import log_name
+    from secretpatch.webhook.telemetry import ReviewLog, dumps_line
 
     # orjson refuses integers past 64 bits and lone surrogates; the line must not be lost.
     line = dumps_line({"msg": "review", "pod": 2**70, "namespace": "\ud800", "ok": True})
@@ -188,7 +188,7 @@ def test_a_log_line_is_written_whatever_values_it_holds(caplog: pytest.LogCaptur
 @pytest.mark.parametrize("unit", [b"[" * 1000 + b"]" * 1000, b'{"a":' * 900 + b"1" + b"}" * 900])
 def test_a_body_of_nested_brackets_is_refused_before_parsing(unit: bytes) -> None:
     # Few commas, but every bracket opens an object or array: 3 MiB parsed to 150 MiB.
-    from secretpatch.bodies import BodyReader, Malformed
+    from secretpatch.webhook.bodies import BodyReader, Malformed
 
     body = b"[" + b",".join([unit] * (3_000_000 // len(unit))) + b"]"
     with pytest.raises(Malformed, match="JSON items or more; secretpatch.limits.maxJsonItems is 262144"):

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from secretpatch import Engine, LoadError, Rejected
-from secretpatch.bodies import too_deep
-from secretpatch.config import Limits
-from secretpatch.server import WebhookApp
+from secretpatch.core.config import Limits
+from secretpatch.webhook.app import WebhookApp
+from secretpatch.webhook.bodies import too_deep
 
 from .conftest import admission_review, flyte_pod
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from secretpatch.cli import main
+from secretpatch.cli.main import main
 
 from .conftest import ROOT
 

@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from secretpatch import Engine
-from secretpatch.admission import Answer
-from secretpatch.memo import ReviewMemo, Trace
+from secretpatch.core.admission import Answer
+from secretpatch.core.compose.trace import Trace
+from secretpatch.core.memo import ReviewMemo
 
 from .conftest import ROOT, admission_review, answers_from_threads, flyte_pod
 from .reference import Req, reference_mutate

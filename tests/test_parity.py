@@ -9,7 +9,7 @@ import logging
 
 import pytest
 from secretpatch import Engine, Rejected
-from secretpatch.secrets import decode_annotation, decode_base32
+from secretpatch.core.requests import decode_annotation, decode_base32
 
 from .conftest import admission_review, annotation, flyte_b32, flyte_pod
 from .reference import Req, gcloud_line, reference_mutate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from secretpatch import Engine, InputError, Rejected
-from secretpatch.secrets import (
+from secretpatch.core.requests import (
     MAX_ANNOTATION_LENGTH,
     MAX_FIELD_LENGTH,
     MAX_TEXT_BYTES,

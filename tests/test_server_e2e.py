@@ -22,7 +22,8 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from secretpatch import Engine, certs
+from secretpatch import Engine
+from secretpatch.webhook import certs
 
 from .conftest import admission_review, flyte_pod
 

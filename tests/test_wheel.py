@@ -1,5 +1,6 @@
-"""The wheel carries the rules and templates: install it into a fresh venv, outside the
-checkout, and render the example pod there."""
+"""The wheel carries every rule and template and the py.typed marker: every template a bundled
+rule names is inside it; installed into a fresh venv, outside the checkout, it renders the
+example pod as the checkout does."""
 
 from __future__ import annotations
 
@@ -10,8 +11,20 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import ROOT
+
+
+def templates_named_by_rules(archive: zipfile.ZipFile) -> set[str]:
+    """Every template any rule in the wheel names: its texts and its fragments."""
+    named = set()
+    for name in archive.namelist():
+        if name.startswith("secretpatch/_bundled/rules/") and name.endswith(".yaml"):
+            rule = yaml.safe_load(archive.read(name))
+            named.update(rule.get("texts", {}).values())
+            named.update(fragment["template"] for fragment in rule["fragments"])
+    return named
 
 
 @pytest.mark.slow
@@ -41,6 +54,12 @@ def test_the_installed_wheel_renders_the_example_as_the_checkout_does(tmp_path: 
         for p in [*ROOT.glob("rules/*.yaml"), *ROOT.glob("templates/**/*.j2")]
     )
     assert bundled == expected
+    assert "secretpatch/py.typed" in names
+    with zipfile.ZipFile(wheel) as archive:
+        named = templates_named_by_rules(archive)
+    assert named, "the bundled rules name no templates"
+    missing = sorted(f"secretpatch/_bundled/templates/{t}" for t in named)
+    assert [t for t in missing if t not in names] == []
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from secretpatch import Engine
-from secretpatch.bodies import BodyReader, Overloaded
-from secretpatch.worker import REVIEW_NICENESS, ProcessReviews
+from secretpatch.webhook.bodies import BodyReader, Overloaded
+from secretpatch.webhook.worker import REVIEW_NICENESS, ProcessReviews
 
 from .conftest import admission_review, flyte_pod
 

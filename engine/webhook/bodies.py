@@ -14,10 +14,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .admission import Outcome
-from .config import PARSER_DEPTH
-from .engine import Engine
-from .errors import DeadlineExceeded, printable, quote_value
+from ..core.admission import Outcome
+from ..core.config import PARSER_DEPTH
+from ..core.errors import DeadlineExceeded, printable, quote_value
+from ..core.runtime import Engine
 
 MAX_REVIEW_TIMEOUT = 30.0  # the API server's own maximum for timeoutSeconds
 _GO_DURATION = re.compile(r"(?:([0-9]+(?:\.[0-9]*)?)(h|m|s|ms|us|\u00b5s|ns))+")

@@ -17,24 +17,11 @@ string) has no shape and is always composed afresh.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from .admission import Answer
 from .budget import BoundedCache, CacheStats, approx_size
-
-
-@dataclass
-class Trace:
-    """What one composition read: pod-spec lists, container fields, names looked up in
-    them, and metadata maps with the keys set in them."""
-
-    lists: set[str] = field(default_factory=set)
-    fields: set[str] = field(default_factory=set)
-    names: set[str] = field(default_factory=set)
-    paths: set[tuple[str, str]] = field(default_factory=set)  # (list or field name, mount path)
-    maps: set[str] = field(default_factory=set)
-    map_keys: set[str] = field(default_factory=set)
+from .compose.trace import Trace
 
 
 @dataclass(frozen=True)
@@ -61,6 +48,7 @@ class Probe:
 
 
 Facts = tuple[Any, ...]
+A = TypeVar("A")
 
 
 _NO_SHAPE = object()  # where the composer looks, something other than JSON lists of objects
@@ -129,18 +117,18 @@ def shape(pod: Mapping[str, Any], probe: Probe) -> Facts | None:
 
 
 @dataclass(frozen=True)
-class _Entry:
+class _Entry(Generic[A]):
     probe: Probe
     facts: Facts
-    answer: Answer
+    answer: A
 
 
-def _entries_size(key: Hashable, entries: tuple[_Entry, ...]) -> int:
+def _entries_size(key: Hashable, entries: tuple[_Entry[Any], ...]) -> int:
     """Everything the memo keeps for a key: the key, and each shape's probe, facts and answer."""
     return approx_size(key) + approx_size(entries)
 
 
-class ReviewMemo:
+class ReviewMemo(Generic[A]):
     """Answers by requests, then by shape, within a byte budget that counts keys, probes,
     facts and answers (`budget.BoundedCache`: the oldest requests go first).
 
@@ -150,20 +138,20 @@ class ReviewMemo:
 
     def __init__(self, max_bytes: int = 16 << 20, shapes_per_key: int = 4) -> None:
         self._shapes_per_key = shapes_per_key
-        self._cache: BoundedCache[Hashable, tuple[_Entry, ...]] = BoundedCache(
+        self._cache: BoundedCache[Hashable, tuple[_Entry[A], ...]] = BoundedCache(
             "memo", max_bytes, _entries_size
         )
         self.hits = 0
         self.misses = 0
 
-    def find(self, key: Hashable, pod: Mapping[str, Any]) -> Answer | None:
+    def find(self, key: Hashable, pod: Mapping[str, Any]) -> A | None:
         for entry in self._cache.get(key) or ():
             if shape(pod, entry.probe) == entry.facts:
                 self.hits += 1
                 return entry.answer
         return None  # the caller counts a miss when it composes afresh
 
-    def store(self, key: Hashable, trace: Trace, pod: Mapping[str, Any], answer: Answer) -> None:
+    def store(self, key: Hashable, trace: Trace, pod: Mapping[str, Any], answer: A) -> None:
         probe = Probe.of(trace)
         facts = shape(pod, probe)
         if facts is None:

@@ -12,13 +12,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from . import yamldoc
-from .bundled import bundled_dir
-from .config import FLYTE_MANAGER_TYPES, Config, closest, warn_ignored
-from .errors import LoadError
-from .render import make_environment
-from .ruleload import compile_rule, read_rule, rule_header
-from .rules import Rule
+from .. import yamldoc
+from ..bundled import bundled_dir
+from ..config import FLYTE_MANAGER_TYPES, Config, closest, warn_ignored
+from ..errors import LoadError
+from ..templating.jinja import make_environment
+from .load import compile_rule, read_rule, rule_header
+from .model import Rule
 
 log = logging.getLogger("secretpatch")
 

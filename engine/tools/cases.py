@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from . import yamldoc
-from .engine import Engine, Mutation
-from .errors import InputError, Rejected, RenderError
+from ..core import yamldoc
+from ..core.errors import InputError, Rejected, RenderError
+from ..core.runtime import Engine, Mutation
 
 INPUTS = ("input.yaml", "input.yml", "input.json")
 EXPECTED = ("patch.json", "pod.yaml", "commands.txt", "denied.txt")

@@ -14,23 +14,8 @@ from typing import Any
 
 import yaml
 
-from .config import load_config
-from .errors import LoadError
-
-EXIT_OK, EXIT_USAGE = 0, 2
-
-
-class CommandError(Exception):
-    """A usage or environment problem; the CLI prints it and exits 2."""
-
-
-def require(what: str, extra: str, *modules: str) -> None:
-    """Refuse, with the install line, a command whose optional extra is not installed."""
-    for module in modules:
-        try:
-            __import__(module)
-        except ImportError:
-            raise CommandError(f"{what} needs {module}: pip install 'secretpatch[{extra}]'") from None
+from ..core.config import load_config
+from .io import ExitCode, UsageError, require
 
 
 def _server_extra(what: str) -> None:
@@ -46,9 +31,9 @@ def _flyte(args: argparse.Namespace, key: str, default: Any) -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _server_extra("serve")
-    from .connections import ConnectionLimits
-    from .engine import Engine
-    from .serve import ServeError, configure_logging, dev_cert_dir, serve
+    from ..core.runtime import Engine
+    from ..webhook.connections import ConnectionLimits
+    from ..webhook.run import ServeError, configure_logging, dev_cert_dir, serve
 
     configure_logging()
     engine = Engine.from_config(args.config)
@@ -76,24 +61,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
             config_source=args.config,
         )
     except ServeError as exc:
-        raise CommandError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
     _server_extra("certs")
-    from . import certs
+    from ..webhook import certs
 
     service = args.service or _flyte(args, "serviceName", "flyte-pod-webhook")
     if args.out_dir is None and args.secret is None:
-        raise CommandError("say where the certificates go: --out-dir DIR, --secret NAME, or both")
+        raise UsageError("say where the certificates go: --out-dir DIR, --secret NAME, or both")
     if args.renew:
         if args.out_dir is None:
-            raise CommandError("--renew re-signs with the CA in --out-dir; give --out-dir")
+            raise UsageError("--renew re-signs with the CA in --out-dir; give --out-dir")
         try:
             ca_cert = (args.out_dir / "ca.crt").read_bytes()
             ca_key = (args.out_dir / "ca.key").read_bytes()
         except OSError as exc:
-            raise CommandError(f"--renew needs ca.crt and ca.key in {args.out_dir}: {exc.strerror}") from None
+            raise UsageError(f"--renew needs ca.crt and ca.key in {args.out_dir}: {exc.strerror}") from None
         cert, key = certs.serving_cert(
             ca_cert, ca_key, service, args.namespace, days=args.days, key_type=args.key_type, dev=args.dev
         )
@@ -114,35 +99,35 @@ def cmd_certs(args: argparse.Namespace) -> int:
         f"serving certificate: {info['subject']}; SANs {', '.join(info['sans'])}; valid until {info['not_after']}",
         file=sys.stderr,
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_webhook_config(args: argparse.Namespace) -> int:
-    from .manifests import webhook_configuration
+    from ..tools.manifests import webhook_configuration
 
     try:
         ca = args.ca_file.read_bytes()
     except OSError as exc:
-        raise CommandError(f"cannot read {args.ca_file}: {exc.strerror}") from None
+        raise UsageError(f"cannot read {args.ca_file}: {exc.strerror}") from None
     if b"BEGIN CERTIFICATE" not in ca:
-        raise CommandError(f"{args.ca_file} is not a PEM certificate")
+        raise UsageError(f"{args.ca_file} is not a PEM certificate")
     print(yaml.safe_dump(webhook_configuration(ca, _webhook_options(args)), sort_keys=False), end="")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _webhook_options(args: argparse.Namespace) -> Any:
-    from .manifests import WebhookOptions
+    from ..tools.manifests import WebhookOptions
 
     selector = _flyte(args, "namespaceSelector", {})
     if args.namespace_selector is not None:
         try:
             selector = json.loads(args.namespace_selector)
         except json.JSONDecodeError as exc:
-            raise CommandError(f"--namespace-selector is not JSON: {exc}") from None
+            raise UsageError(f"--namespace-selector is not JSON: {exc}") from None
     if not isinstance(selector, dict):
-        raise CommandError("the namespace selector must be a LabelSelector object")
+        raise UsageError("the namespace selector must be a LabelSelector object")
     if not 1 <= args.timeout_seconds <= 30:
-        raise CommandError("timeoutSeconds must be between 1 and 30 (the API server's limits)")
+        raise UsageError("timeoutSeconds must be between 1 and 30 (the API server's limits)")
     return WebhookOptions(
         service=args.service or _flyte(args, "serviceName", "flyte-pod-webhook"),
         namespace=args.namespace,
@@ -156,15 +141,15 @@ def _webhook_options(args: argparse.Namespace) -> Any:
 
 
 def cmd_manifests(args: argparse.Namespace) -> int:
-    from . import __version__
-    from .manifests import DeployOptions, cluster_objects
+    from .. import __version__
+    from ..tools.manifests import DeployOptions, cluster_objects
 
     webhook = _webhook_options(args)
     config_text = "webhook:\n  secretManagerTypes: [GCP]\n"
     folders: dict[str, dict[str, str]] = {}
     if args.config is not None:
-        from .engine import Engine
-        from .manifests import FOLDER_ROOT
+        from ..core.runtime import Engine
+        from ..tools.manifests import FOLDER_ROOT
 
         config = Engine.from_config(args.config).config  # refuse a broken config here, not in the cluster
         config_text = Path(args.config).read_text(encoding="utf-8")
@@ -195,12 +180,12 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     ca_pem, secret = None, None
     if not args.cert_manager:
         _server_extra("manifests (its certificates)")
-        from . import certs
+        from ..webhook import certs
 
         bundle = certs.generate(webhook.service, webhook.namespace, days=args.days)
         ca_pem, secret = bundle.ca_cert, certs.secret_manifest(bundle, webhook.service, webhook.namespace)
     print(yaml.safe_dump_all(cluster_objects(options, ca_pem, secret), sort_keys=False), end="")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _webhook_flags(parser: argparse.ArgumentParser) -> None:
@@ -342,4 +327,4 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     manifests.set_defaults(func=cmd_manifests)
 
 
-__all__ = ["CommandError", "LoadError", "add_commands"]
+__all__ = ["add_commands"]

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import RenderError, quote_value
-from .fragments import Fragment
-from .patch import MergeMode
-from .render import TextTemplate
-from .secrets import MAX_FIELD_LENGTH, SecretRequest
+from ..compose.pod_patch import MergeMode
+from ..errors import RenderError, quote_value
+from ..requests import MAX_FIELD_LENGTH, SecretRequest
+from ..templating.fragments import Fragment
+from ..templating.jinja import TextTemplate
 
 REQUEST_FIELDS = ("group", "group_version", "key", "env_var")
 

@@ -18,7 +18,7 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import LoadError, RenderError
+from ..errors import LoadError, RenderError
 
 # Names a template may read. `values` is fixed at load time; the others change per secret.
 PER_SECRET_NAMES = frozenset({"secret", "index", "texts", "pod"})

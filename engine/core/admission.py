@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from .budget import BoundedCache, approx_size
 from .errors import InputError, Rejected, RenderError, quote_json
-from .types import AdmissionResponse, AdmissionReviewResponse, PatchOp, is_object
+from .jsontypes import AdmissionResponse, AdmissionReviewResponse, PatchOp, is_object
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 # admission.k8s.io/v1 Operation; the API server sends one of these, spelled so.

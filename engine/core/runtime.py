@@ -20,14 +20,15 @@ import jsonpatch
 
 from . import admission
 from .budget import BoundedCache, CacheStats, approx_size
+from .compose.pod_patch import MountConflict, NameCollision, PodPatch, TooManyItems
+from .compose.trace import Trace
 from .config import Config, load_config
 from .errors import DeadlineExceeded, InputError, Rejected
-from .memo import ReviewMemo, Trace
-from .patch import MountConflict, NameCollision, PodPatch, TooManyItems
-from .rules import FragmentSpec, Rendered, Rule
-from .ruleset import load_rules
-from .secrets import SecretRequest, decode_annotation, order_annotations, secret_annotations
-from .types import AdmissionReviewResponse, PatchOp, is_object
+from .jsontypes import AdmissionReviewResponse, PatchOp, is_object
+from .memo import ReviewMemo
+from .requests import SecretRequest, decode_annotation, order_annotations, secret_annotations
+from .rules.model import FragmentSpec, Rendered, Rule
+from .rules.select import load_rules
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ class Engine:
         self._caches: list[BoundedCache[Any, Any]] = [decoded, chosen, rendered, self._encode.cache]
         # A rule whose templates read the pod makes patches depend on more than memo.shape sees.
         off = limits.memoBytes == 0 or any(rule.reads_pod for rule in self.rules)
-        self._memo = None if off else ReviewMemo(max_bytes=limits.memoBytes)
+        self._memo: ReviewMemo[admission.Answer] | None = (
+            None if off else ReviewMemo(max_bytes=limits.memoBytes)
+        )
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any] | None = None) -> Engine:
@@ -206,7 +209,7 @@ class Engine:
         return injected
 
     @property
-    def memo(self) -> ReviewMemo | None:
+    def memo(self) -> ReviewMemo[admission.Answer] | None:
         """The remembered answers (None when a rule reads the pod or limits.memoBytes is 0);
         `hits` and `misses` count reviews that asked for secrets."""
         return self._memo

@@ -19,7 +19,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from google.protobuf.message import Message
 
 from .errors import InputError, Rejected, printable, quote_value
-from .types import is_object
+from .jsontypes import is_object
 
 INJECT_LABEL = "inject-flyte-secrets"
 ANNOTATION_PREFIX = "flyte.secrets/s"

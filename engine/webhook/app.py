@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .admission import MUTATE_PATH
+from ..core.admission import MUTATE_PATH
+from ..core.errors import DeadlineExceeded, InputError, quote_value
+from ..core.runtime import Engine
 from .bodies import BodyReader, Malformed, Overloaded, Summary, review_timeout, summarize
-from .engine import Engine
-from .errors import DeadlineExceeded, InputError, quote_value
 from .telemetry import EngineCollector, Metrics, log_review
 
 Scope = MutableMapping[str, Any]

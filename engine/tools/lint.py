@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import yamldoc
-from .config import load_config
-from .engine import Engine
-from .errors import LoadError, Rejected, RenderError
-from .rules import SAMPLE_POD, FragmentSpec, Rule
-from .ruleset import load_rules
-from .secrets import SecretRequest, encode_request
+from ..core import yamldoc
+from ..core.config import load_config
+from ..core.errors import LoadError, Rejected, RenderError
+from ..core.requests import SecretRequest, encode_request
+from ..core.rules.model import SAMPLE_POD, FragmentSpec, Rule
+from ..core.rules.select import load_rules
+from ..core.runtime import Engine
 
 _UNEXPECTED = re.compile(r"'([^']+)' (?:was|were) unexpected")
 SAMPLE_SECRETS = (

@@ -12,53 +12,15 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import yaml
 
-from . import __version__, workflow, yamldoc
-from .commands import CommandError, add_commands
-from .engine import Engine, Mutation
-from .errors import InputError, LoadError, Rejected, RenderError
-
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
-
-
-class _Exit(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        self.code = code
-        super().__init__(message)
-
-
-def read_document(name: str) -> Any:
-    """A YAML or JSON document from a file, or from stdin for '-'."""
-    try:
-        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise _Exit(EXIT_USAGE, f"cannot read {name}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise _Exit(EXIT_USAGE, f"cannot read {name}: not UTF-8 text") from None
-    try:
-        if text.lstrip().startswith(("{", "[")):
-            return json.loads(text)
-        return yamldoc.load_plain(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _Exit(EXIT_USAGE, f"cannot parse {name}: {detail}") from None
-
-
-def _pod_of(document: Any, name: str) -> Any:
-    """Accept a pod, or an AdmissionReview carrying one."""
-    if isinstance(document, dict) and document.get("kind") == "AdmissionReview":
-        request = document.get("request")
-        pod = request.get("object") if isinstance(request, dict) else None
-        if not isinstance(pod, dict):
-            raise _Exit(EXIT_USAGE, f"{name}: the AdmissionReview has no request.object")
-        return pod
-    if not isinstance(document, dict):
-        raise _Exit(EXIT_USAGE, f"{name}: expected a pod (a mapping), got {type(document).__name__}")
-    return document
+from .. import __version__
+from ..core.errors import InputError, LoadError, Rejected, RenderError
+from ..core.runtime import Engine, Mutation
+from . import deploy, operator
+from .io import ExitCode, UsageError, read_document, read_pod
 
 
 def _engine(args: argparse.Namespace) -> Engine:
@@ -94,13 +56,13 @@ def explain(mutation: Mutation) -> str:
 
 def cmd_render(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    pod = _pod_of(read_document(args.pod), args.pod)
+    pod = read_pod(args.pod)
     mutation = engine.mutate(pod)
     if args.explain:
         print(explain(mutation) if mutation.patch else "no operations: the pod is left as it is")
     else:
         _print_mutation(mutation, args.output)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -110,8 +72,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     answer = response["response"]
     if not answer["allowed"]:
         print(f"secretpatch: denied: {answer.get('status', {}).get('message', '')}", file=sys.stderr)
-        return EXIT_REJECTED
-    return EXIT_OK
+        return ExitCode.REJECTED
+    return ExitCode.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,12 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     review.add_argument("review", metavar="REVIEW")
     review.set_defaults(func=cmd_review)
-    add_commands(commands, common)
-    workflow.add_commands(commands, common)
+    deploy.add_commands(commands, common)
+    operator.add_commands(commands, common)
     return parser
 
 
-def _fail(code: int, message: str) -> NoReturn:
+def _fail(code: ExitCode, message: str) -> NoReturn:
     print(f"secretpatch: {message}", file=sys.stderr)
     raise SystemExit(code)
 
@@ -174,22 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-        return code
-    except _Exit as exc:
-        _fail(exc.code, str(exc))
-    except (CommandError, workflow.WorkflowError) as exc:
-        _fail(EXIT_USAGE, str(exc))
-    except LoadError as exc:
-        _fail(EXIT_USAGE, str(exc))
+        return int(code)
+    except (UsageError, LoadError) as exc:
+        _fail(ExitCode.USAGE, str(exc))
     except InputError as exc:
-        _fail(EXIT_USAGE, f"invalid input: {exc}")
+        _fail(ExitCode.USAGE, f"invalid input: {exc}")
     except Rejected as exc:
-        _fail(EXIT_REJECTED, f"rejected: {exc.message}")
+        _fail(ExitCode.REJECTED, f"rejected: {exc.message}")
     except RenderError as exc:
-        _fail(EXIT_REJECTED, f"a template failed, so the pod would be denied: {exc}")
+        _fail(ExitCode.REJECTED, f"a template failed, so the pod would be denied: {exc}")
     except BrokenPipeError:  # pragma: no cover - `secretpatch render ... | head`
-        return EXIT_OK
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+        return ExitCode.OK

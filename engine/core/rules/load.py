@@ -10,13 +10,14 @@ from typing import Any
 
 import jinja2
 
-from . import yamldoc
-from .config import closest
-from .errors import LoadError, RenderError
-from .fragments import load_fragment
-from .patch import CONTAINER_LISTS, MODES
-from .render import TextTemplate
-from .rules import (
+from .. import yamldoc
+from ..compose.pod_patch import CONTAINER_LISTS, MODES
+from ..config import closest
+from ..errors import LoadError, RenderError
+from ..requests import MOUNT_TYPES
+from ..templating.fragments import load_fragment
+from ..templating.jinja import TextTemplate
+from .model import (
     METADATA_MAPS,
     REQUEST_FIELDS,
     SAMPLE_POD,
@@ -25,7 +26,6 @@ from .rules import (
     FragmentSpec,
     Rule,
 )
-from .secrets import MOUNT_TYPES
 
 RULE_KEYS = ("name", "manager", "configSection", "configKeys", "values", "accept", "texts", "fragments")
 ACCEPT_KEYS = ("mountRequirement", "fields")

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import uvicorn
 
+from ..core.runtime import Engine
 from . import certs
+from .app import WebhookApp
 from .certwatch import CertWatcher
 from .connections import ConnectionLimits, guarded_loop, guarded_protocol
-from .engine import Engine
 from .libc import release_memory
-from .server import WebhookApp
 from .telemetry import JsonFormatter, ReviewLog
 from .worker import ProcessReviews
 

@@ -17,10 +17,10 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 
-from . import yamldoc
-from .errors import LoadError, RenderError
-from .render import CONTEXT_NAMES, PER_SECRET_NAMES, Place, template_source, undeclared_names
-from .types import copy_json, is_json_data
+from .. import yamldoc
+from ..errors import LoadError, RenderError
+from ..jsontypes import copy_json, is_json_data
+from .jinja import CONTEXT_NAMES, PER_SECRET_NAMES, Place, template_source, undeclared_names
 
 _SINGLE_EXPRESSION = re.compile(r"\A\{\{-?(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*?)-?\}\}\Z", re.DOTALL)
 _HAS_JINJA = re.compile(r"\{\{|\{%|\{#")

@@ -13,28 +13,22 @@ from typing import Any
 
 import yaml
 
-from .bundled import bundled_dir
-from .commands import require
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class WorkflowError(Exception):
-    """A usage problem; the CLI prints it and exits 2."""
+from ..core.bundled import bundled_dir
+from .io import ExitCode, UsageError, read_pod, require
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     require("secretpatch test", "tools", "deepdiff")
-    from .casetest import CaseRunner, find_cases, junit
+    from ..tools.cases import CaseRunner, find_cases, junit
 
     root = Path(args.dir)
     if not root.is_dir():
-        raise WorkflowError(f"{root} is not a folder")
+        raise UsageError(f"{root} is not a folder")
     cases = find_cases(root)
     if not cases:
-        raise WorkflowError(f"no cases under {root}: a case is a folder with an input.yaml")
+        raise UsageError(f"no cases under {root}: a case is a folder with an input.yaml")
     if args.update and os.environ.get("CI") and not args.update_in_ci:
-        raise WorkflowError(
+        raise UsageError(
             "refusing --update in CI (CI is set): golden files are reviewed, not regenerated; add --update-in-ci to insist"
         )
     runner = CaseRunner(Path(args.config) if args.config else None)
@@ -53,7 +47,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     print(f"{len(results) - failed} passed, {failed} failed")
     if args.junit:
         junit(results, Path(args.junit))
-    return EXIT_FAILED if failed else EXIT_OK
+    return ExitCode.REJECTED if failed else ExitCode.OK
 
 
 COLORS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
@@ -93,10 +87,9 @@ def summary(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .cli import _pod_of, read_document
-    from .engine import Engine
+    from ..core.runtime import Engine
 
-    pod = _pod_of(read_document(args.pod), args.pod)
+    pod = read_pod(args.pod)
     mutation = Engine.from_config(args.config).mutate(pod)
     color = args.color == "always" or (
         args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -116,7 +109,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     )
     for line in lines:
         print(line)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 STARTER_CONFIG = """\
@@ -136,7 +129,7 @@ secretpatch:
 def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.dir)
     if target.exists() and any(target.iterdir()) and not args.force:
-        raise WorkflowError(f"{target} is not empty; use --force to write into it anyway")
+        raise UsageError(f"{target} is not empty; use --force to write into it anyway")
     target.mkdir(parents=True, exist_ok=True)
     for kind in ("rules", "templates"):
         shutil.copytree(
@@ -148,7 +141,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     (target / "config.yaml").write_text(STARTER_CONFIG, encoding="utf-8")
     case = target / "cases" / "example"
     case.mkdir(parents=True, exist_ok=True)
-    from .secrets import encode_request
+    from ..core.requests import encode_request
 
     pod = {
         "apiVersion": "v1",
@@ -163,17 +156,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     }
     header = "# A task pod asking for TestSecret version 2 (flyte.secrets/s0). The other files here are\n# the expected outputs; `secretpatch test cases --config config.yaml --update` rewrites them.\n"
     (case / "input.yaml").write_text(header + yaml.safe_dump(pod, sort_keys=False), encoding="utf-8")
-    from .casetest import CaseRunner
+    from ..tools.cases import CaseRunner
 
     CaseRunner(target / "config.yaml").run(case, "example", update=True)
     print(f"wrote {target}: rules/, templates/, config.yaml and cases/example/")
     print(f"next: cd {target} && secretpatch test cases --config config.yaml")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
     require("secretpatch lint", "tools", "kubernetes_validate")
-    from .lint import lint
+    from ..tools.lint import lint
 
     problems, checked = lint(args.config)
     for problem in problems:
@@ -181,7 +174,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
     for line in checked:
         print(f"lint: {line}")
     print(f"lint: {len(problems)} problem(s)" if problems else "lint: no problems")
-    return EXIT_FAILED if problems else EXIT_OK
+    return ExitCode.REJECTED if problems else ExitCode.OK
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:

@@ -23,12 +23,12 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from ..core.config import load_config
+from ..core.errors import DeadlineExceeded, LoadError
+from ..core.rules.select import load_rules
+from ..core.runtime import Engine
 from .bodies import BodyReader, Overloaded, Summary
-from .config import load_config
-from .engine import Engine
-from .errors import DeadlineExceeded, LoadError
 from .libc import die_with, release_memory
-from .ruleset import load_rules
 
 log = logging.getLogger("secretpatch.server")
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .admission import MUTATE_PATH
-from .secrets import INJECT_LABEL
+from ..core.admission import MUTATE_PATH
+from ..core.requests import INJECT_LABEL
 
 FLYTE_SERVICE = "flyte-pod-webhook"
 FLYTE_NAMESPACE = "flyte"

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError, quote_json
-from .memo import Trace
-from .types import PatchOp, copy_json
+from ..errors import InputError, quote_json
+from ..jsontypes import PatchOp, copy_json
+from .trace import Trace
 
 # ("volumes",) is spec.volumes; ("initContainers", 2, "env") is spec.initContainers[2].env.
 Key = tuple[str] | tuple[str, int, str]
