@@ -1,7 +1,7 @@
 """Should the webhook use Starlette? Measures what it would add to each review.
 
 Calls two ASGI apps in-process with the same AdmissionReview (1 and 10 secrets): secretpatch's
-own minimal app (engine/server.py) and the same work behind a Starlette route
+own minimal app (engine/webhook/app.py) and the same work behind a Starlette route
 (Request.body(), orjson, engine.review_outcome, Response). Both include parsing, the engine
 and serialising; the difference is the framework. Prints the medians in microseconds.
 Usage: python bench/asgi.py

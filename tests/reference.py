@@ -1,4 +1,4 @@
-"""Flyte's GCP mutation written out imperatively from parity.md, as a reference.
+"""Flyte's GCP mutation written out imperatively from docs/flyte-parity.md, as a reference.
 
 It shares no code with the engine: if the engine's rules, templates or patch composer drift
 from Flyte's behaviour, the property tests that compare the two fail.

@@ -64,4 +64,6 @@ def imports(path: str) -> set[str]:
 @pytest.mark.parametrize("module", CORE_MODULES)
 def test_core_modules_need_only_the_core_dependencies(module: str) -> None:
     third_party = imports(module) - set(sys.stdlib_module_names) - {"__future__"}
-    assert third_party <= CORE_DEPENDENCIES, f"engine/{module} needs {sorted(third_party - CORE_DEPENDENCIES)}"
+    assert third_party <= CORE_DEPENDENCIES, (
+        f"engine/{module} needs {sorted(third_party - CORE_DEPENDENCIES)}"
+    )

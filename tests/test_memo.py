@@ -18,7 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from secretpatch import Engine
 from secretpatch.core.admission import Answer
-from secretpatch.core.compose.trace import Trace
+from secretpatch.core.compose.modes import MODES, MergeMode
+from secretpatch.core.compose.pod_patch import PodPatch
+from secretpatch.core.compose.view import PodView
 from secretpatch.core.memo import ReviewMemo
 
 from .conftest import ROOT, admission_review, answers_from_threads, flyte_pod
@@ -239,6 +241,38 @@ def test_set_fragments_see_the_current_value_of_the_keys_they_set(tmp_path: Path
     assert not [op for op in patch_of(answer(engine, already)) if op["path"].startswith("/metadata")]
 
 
+class WhenImageIsSpecial(MergeMode):
+    """A merge mode no bundled rule has, reading the pod in a way no bundled mode does: it
+    adds its item only when the first container's image is `special`."""
+
+    name = "when-image-is-special"
+    field = False
+    idempotent = False
+
+    def apply(self, patch: PodPatch, key: Any, item: Any) -> None:
+        if patch.item_field(("containers",), 0, "image") == "special":
+            patch.add(key, item)
+
+
+def test_a_new_merge_mode_reading_the_pod_in_a_new_way_gets_no_stale_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memo replays whatever the composer asked: a mode added later needs no change to
+    the memo for the memo to stay right."""
+    monkeypatch.setitem(MODES, WhenImageIsSpecial.name, WhenImageIsSpecial())
+    engine = _rules_with(
+        tmp_path,
+        "  - template: gcp/marker.yaml.j2\n    merge: when-image-is-special\n    into: [volumes]\n",
+        {"gcp/marker.yaml.j2": "name: special-marker\nemptyDir: {}\n"},
+    )
+    plain, special = task_pod(name="plain"), task_pod(name="special")
+    special["spec"]["containers"][0]["image"] = "special"
+    answers = [patch_of(answer(engine, pod)) for pod in (plain, special, plain, special)]
+    assert answers == [engine.mutate(pod).patch for pod in (plain, special, plain, special)]
+    assert "special-marker" not in json.dumps(answers[0]) and "special-marker" in json.dumps(answers[1])
+    assert engine.memo is not None and engine.memo.hits == 2  # the third and the fourth
+
+
 def test_a_rule_that_reads_the_pod_is_never_answered_from_memory(tmp_path: Path) -> None:
     command = (ROOT / "templates" / "gcp" / "command.sh.j2").read_text()
     engine = _rules_with(
@@ -251,6 +285,25 @@ def test_a_rule_that_reads_the_pod_is_never_answered_from_memory(tmp_path: Path)
         lines.append(patch_of(answer(engine, pod))[1]["value"][0]["command"][2])
         assert patch_of(answer(engine, pod)) == engine.mutate(pod).patch
     assert lines[0].endswith("# first") and lines[1].endswith("# second")
+
+
+def volume_questions(view: PodView) -> None:
+    """What a `once` fragment adding a volume named v asks of the pod."""
+    if view.length(("volumes",)):
+        view.positions(("volumes",), "name", "v")
+
+
+def remember(
+    memo: ReviewMemo[Answer], key: str, pod: dict[str, Any], answer: Answer, questions: Any = None
+) -> None:
+    """Store `answer` with the reads `questions` (by default volume_questions) made of `pod`."""
+    view = PodView(pod)
+    (questions or volume_questions)(view)
+    memo.store(key, view.reads, answer)
+
+
+def recall(memo: ReviewMemo[Answer], key: str, pod: dict[str, Any]) -> Answer | None:
+    return memo.find(key, PodView(pod).ask)
 
 
 def test_memo_bytes_sets_the_budget_and_zero_turns_the_memo_off() -> None:
@@ -267,44 +320,47 @@ def test_memo_bytes_sets_the_budget_and_zero_turns_the_memo_off() -> None:
 
 
 def test_the_memo_budget_counts_keys_facts_and_answers_and_evicts_the_oldest() -> None:
-    memo = ReviewMemo(max_bytes=40_000)
-    trace = Trace(lists={"volumes"}, names={"v"})
-    pod: dict[str, Any] = {"spec": {"volumes": []}}
-    memo.store("a", trace, pod, Answer("x" * 100))
+    memo: ReviewMemo[Answer] = ReviewMemo(max_bytes=40_000)
+    pod: dict[str, Any] = {"spec": {"volumes": [{"name": "u"}]}}
+    remember(memo, "a", pod, Answer("x" * 100))
     one = memo.stats().bytes
-    assert one > 300, "the key, the probe and the facts are counted, not only the patch"
-    memo.store("k" * 5000, trace, pod, Answer("x" * 100))
+    assert one > 300, "the key, the reads and the answer are counted, not only the patch"
+    remember(memo, "k" * 5000, pod, Answer("x" * 100))
     assert memo.stats().bytes - one >= 5000, "a long key costs its length"
     for n in range(100):
-        memo.store(f"key{n}", trace, pod, Answer("x" * 100))
+        remember(memo, f"key{n}", pod, Answer("x" * 100))
     stats = memo.stats()
     assert stats.bytes <= 40_000 and stats.evictions > 0
-    assert memo.find("key99", pod) is not None, "the newest stay"
-    assert memo.find("a", pod) is None, "the oldest went first"
-    memo.store("big", trace, pod, Answer("x" * 10_001))  # over a quarter of the budget: not kept
-    assert memo.find("big", pod) is None and memo.find("key99", pod) is not None
+    assert recall(memo, "key99", pod) is not None, "the newest stay"
+    assert recall(memo, "a", pod) is None, "the oldest went first"
+    remember(memo, "big", pod, Answer("x" * 10_001))  # over a quarter of the budget: not kept
+    assert recall(memo, "big", pod) is None and recall(memo, "key99", pod) is not None
 
 
 def test_a_long_list_costs_the_memo_the_places_of_its_looked_up_names_not_one_per_item() -> None:
-    memo = ReviewMemo()
-    trace = Trace(lists={"containers"}, fields={"env"}, names={"FLYTE_SECRETS_DEFAULT_DIR"})
+    memo: ReviewMemo[Answer] = ReviewMemo()
+
+    def env_questions(view: PodView) -> None:  # what the env fragment asks of each container
+        for index in range(view.length(("containers",)) or 0):
+            view.length(("containers", index, "env"))
+            view.positions(("containers", index, "env"), "name", "FLYTE_SECRETS_DEFAULT_DIR")
+
     env = [{"name": f"E{i}", "value": "v"} for i in range(4000)] + [{"name": "FLYTE_SECRETS_DEFAULT_DIR"}]
     pod = {"spec": {"containers": [{"name": "c", "env": env}]}}
-    memo.store("k", trace, pod, Answer("x"))
+    remember(memo, "k", pod, Answer("x"), env_questions)
     assert memo.stats().bytes < 3000
     moved = copy.deepcopy(pod)
     moved["spec"]["containers"][0]["env"].insert(0, moved["spec"]["containers"][0]["env"].pop())
-    assert memo.find("k", pod) == Answer("x") and memo.find("k", moved) is None
+    assert recall(memo, "k", pod) == Answer("x") and recall(memo, "k", moved) is None
 
 
 def test_the_memo_keeps_a_few_shapes_per_request() -> None:
-    memo = ReviewMemo(shapes_per_key=2)
-    trace = Trace(lists={"volumes"}, names={"v"})
+    memo: ReviewMemo[Answer] = ReviewMemo(shapes_per_key=2)
     pods = [{"spec": {"volumes": [{"name": "x"}] * n}} for n in range(3)]
     for n, pod in enumerate(pods):
-        memo.store("k", trace, pod, Answer(str(n)))
-    assert memo.find("k", pods[0]) is None
-    assert memo.find("k", pods[1]) == Answer("1") and memo.find("k", pods[2]) == Answer("2")
+        remember(memo, "k", pod, Answer(str(n)))
+    assert recall(memo, "k", pods[0]) is None
+    assert recall(memo, "k", pods[1]) == Answer("1") and recall(memo, "k", pods[2]) == Answer("2")
 
 
 LOADED = Engine.from_config(None)
@@ -368,10 +424,12 @@ def test_every_pod_of_a_family_gets_its_own_reference_patch(
 
 
 def test_threads_sharing_a_memo_that_keeps_filling_up_get_the_right_answers() -> None:
-    # Each entry (an answer of 2.9 to 4.5 KB, its key, probe and facts: 5.9 to 7.2 KB) is kept,
-    # but only about five fit in 33,000 bytes; eight kinds of pod take turns, so stores keep
-    # evicting entries under the readers.
-    engine = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 33000}}})
+    # A shape's entry (an answer of 2.9 to 4.5 KB with its reads) is about 10 KB as
+    # budget.approx_size counts it; a request key keeps its shapes together, and a key's
+    # shapes over a quarter of 50,000 bytes are not kept. Eight kinds of pod under two keys
+    # take turns, so stores keep replacing entries under the readers (three passes in order:
+    # 22 answers from memory, 50 compositions).
+    engine = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 50000}}})
     pods = []
     for n in range(24):
         pod = task_pod(name=f"pod-{n}")
@@ -396,9 +454,8 @@ def test_threads_sharing_a_memo_that_keeps_filling_up_get_the_right_answers() ->
 
 @pytest.mark.parametrize("shapes", [1, 2, 3])
 def test_the_memo_keeps_exactly_its_number_of_shapes_per_request(shapes: int) -> None:
-    memo = ReviewMemo(shapes_per_key=shapes)
-    trace = Trace(lists={"volumes"}, names={"v"})
+    memo: ReviewMemo[Answer] = ReviewMemo(shapes_per_key=shapes)
     pods = [{"spec": {"volumes": [{"name": "x"}] * n}} for n in range(5)]
     for n, pod in enumerate(pods):
-        memo.store("k", trace, pod, Answer(str(n)))
-    assert [memo.find("k", pod) is not None for pod in pods] == [False] * (5 - shapes) + [True] * shapes
+        remember(memo, "k", pod, Answer(str(n)))
+    assert [recall(memo, "k", pod) is not None for pod in pods] == [False] * (5 - shapes) + [True] * shapes

@@ -1,5 +1,5 @@
-"""Each fact of shared/parity.md about the mutation, as a test (the webhook-server facts are
-tested with the server)."""
+"""Each fact of docs/flyte-parity.md about the mutation, as a test (the webhook-server facts
+are tested with the server)."""
 
 from __future__ import annotations
 

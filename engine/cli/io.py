@@ -15,7 +15,7 @@ from ..core import yamldoc
 
 
 class ExitCode(enum.IntEnum):
-    """design.md's contract: scripts rely on these three."""
+    """The command line's contract (docs/operations.md, "Command line"): scripts rely on these."""
 
     OK = 0
     REJECTED = 1  # the input was understood, but a secret was rejected (or a check failed)

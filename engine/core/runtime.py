@@ -21,13 +21,13 @@ import jsonpatch
 from . import admission
 from .budget import BoundedCache, CacheStats, approx_size
 from .compose.pod_patch import MountConflict, NameCollision, PodPatch, TooManyItems
-from .compose.trace import Trace
+from .compose.view import PodView
 from .config import Config, load_config
 from .errors import DeadlineExceeded, InputError, Rejected
 from .jsontypes import AdmissionReviewResponse, PatchOp, is_object
 from .memo import ReviewMemo
 from .requests import SecretRequest, decode_annotation, order_annotations, secret_annotations
-from .rules.model import FragmentSpec, Rendered, Rule
+from .rules.model import Rendered, Rule
 from .rules.select import load_rules
 
 
@@ -134,8 +134,8 @@ class Engine:
         *,
         copy_items: bool,
         annotations: list[tuple[str, str]] | None = None,
-        trace: Trace | None = None,
         deadline: float | None = None,
+        reads: list[PodView] | None = None,
     ) -> Mutation:
         if annotations is None:
             annotations = self._annotations(pod)
@@ -148,8 +148,9 @@ class Engine:
             copy_items=copy_items,
             max_items=self.config.limits.maxListItems,
             track_sources=copy_items,
-            trace=trace,
         )
+        if reads is not None:
+            reads.append(patch.view)
         try:
             injected = self._compose(patch, chosen, pod, deadline)
         except TooManyItems as exc:
@@ -189,7 +190,8 @@ class Engine:
                 if patch.track_sources:
                     patch.source = (rule.name, spec.fragment.name, request.annotation, name)
                 try:
-                    _merge(patch, spec, items, merged)
+                    skipped = merged if spec.skip_merged else None
+                    spec.mode.merge(patch, spec.into, spec.field, items, merged=skipped, token=id(spec))
                 except NameCollision as exc:
                     raise Rejected(
                         f"{request.annotation}: cannot add {exc.name!r}: {exc}; rename the pod's own item",
@@ -261,7 +263,11 @@ class Engine:
             return annotations, None, None
         # The annotations as they are decide the requests, so they key the memo undecoded.
         key = _memo_key(annotations)
-        return annotations, key, self._memo.find(key, pod)
+        try:
+            view = PodView(pod, self.config.limits.maxListItems)
+        except InputError:
+            return annotations, key, None  # composing says what is wrong with it
+        return annotations, key, self._memo.find(key, view.ask)
 
     def _review_mutate(self, pod: Mapping[str, Any], deadline: float | None = None) -> admission.Answer:
         annotations, key, remembered = self._lookup(pod)
@@ -270,9 +276,9 @@ class Engine:
         memo = self._memo
         if memo is not None:
             memo.misses += 1
-        trace = Trace()
+        views: list[PodView] = []
         mutation = self._mutate(
-            pod, copy_items=False, annotations=annotations, trace=trace, deadline=deadline
+            pod, copy_items=False, annotations=annotations, deadline=deadline, reads=views
         )
         secrets = tuple(f"{i.secret.group}/{i.secret.group_version}" for i in mutation.injected)
         rules = sorted({i.rule for i in mutation.injected})
@@ -282,7 +288,7 @@ class Engine:
             {"secrets": ",".join(secrets), "rule": ",".join(rules)},
         )
         if memo is not None and key is not None:
-            memo.store(key, trace, pod, answer)
+            memo.store(key, views[0].reads, answer)
         return answer
 
     def _choose_rule(self, request: SecretRequest) -> Rule:
@@ -325,40 +331,6 @@ def _memo_key(annotations: list[tuple[str, str]]) -> bytes:
     return digest.digest()
 
 
-def _merge(
-    patch: PodPatch,
-    spec: FragmentSpec,
-    items: Sequence[Mapping[str, Any]],
-    merged: dict[tuple[int, str], int],
-) -> None:
-    """Merge a fragment's items into its target lists, in Flyte's order (item by item).
-
-    When merging is known to be idempotent, targets already merged into for an earlier
-    secret are skipped: Flyte re-applies them for every secret, with no effect, which would
-    make the patch grow with the square of the number of secrets.
-    """
-    keys: list[Any] = []
-    field, skip = spec.field, spec.skip_merged
-    for list_name in spec.into:
-        memo = (id(spec), list_name)
-        if field is None:
-            if skip:
-                if memo in merged:
-                    continue
-                merged[memo] = 1
-            keys.append((list_name,))
-        else:
-            end = patch.length(list_name)
-            start = merged.get(memo, 0) if skip else 0
-            if skip:
-                merged[memo] = end
-            keys.extend([(list_name, i, field) for i in range(start, end)])
-    apply = spec.mode.apply
-    for item in items:
-        for key in keys:
-            apply(patch, key, item)
-
-
 def _mark_idempotent_merges(rules: Sequence[Rule]) -> None:
     """A fragment may skip targets it has merged into when re-merging cannot change them.
 
@@ -372,7 +344,7 @@ def _mark_idempotent_merges(rules: Sequence[Rule]) -> None:
     for spec in specs:
         for list_name in spec.into:
             writers[(list_name, spec.field)] = writers.get((list_name, spec.field), 0) + 1
-            if spec.field is None and spec.mode.name == "prepend":
+            if spec.field is None and spec.mode.reorders:
                 reordered.add(list_name)
     for spec in specs:
         spec.skip_merged = (

@@ -133,7 +133,7 @@ def _check_items(rule: Rule, sample: SecretRequest, versions: tuple[str, ...]) -
         return [_from_error(exc)]
     problems = []
     for spec, items in zip(rule.fragments, rendered.items, strict=True):
-        if spec.mode.map:
+        if spec.mode.metadata:
             continue  # metadata keys: the whole-pod check below validates them
         for index, item in enumerate(items):
             for list_name in spec.into:

@@ -11,14 +11,13 @@ from typing import Any
 import jinja2
 
 from .. import yamldoc
-from ..compose.pod_patch import CONTAINER_LISTS, MODES
+from ..compose.modes import MODES, EntryError
 from ..config import closest
 from ..errors import LoadError, RenderError
 from ..requests import MOUNT_TYPES
 from ..templating.fragments import load_fragment
 from ..templating.jinja import TextTemplate
 from .model import (
-    METADATA_MAPS,
     REQUEST_FIELDS,
     SAMPLE_POD,
     SAMPLE_REQUEST,
@@ -224,23 +223,10 @@ def _fragment(
     list_field = entry.get("field")
     if list_field is not None and not (isinstance(list_field, str) and _LIST_NAME.fullmatch(list_field)):
         raise doc.error((*path, "field"), "field must name a container list, such as env or volumeMounts")
-    if mode.field is True and list_field is None:
-        raise doc.error(path, f"merge mode {merge!r} needs a 'field' (the container list to merge into)")
-    if mode.field is False and list_field is not None:
-        raise doc.error((*path, "field"), f"merge mode {merge!r} merges into pod-spec lists; remove 'field'")
-    if mode.map and not all(name in METADATA_MAPS for name in into):
-        raise doc.error(
-            (*path, "into"),
-            f"merge mode {merge!r} sets keys of metadata maps; into names {', '.join(METADATA_MAPS)}",
-        )
-    if list_field is not None:
-        for list_name in into:
-            if list_name not in CONTAINER_LISTS:
-                raise doc.error(
-                    (*path, "into"),
-                    f"{list_name!r} is not a container list; with 'field', into names "
-                    f"{', '.join(sorted(CONTAINER_LISTS))}",
-                )
+    try:
+        mode.check_entry(into, list_field)
+    except EntryError as exc:
+        raise doc.error(path if exc.key is None else (*path, exc.key), str(exc)) from None
     template = entry["template"]
     if not isinstance(template, str):
         raise doc.error((*path, "template"), "template must name a template file")

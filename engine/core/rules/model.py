@@ -1,6 +1,6 @@
 """Rules at request time: which secret requests a secret manager takes, and what it renders.
 
-A compiled rule (see ruleload.py for reading rule files) answers two questions per request:
+A compiled rule (see load.py for reading rule files) answers two questions per request:
 does it accept it (and if not, why), and which items does each of its fragments add.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..compose.pod_patch import MergeMode
+from ..compose.modes import MergeMode, ShapeError
 from ..errors import RenderError, quote_value
 from ..requests import MAX_FIELD_LENGTH, SecretRequest
 from ..templating.fragments import Fragment
@@ -114,36 +114,9 @@ class Rule:
         return Rendered(texts, items)
 
 
-METADATA_MAPS = ("annotations", "labels")
-
-
 def _items(spec: FragmentSpec, value: Any) -> tuple[Mapping[str, Any], ...]:
-    """A fragment renders one item or a list of items, each a mapping with a string name;
-    for `set`, one mapping of string keys to string values."""
-    fragment = spec.fragment
-    if spec.mode.map:
-        if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            expected = f"a '{spec.mode.name}' fragment must render a mapping of strings to strings"
-            raise RenderError(f"{expected}; got {_shape(value)}", file=fragment.file)
-        return (value,)
-    items = value if isinstance(value, list) else [value]
-    names = set()
-    for item in items:
-        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
-            raise RenderError(
-                "a fragment must render a mapping with a non-empty string 'name', or a list of them; "
-                f"got {_shape(item)}",
-                file=fragment.file,
-            )
-        if item["name"] in names:
-            raise RenderError(f"the fragment renders the name {item['name']!r} twice", file=fragment.file)
-        names.add(item["name"])
-    return tuple(items)
-
-
-def _shape(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return f"a mapping with keys {sorted(value)}"
-    return f"a {type(value).__name__}"
+    """The items a fragment rendered, in the shape its merge mode takes."""
+    try:
+        return spec.mode.items(value)
+    except ShapeError as exc:
+        raise RenderError(str(exc), file=spec.fragment.file) from None

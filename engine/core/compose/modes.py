@@ -1,0 +1,241 @@
+"""The merge modes: how a fragment's rendered items go into the pod.
+
+Each mode is one class that knows everything about itself: which lists a rule entry may name
+(`check_entry`), what its template must render (`items`), which lists of a pod it targets
+(`targets`), whether it moves items that are already there (`reorders`), whether merging twice
+changes nothing (`idempotent`), and how one item merges (`apply`). The rule loader and the
+composer ask the mode, never its name: adding a mode is adding a class to `MODES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from .pod_patch import (
+    CONTAINER_LISTS,
+    Key,
+    MountConflict,
+    NameCollision,
+    PodPatch,
+    describe,
+)
+
+# The metadata maps a `set` fragment may write.
+METADATA_MAPS = ("annotations", "labels")
+
+
+class EntryError(Exception):
+    """A rule entry this mode cannot take; `key` is the entry's key at fault (None: the entry)."""
+
+    def __init__(self, key: str | None, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class ShapeError(Exception):
+    """A template rendered something this mode cannot merge."""
+
+
+class MergeMode:
+    """How one rendered item merges into one target. Subclasses set the class attributes and
+    `apply`; the defaults describe a mode that merges named items into lists."""
+
+    name: ClassVar[str]
+    # Where the mode merges: into a list of each container (True), into a pod-spec list
+    # (False), or either, as the rule entry's `field` says (None).
+    field: ClassVar[bool | None]
+    # Merging the same item twice changes nothing, so targets merged into for an earlier
+    # secret may be skipped.
+    idempotent: ClassVar[bool]
+    # Puts items first: the items already in a list it merges into change places.
+    reorders: ClassVar[bool] = False
+    # Sets keys of a metadata map rather than adding named items to lists.
+    metadata: ClassVar[bool] = False
+
+    def check_entry(self, into: Sequence[str], field: str | None) -> None:
+        """Refuse a rule entry whose `into` and `field` this mode cannot merge into."""
+        if self.field is True and field is None:
+            raise EntryError(
+                None, f"merge mode {self.name!r} needs a 'field' (the container list to merge into)"
+            )
+        if self.field is False and field is not None:
+            raise EntryError("field", f"merge mode {self.name!r} merges into pod-spec lists; remove 'field'")
+        if field is not None:
+            for list_name in into:
+                if list_name not in CONTAINER_LISTS:
+                    raise EntryError(
+                        "into",
+                        f"{list_name!r} is not a container list; with 'field', into names "
+                        f"{', '.join(sorted(CONTAINER_LISTS))}",
+                    )
+
+    def items(self, value: Any) -> tuple[Mapping[str, Any], ...]:
+        """A rendered template as the items to merge: one mapping with a non-empty string
+        `name`, or a list of them with distinct names."""
+        items = value if isinstance(value, list) else [value]
+        names = set()
+        for item in items:
+            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or not item["name"]:
+                raise ShapeError(
+                    "a fragment must render a mapping with a non-empty string 'name', or a list of them; "
+                    f"got {_shape(item)}"
+                )
+            if item["name"] in names:
+                raise ShapeError(f"the fragment renders the name {item['name']!r} twice")
+            names.add(item["name"])
+        return tuple(items)
+
+    def targets(self, patch: PodPatch, list_name: str, field: str | None, start: int = 0) -> list[Key]:
+        """The targets in one list named by `into`: the list itself, or with `field` that
+        list of every container from the `start`th on."""
+        if field is None:
+            return [(list_name,)]
+        return [(list_name, index, field) for index in range(start, patch.length(list_name))]
+
+    def apply(self, patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def merge(
+        self,
+        patch: PodPatch,
+        into: Sequence[str],
+        field: str | None,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        merged: dict[tuple[int, str], int] | None = None,
+        token: int = 0,
+    ) -> None:
+        """Merge the items into their targets in Flyte's order (item by item).
+
+        With `merged` (for a fragment whose re-merging is known to change nothing; see
+        `runtime.skippable`), targets merged into for an earlier secret are skipped and
+        recorded there under `token`: Flyte re-applies them for every secret, with no
+        effect, which would make the patch grow with the square of the number of secrets."""
+        keys: list[Key] = []
+        for list_name in into:
+            if merged is None:
+                keys.extend(self.targets(patch, list_name, field))
+                continue
+            seen = (token, list_name)
+            if field is None:
+                if seen not in merged:
+                    merged[seen] = 1
+                    keys.extend(self.targets(patch, list_name, field))
+                continue
+            start = merged.get(seen, 0)
+            merged[seen] = patch.length(list_name)
+            keys.extend(self.targets(patch, list_name, field, start))
+        for item in items:
+            for key in keys:
+                self.apply(patch, key, item)
+
+
+class Once(MergeMode):
+    """Add to each pod-spec list unless an item of the same name is there."""
+
+    name = "once"
+    field = False
+    idempotent = True
+
+    def apply(self, patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
+        add_unless_named(patch, key, item)
+
+
+class PerContainer(MergeMode):
+    """Add to the `field` list of every container unless an item of the same name is there;
+    a mount where the container already mounts another volume is refused."""
+
+    name = "per-container"
+    field = True
+    idempotent = True
+
+    def apply(self, patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
+        add_unless_named(patch, key, item)
+
+
+class Append(MergeMode):
+    """Append to each pod-spec list; a name already taken is refused (container names across
+    all container lists, as Kubernetes requires)."""
+
+    name = "append"
+    field = False
+    idempotent = False
+
+    def apply(self, patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
+        name = item["name"]
+        if len(key) == 1 and key[0] in CONTAINER_LISTS:
+            where = patch.container_name_owner(name)
+        else:
+            found = patch.index_of(key, name)
+            where = None if found is None else f"{describe(key)}[{found}]"
+        if where is not None:
+            raise NameCollision(name, where)
+        patch.add(key, item)
+
+
+class Prepend(MergeMode):
+    """In each target list, remove the first item of the same name and put the new one first."""
+
+    name = "prepend"
+    field = None
+    idempotent = True
+    reorders = True
+
+    def apply(self, patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
+        found = patch.index_of(key, item["name"])
+        if found is not None:
+            patch.remove(key, found)
+        patch.add(key, item, first=True)
+
+
+class SetKeys(MergeMode):
+    """Set keys of metadata.labels or metadata.annotations (add, or replace a different value)."""
+
+    name = "set"
+    field = False
+    idempotent = True
+    metadata = True
+
+    def check_entry(self, into: Sequence[str], field: str | None) -> None:
+        super().check_entry(into, field)
+        if not all(name in METADATA_MAPS for name in into):
+            raise EntryError(
+                "into",
+                f"merge mode {self.name!r} sets keys of metadata maps; into names {', '.join(METADATA_MAPS)}",
+            )
+
+    def items(self, value: Any) -> tuple[Mapping[str, Any], ...]:
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ShapeError(
+                f"a '{self.name}' fragment must render a mapping of strings to strings; got {_shape(value)}"
+            )
+        return (value,)
+
+    def apply(self, patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
+        patch.set_keys(key[0], item)
+
+
+def add_unless_named(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
+    if patch.index_of(key, item["name"]) is not None:
+        return
+    path = item.get("mountPath")
+    if len(key) == 3 and isinstance(path, str):
+        taken = patch.index_of_path(key, path)
+        if taken is not None:
+            other = patch.item_field(key, taken, "name")
+            raise MountConflict(item["name"], path, f"{describe(key)}[{taken}]", other)
+    patch.add(key, item)
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return f"a mapping with keys {sorted(value)}"
+    return f"a {type(value).__name__}"
+
+
+MODES: dict[str, MergeMode] = {
+    mode.name: mode for mode in (Once(), Append(), PerContainer(), Prepend(), SetKeys())
+}

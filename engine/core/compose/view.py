@@ -1,0 +1,172 @@
+"""The pod as the composer sees it: a read-only view that answers a few questions and records
+each question with its answer.
+
+`PodPatch` reads the original pod through a `PodView` only, and the merge modes read the pod
+through `PodPatch` only. A composition is therefore a function of the secret requests and of
+the answers in `PodView.reads`: a later pod that gives the same answers to the same
+questions gets the same patch. That is what the review memo relies on (`core/memo.py`), and
+it needs no second description of what the composer looked at: asking the recorded questions
+of the new pod, through this same class, is the check.
+
+The answers say no more than the composer uses: where a name sits in a list, not the items;
+whether a label is the string being set, not what else it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final, Protocol
+
+from ..errors import InputError
+
+# ("volumes",) is spec.volumes; ("initContainers", 2, "env") is spec.initContainers[2].env,
+# the index counted in the pod as it arrived.
+Key = tuple[str] | tuple[str, int, str]
+Question = tuple[Any, ...]
+
+NO_METADATA: Final = "no-metadata"  # metadata is absent or not an object
+ABSENT: Final = "absent"
+PRESENT: Final = "present"
+NOT_A_STRING: Final = ("not a string",)
+
+
+class TooManyItems(InputError):
+    """A list the patch would change is longer than the configured cap."""
+
+
+class PodReader(Protocol):
+    """What a composition may ask of the pod as it arrived (see `PodView` for the answers)."""
+
+    def length(self, key: Key) -> int | None: ...
+
+    def positions(self, key: Key, field: str, value: str) -> tuple[int, ...]: ...
+
+    def item_field(self, key: Key, index: int, field: str) -> Any: ...
+
+    def map_state(self, map_name: str) -> str: ...
+
+    def map_value(self, map_name: str, key: str) -> str | tuple[str] | None: ...
+
+
+def describe(key: Key) -> str:
+    if len(key) == 1:
+        return f"spec.{key[0]}"
+    return f"spec.{key[0]}[{key[1]}].{key[2]}"
+
+
+class PodView:
+    """Answers about one pod, each recorded in `reads` (question to answer, in the order
+    first asked). A question the pod cannot answer (a list that is not a list, a container
+    that is not an object) raises InputError; such a composition is never remembered."""
+
+    def __init__(self, pod: Mapping[str, Any], max_items: int | None = None) -> None:
+        spec = pod.get("spec")
+        if not isinstance(spec, Mapping):
+            raise InputError("the pod has no spec object")
+        self._spec = spec
+        self._metadata = pod.get("metadata")
+        self._max_items = max_items
+        self.reads: dict[Question, Any] = {}
+
+    def ask(self, question: Question) -> Any:
+        """The answer to a recorded question (what the memo replays)."""
+        reads = self.reads
+        if question in reads:
+            return reads[question]
+        kind = question[0]
+        if kind == "length":
+            answer: Any = self._length(question[1])
+        elif kind == "positions":
+            answer = self._positions(*question[1:])
+        elif kind == "item-field":
+            answer = self._item_field(*question[1:])
+        elif kind == "map-state":
+            answer = self._map_state(question[1])
+        elif kind == "map-value":
+            answer = self._map_value(*question[1:])
+        else:
+            raise ValueError(f"PodView has no question {kind!r}")
+        reads[question] = answer
+        return answer
+
+    def length(self, key: Key) -> int | None:
+        """The length of the list at `key`; None when it is absent."""
+        answer: int | None = self.ask(("length", key))
+        return answer
+
+    def positions(self, key: Key, field: str, value: str) -> tuple[int, ...]:
+        """Where in the list at `key` the objects whose `field` is `value` are."""
+        answer: tuple[int, ...] = self.ask(("positions", key, field, value))
+        return answer
+
+    def item_field(self, key: Key, index: int, field: str) -> Any:
+        """The value of `field` of the item at `index` (None for a non-object or no field)."""
+        return self.ask(("item-field", key, index, field))
+
+    def map_state(self, map_name: str) -> str:
+        """NO_METADATA, ABSENT or PRESENT for metadata.labels or metadata.annotations."""
+        answer: str = self.ask(("map-state", map_name))
+        return answer
+
+    def map_value(self, map_name: str, key: str) -> str | tuple[str] | None:
+        """The string at `key` of a present metadata map; None when the key is absent,
+        NOT_A_STRING when its value is something else."""
+        answer: str | tuple[str] | None = self.ask(("map-value", map_name, key))
+        return answer
+
+    # The answers, computed from the pod. Nothing else in the composer reads it.
+
+    def _list(self, key: Key) -> Any:
+        if len(key) == 1:
+            return self._spec.get(key[0])
+        containers = self._spec.get(key[0])
+        if not isinstance(containers, list) or not 0 <= key[1] < len(containers):
+            raise InputError(f"spec.{key[0]}[{key[1]}] does not exist")
+        container = containers[key[1]]
+        if type(container) is not dict and not isinstance(container, Mapping):
+            raise InputError(f"spec.{key[0]}[{key[1]}] is not an object")
+        return container.get(key[2])
+
+    def _length(self, key: Key) -> int | None:
+        value = self._list(key)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise InputError(f"{describe(key)} is not a list")
+        if self._max_items is not None and len(value) > self._max_items:
+            cap = f"secretpatch.limits.maxListItems is {self._max_items}"
+            raise TooManyItems(f"{describe(key)} has {len(value)} items; {cap}")
+        return len(value)
+
+    def _positions(self, key: Key, field: str, value: str) -> tuple[int, ...]:
+        if self._length(key) is None:
+            return ()
+        return tuple(
+            index
+            for index, item in enumerate(self._list(key))
+            if (type(item) is dict or isinstance(item, Mapping)) and item.get(field) == value
+        )
+
+    def _item_field(self, key: Key, index: int, field: str) -> Any:
+        item = self._list(key)[index]
+        value = item.get(field) if isinstance(item, Mapping) else None
+        # Compared exactly when replayed: JSON text tells true from 1.
+        return value if value is None or type(value) is str else ("json", json.dumps(value, sort_keys=True))
+
+    def _map_state(self, map_name: str) -> str:
+        if not isinstance(self._metadata, Mapping):
+            return NO_METADATA
+        current = self._metadata.get(map_name)
+        if current is None:
+            return ABSENT
+        if not isinstance(current, Mapping):
+            raise InputError(f"metadata.{map_name} is not an object")
+        return PRESENT
+
+    def _map_value(self, map_name: str, key: str) -> str | tuple[str] | None:
+        current = self._metadata[map_name]  # type: ignore[index]  # asked only when PRESENT
+        if key not in current:
+            return None
+        value = current[key]
+        return value if type(value) is str else NOT_A_STRING
