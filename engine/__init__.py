@@ -4,8 +4,9 @@ The public surface is what this module exports; everything else is internal.
 """
 
 from .core.errors import InputError, LoadError, Rejected, RenderError, SecretpatchError
+from .core.mutation import Injected, Mutation
 from .core.requests import SecretRequest
-from .core.runtime import Engine, Injected, Mutation
+from .core.runtime import Engine
 
 __version__ = "0.1.0"
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..core.config import load_config
+from .flags import limit_flags, webhook_flags
 from .io import ExitCode, UsageError, require
 
 
@@ -188,74 +189,6 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _webhook_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--service", help="the webhook's Service (default: serviceName, else flyte-pod-webhook)"
-    )
-    parser.add_argument("--namespace", default="flyte", help="its namespace (default flyte)")
-    parser.add_argument("--name", help="the webhook configuration's name (default: the service name)")
-    parser.add_argument("--port", type=int, help="the Service port (default: servicePort, else 443)")
-    parser.add_argument(
-        "--timeout-seconds", type=int, default=5, help="how long the API server waits (default 5)"
-    )
-    parser.add_argument("--reinvocation-policy", choices=("Never", "IfNeeded"), default="Never")
-    parser.add_argument("--failure-policy", choices=("Fail", "Ignore"), default="Fail")
-    parser.add_argument(
-        "--namespace-selector", metavar="JSON", help="a LabelSelector (default: namespaceSelector, else all)"
-    )
-
-
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
-        return value
-
-    return parse
-
-
-# (flag, type, metavar, default, help): what one client may hold. Why each default is what
-# it is: the README's "Limits" table and connections.ConnectionLimits.
-_LIMIT_FLAGS: list[tuple[str, type[int] | type[float], str, float, str]] = [
-    ("--max-header-bytes", int, "BYTES", 16 * 1024, "a request's headers; larger gets 431"),
-    (
-        "--max-connections",
-        int,
-        "N",
-        128,
-        "open connections; at the cap the one waiting longest on its client is closed",
-    ),
-    ("--request-timeout", float, "SECONDS", 10.0, "from a request's first byte to its last; then 408"),
-    ("--keep-alive-timeout", float, "SECONDS", 120.0, "an idle connection is closed after this"),
-    (
-        "--review-timeout",
-        float,
-        "SECONDS",
-        10.0,
-        "a review's deadline when the API server sends no ?timeout=",
-    ),
-    (
-        "--max-pending-bytes",
-        int,
-        "BYTES",
-        16 * 1024 * 1024,
-        "request bodies over 32 KiB held at once; then 503",
-    ),
-]
-
-
-def _limit_flags(serve: argparse.ArgumentParser) -> None:
-    group = serve.add_argument_group("limits (see the README's Limits table)")
-    for flag, kind, metavar, default, text in _LIMIT_FLAGS:
-        group.add_argument(
-            flag, type=_positive(kind), default=default, metavar=metavar, help=f"{text} (default %(default)s)"
-        )
-
-
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     serve = commands.add_parser("serve", parents=[common], help="run the HTTPS webhook")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104
@@ -278,7 +211,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long in-flight reviews may take after SIGTERM (default 25)",
     )
-    _limit_flags(serve)
+    limit_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
     certs = commands.add_parser("certs", parents=[common], help="make a CA and a serving certificate")
@@ -307,13 +240,13 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "webhook-config", parents=[common], help="print the MutatingWebhookConfiguration"
     )
     hook.add_argument("--ca-file", type=Path, required=True, help="the CA certificate (ca.crt) for caBundle")
-    _webhook_flags(hook)
+    webhook_flags(hook)
     hook.set_defaults(func=cmd_webhook_config)
 
     manifests = commands.add_parser(
         "manifests", parents=[common], help="print every object a cluster needs, for kubectl apply -f -"
     )
-    _webhook_flags(manifests)
+    webhook_flags(manifests)
     manifests.add_argument(
         "--image", help="the secretpatch image (default secretpatch:<version>; build it from the Dockerfile)"
     )

@@ -18,7 +18,8 @@ import yaml
 
 from .. import __version__
 from ..core.errors import InputError, LoadError, Rejected, RenderError
-from ..core.runtime import Engine, Mutation
+from ..core.mutation import Mutation
+from ..core.runtime import Engine
 from . import deploy, operator
 from .io import ExitCode, UsageError, read_document, read_pod
 

@@ -15,7 +15,8 @@ the pod in a new way asks a new question, and the memo replays it like any other
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+import hashlib
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -45,6 +46,19 @@ def replays(reads: Reads, ask: Callable[[Question], Any]) -> bool:
         return all(ask(question) == answer for question, answer in reads)
     except InputError:
         return False
+
+
+def key_of(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """A digest of pairs of strings (a pod's secret annotations), so that the memo's keys are
+    small whatever a pod sends. Each string is length-prefixed, so no two lists of pairs give
+    the same input."""
+    digest = hashlib.blake2b(digest_size=32)
+    for name, value in pairs:
+        for text in (name, value):
+            data = text.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+    return digest.digest()
 
 
 class ReviewMemo(Generic[A]):

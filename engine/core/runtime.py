@@ -7,16 +7,10 @@ threads at once.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
-
-import jsonpatch
 
 from . import admission
 from .budget import BoundedCache, CacheStats, approx_size
@@ -24,48 +18,12 @@ from .compose.pod_patch import MountConflict, NameCollision, PodPatch, TooManyIt
 from .compose.view import PodView
 from .config import Config, load_config
 from .errors import DeadlineExceeded, InputError, Rejected
-from .jsontypes import AdmissionReviewResponse, PatchOp, is_object
-from .memo import ReviewMemo
+from .jsontypes import AdmissionReviewResponse, is_object
+from .memo import ReviewMemo, key_of
+from .mutation import Injected, Mutation, Source
 from .requests import SecretRequest, decode_annotation, order_annotations, secret_annotations
-from .rules.model import Rendered, Rule
+from .rules.model import Rendered, Rule, mark_skippable
 from .rules.select import load_rules
-
-
-@dataclass(frozen=True)
-class Injected:
-    """Provenance of one injected secret: the request, the rule, the texts it rendered."""
-
-    secret: SecretRequest
-    rule: str
-    texts: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where one operation came from: the rule, the fragment's template, the secret."""
-
-    rule: str
-    template: str
-    annotation: str
-    secret: str  # group/group_version
-
-
-@dataclass(frozen=True)
-class Mutation:
-    """The result of `Engine.mutate`. `patch` is RFC 6902 against `original`."""
-
-    original: Mapping[str, Any]
-    patch: list[PatchOp]
-    injected: tuple[Injected, ...] = ()
-    sources: tuple[Source, ...] = ()  # one per operation of `patch`
-
-    @cached_property
-    def pod(self) -> dict[str, Any]:
-        """The patched pod, made by applying `patch` with the jsonpatch library."""
-        if not self.patch:
-            return copy.deepcopy(dict(self.original))
-        result: dict[str, Any] = jsonpatch.apply_patch(self.original, copy.deepcopy(self.patch))
-        return result
 
 
 class Engine:
@@ -73,7 +31,7 @@ class Engine:
         self.config = config
         self.rules = tuple(rules)
         self.warnings = tuple(warnings)
-        _mark_idempotent_merges(self.rules)
+        mark_skippable(self.rules)
         limits = config.limits
         # Requests repeat all day. What an annotation decodes to depends on its text alone,
         # which rule takes a request on the request alone, and what a rule renders on the
@@ -262,7 +220,7 @@ class Engine:
         if self._memo is None:
             return annotations, None, None
         # The annotations as they are decide the requests, so they key the memo undecoded.
-        key = _memo_key(annotations)
+        key = key_of(annotations)
         try:
             view = PodView(pod, self.config.limits.maxListItems)
         except InputError:
@@ -317,39 +275,3 @@ class _NotRemembered(Exception):
 def _check(deadline: float | None) -> None:
     if deadline is not None and time.monotonic() > deadline:
         raise DeadlineExceeded("the review passed its deadline; its work was stopped")
-
-
-def _memo_key(annotations: list[tuple[str, str]]) -> bytes:
-    """A digest of the secret annotations, so that the memo's keys are small whatever a pod
-    sends. Each string is length-prefixed, so no two lists of pairs give the same input."""
-    digest = hashlib.blake2b(digest_size=32)
-    for name, value in annotations:
-        for text in (name, value):
-            data = text.encode("utf-8", "surrogatepass")
-            digest.update(len(data).to_bytes(8, "little"))
-            digest.update(data)
-    return digest.digest()
-
-
-def _mark_idempotent_merges(rules: Sequence[Rule]) -> None:
-    """A fragment may skip targets it has merged into when re-merging cannot change them.
-
-    That holds when the mode is idempotent, the fragment renders the same items for every
-    secret, no other fragment writes the same lists, and no fragment reorders the container
-    lists the fragment walks.
-    """
-    writers: dict[tuple[str, str | None], int] = {}
-    reordered: set[str] = set()
-    specs = [spec for rule in rules for spec in rule.fragments]
-    for spec in specs:
-        for list_name in spec.into:
-            writers[(list_name, spec.field)] = writers.get((list_name, spec.field), 0) + 1
-            if spec.field is None and spec.mode.reorders:
-                reordered.add(list_name)
-    for spec in specs:
-        spec.skip_merged = (
-            spec.mode.idempotent
-            and spec.fragment.is_static
-            and all(writers[(list_name, spec.field)] == 1 for list_name in spec.into)
-            and not (spec.field is not None and reordered & set(spec.into))
-        )

@@ -21,7 +21,8 @@ import yaml
 
 from ..core import yamldoc
 from ..core.errors import InputError, Rejected, RenderError
-from ..core.runtime import Engine, Mutation
+from ..core.mutation import Mutation
+from ..core.runtime import Engine
 
 INPUTS = ("input.yaml", "input.yml", "input.json")
 EXPECTED = ("patch.json", "pod.yaml", "commands.txt", "denied.txt")

@@ -19,9 +19,10 @@ import uvicorn
 
 from ..core.runtime import Engine
 from . import certs
+from .accept import guarded_loop
 from .app import WebhookApp
 from .certwatch import CertWatcher
-from .connections import ConnectionLimits, guarded_loop, guarded_protocol
+from .connections import ConnectionLimits, guarded_protocol
 from .libc import release_memory
 from .telemetry import JsonFormatter, ReviewLog
 from .worker import ProcessReviews

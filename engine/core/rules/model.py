@@ -7,7 +7,7 @@ does it accept it (and if not, why), and which items does each of its fragments 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,3 +120,27 @@ def _items(spec: FragmentSpec, value: Any) -> tuple[Mapping[str, Any], ...]:
         return spec.mode.items(value)
     except ShapeError as exc:
         raise RenderError(str(exc), file=spec.fragment.file) from None
+
+
+def mark_skippable(rules: Sequence[Rule]) -> None:
+    """A fragment may skip targets it has merged into when re-merging cannot change them.
+
+    That holds when the mode is idempotent, the fragment renders the same items for every
+    secret, no other fragment writes the same lists, and no fragment reorders the container
+    lists the fragment walks.
+    """
+    writers: dict[tuple[str, str | None], int] = {}
+    reordered: set[str] = set()
+    specs = [spec for rule in rules for spec in rule.fragments]
+    for spec in specs:
+        for list_name in spec.into:
+            writers[(list_name, spec.field)] = writers.get((list_name, spec.field), 0) + 1
+            if spec.field is None and spec.mode.reorders:
+                reordered.add(list_name)
+    for spec in specs:
+        spec.skip_merged = (
+            spec.mode.idempotent
+            and spec.fragment.is_static
+            and all(writers[(list_name, spec.field)] == 1 for list_name in spec.into)
+            and not (spec.field is not None and reordered & set(spec.into))
+        )
