@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from ..core import yamldoc
+from ..core.admission import carried_pod
 
 
 class ExitCode(enum.IntEnum):
@@ -55,12 +56,9 @@ def read_document(name: str) -> Any:
 def read_pod(name: str) -> dict[str, Any]:
     """A pod, or the pod an AdmissionReview carries, from a file or stdin."""
     document = read_document(name)
-    if isinstance(document, dict) and document.get("kind") == "AdmissionReview":
-        request = document.get("request")
-        pod = request.get("object") if isinstance(request, dict) else None
-        if not isinstance(pod, dict):
-            raise UsageError(f"{name}: the AdmissionReview has no request.object")
-        return pod
-    if not isinstance(document, dict):
+    pod = carried_pod(document)
+    if pod is not document and not isinstance(pod, dict):
+        raise UsageError(f"{name}: the AdmissionReview has no request.object")
+    if not isinstance(pod, dict):
         raise UsageError(f"{name}: expected a pod (a mapping), got {type(document).__name__}")
-    return document
+    return pod

@@ -66,6 +66,15 @@ def parse_request(review: Any) -> Request:
     return Request(str(api_version), uid, operation, pod if is_object(pod) else {})
 
 
+def carried_pod(document: Any) -> Any:
+    """The pod `document` is, or the pod an AdmissionReview carries (None when there is
+    none): what the CLI and the golden cases accept as input."""
+    if is_object(document) and document.get("kind") == "AdmissionReview":
+        request = document.get("request")
+        return request.get("object") if is_object(request) else None
+    return document
+
+
 class PatchEncoder:
     """Serialises patches, reusing the JSON text of items it has serialised before.
 

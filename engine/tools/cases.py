@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..core import yamldoc
+from ..core.admission import carried_pod
 from ..core.errors import InputError, Rejected, RenderError
 from ..core.mutation import Mutation
 from ..core.runtime import Engine
@@ -98,10 +99,7 @@ class CaseRunner:
 
     def outputs(self, case: Path) -> Outputs:
         source = next(case / name for name in INPUTS if (case / name).is_file())
-        document = _load(source)
-        if isinstance(document, Mapping) and document.get("kind") == "AdmissionReview":
-            request = document.get("request")
-            document = request.get("object") if isinstance(request, Mapping) else None
+        document = carried_pod(_load(source))
         if not isinstance(document, Mapping):
             raise InputError(f"{source.name} is neither a pod nor an AdmissionReview with one")
         try:

@@ -131,27 +131,29 @@ class MergeMode:
                 self.apply(patch, key, item)
 
 
-class Once(MergeMode):
-    """Add to each pod-spec list unless an item of the same name is there."""
+class _AddUnlessNamed(MergeMode):
+    """Add unless an item of the same name is there; a mount where the container already
+    mounts another volume is refused."""
 
-    name = "once"
-    field = False
     idempotent = True
 
     def apply(self, patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
         add_unless_named(patch, key, item)
 
 
-class PerContainer(MergeMode):
+class Once(_AddUnlessNamed):
+    """Add to each pod-spec list unless an item of the same name is there."""
+
+    name = "once"
+    field = False
+
+
+class PerContainer(_AddUnlessNamed):
     """Add to the `field` list of every container unless an item of the same name is there;
     a mount where the container already mounts another volume is refused."""
 
     name = "per-container"
     field = True
-    idempotent = True
-
-    def apply(self, patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
-        add_unless_named(patch, key, item)
 
 
 class Append(MergeMode):
