@@ -165,10 +165,10 @@ def flood(
     return attack
 
 
-def _outcome(sock: socket.socket, answers: Any) -> None:
+def _outcome(sock: socket.socket, answers: Any, data: bytes | None = None) -> None:
     """Whether the server answered (and with what) or closed the connection."""
     try:
-        data = sock.recv(64)
+        data = sock.recv(64) if data is None else data
         answers[data.split(b" ")[1].decode() if data.startswith(b"HTTP/1.1 ") else "closed"] += 1
     except (OSError, IndexError):
         answers["closed"] += 1
@@ -200,7 +200,23 @@ def held_bodies(target: Target, stop: threading.Event, answers: Any) -> None:
         try:
             sock = target.tls()
             head = f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
-            sock.sendall(head.encode() + b"[" + b" " * (size - 2))
+            # Past 32 KiB the server takes the body from its budget of pending bytes, or
+            # refuses it: look for the refusal before sending the rest, so that it is seen
+            # whatever the timing (a refused connection is dropped, and a client still
+            # sending megabytes then loses the answer).
+            first = head.encode() + b"[" + b" " * (64 * 1024)
+            sock.sendall(first)
+            sock.settimeout(0.2)
+            try:
+                answer = sock.recv(64)
+            except TimeoutError:
+                answer = None  # no answer: the server holds the body
+            if answer is not None:
+                _outcome(sock, answers, answer)  # refused (or closed)
+                sock.close()
+                continue
+            sock.settimeout(10)
+            sock.sendall(b" " * (size - len(first) - 1))
             socks.append(sock)
         except OSError:
             answers["send failed"] += 1
