@@ -3,7 +3,7 @@
 The public surface is what this module exports; everything else is internal.
 """
 
-from .core.errors import InputError, LoadError, Rejected, RenderError, SecretpatchError
+from .core.errors import InputError, LoadError, LocatedError, Rejected, RenderError, SecretpatchError
 from .core.mutation import Injected, Mutation
 from .core.requests import SecretRequest
 from .core.runtime import Engine
@@ -15,6 +15,7 @@ __all__ = [
     "Injected",
     "InputError",
     "LoadError",
+    "LocatedError",
     "Mutation",
     "Rejected",
     "RenderError",

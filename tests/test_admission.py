@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, get_args
 
 import pytest
 from secretpatch import Engine, InputError
+from secretpatch.core.admission import Denial, Result
+from secretpatch.core.errors import RefusalCode
+from secretpatch.webhook.app import Unanswered
 
-from .conftest import admission_review, flyte_pod
+from .conftest import ROOT, admission_review, flyte_pod
 
 POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
 
@@ -76,3 +80,28 @@ def test_the_patch_encoder_gives_the_same_json_as_a_plain_dump() -> None:
     encoder = PatchEncoder(max_bytes=3000)
     for _ in range(3):
         assert json.loads(encoder(patch)) == patch
+
+
+def metric_labels(metric: str) -> list[str]:
+    """The label values docs/operations.md lists for one metric, in its order."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith(f"| `{metric}")]
+    return re.findall(r"`([a-z-]+)`", row.split("|")[2])
+
+
+def literal_values(kind: Any) -> list[str]:
+    """The strings of a Literal, or of a union of Literals."""
+    values = []
+    for arg in get_args(kind):
+        values += literal_values(arg) if get_args(arg) else [arg]
+    return values
+
+
+def test_the_denial_reasons_are_a_closed_set_and_the_docs_list_each() -> None:
+    assert sorted(metric_labels("secretpatch_denials_total")) == sorted(literal_values(Denial))
+    assert set(literal_values(RefusalCode)) < set(literal_values(Denial))
+
+
+def test_the_review_results_are_a_closed_set_and_the_docs_list_each() -> None:
+    documented = metric_labels("secretpatch_reviews_total")
+    assert sorted(documented) == sorted([*literal_values(Result), *literal_values(Unanswered)])

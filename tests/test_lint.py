@@ -51,9 +51,11 @@ def test_schema_problems_in_several_templates_are_all_reported(
     init_line = next(i for i, line in enumerate(init.splitlines(), 1) if line.startswith("resourcez:"))
     mount_line = next(i for i, line in enumerate(mount.splitlines(), 1) if line.startswith("readOnly:"))
     assert code == 1
-    assert lines[:2] == [
+    assert lines[:4] == [  # each problem, then the line at fault
         f"{folder / 'init-container.yaml.j2'}:{init_line}: Additional properties are not allowed ('resourcez' was unexpected) (Kubernetes 1.31)",
+        f'  {init_line} | resourcez: "{{{{ values.resources }}}}"',
         f"{folder / 'mount.yaml.j2'}:{mount_line}: readOnly: 'yes' is not of type 'boolean', 'null' (Kubernetes 1.31)",
+        f'  {mount_line} | readOnly: "yes"',
     ]
     assert lines[-1] == "lint: 2 problem(s)"
 

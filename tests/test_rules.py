@@ -9,7 +9,7 @@ import jsonpatch
 import pytest
 from secretpatch import Engine, LoadError, Rejected, RenderError
 
-from .conftest import ROOT, flyte_pod
+from .conftest import ROOT, flyte_pod, run_cli
 
 GCP_RULE = (ROOT / "rules" / "gcp.yaml").read_text()
 POD = flyte_pod({"group": "a", "group_version": "1"}, {"group": "b", "group_version": "2"})
@@ -226,6 +226,32 @@ def test_a_template_that_fails_only_on_a_real_request_is_a_render_error(tmp_path
     assert caught.value.file is not None and caught.value.file.endswith("gcp/command.sh.j2")
     assert caught.value.line == 1
     assert "modulo by zero" in str(caught.value)
+    assert caught.value.source == "gcloud {{ 1 // (secret.group_version | int - 2) }}"
+
+
+def test_a_load_error_carries_the_line_at_fault_and_the_cli_shows_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rule = GCP_RULE.replace("merge: prepend", "merge: prepnd")
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, rule)
+    line = line_of(rule, "prepnd")
+    assert caught.value.line == line and caught.value.source == "    merge: prepnd"
+    assert "\n" not in str(caught.value), "one line: it may reach a log line"
+    (tmp_path / "config.yaml").write_text(f"secretpatch:\n  rules: {tmp_path / 'rules'}\n")
+    code, _, err = run_cli(
+        capsys, "render", "--config", str(tmp_path / "config.yaml"), str(ROOT / "examples" / "pod.yaml")
+    )
+    assert code == 2
+    assert err.splitlines()[1:] == [f"  {line} |     merge: prepnd"]
+
+
+def test_a_template_error_at_load_shows_the_template_line(tmp_path: Path) -> None:
+    template = 'name: gcp-secret-vol\nemptyDir:\n  medium: "{{ values.nosuch | upper }"\n'
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, templates={"gcp/volume.yaml.j2": template})
+    assert caught.value.line == 3
+    assert caught.value.excerpt().endswith('  3 |   medium: "{{ values.nosuch | upper }"')
 
 
 def test_templates_cannot_mutate_what_they_are_given(tmp_path: Path) -> None:

@@ -138,13 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return int(code)
-    except (UsageError, LoadError) as exc:
+    except UsageError as exc:
         _fail(ExitCode.USAGE, str(exc))
+    except LoadError as exc:
+        _fail(ExitCode.USAGE, exc.excerpt())
     except InputError as exc:
         _fail(ExitCode.USAGE, f"invalid input: {exc}")
     except Rejected as exc:
         _fail(ExitCode.REJECTED, f"rejected: {exc.message}")
     except RenderError as exc:
-        _fail(ExitCode.REJECTED, f"a template failed, so the pod would be denied: {exc}")
+        _fail(ExitCode.REJECTED, f"a template failed, so the pod would be denied: {exc.excerpt()}")
     except BrokenPipeError:  # pragma: no cover - `secretpatch render ... | head`
         return ExitCode.OK

@@ -170,7 +170,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
     problems, checked = lint(args.config)
     for problem in problems:
-        print(problem)
+        print(problem.excerpt())
     for line in checked:
         print(f"lint: {line}")
     print(f"lint: {len(problems)} problem(s)" if problems else "lint: no problems")

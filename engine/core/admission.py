@@ -1,4 +1,6 @@
-"""AdmissionReview in, AdmissionReview out: dicts only, no HTTP.
+"""AdmissionReview in, AdmissionReview out: dicts only, no HTTP. The runtime calls these
+functions in one direction (parse the request, then build the outcome); nothing here calls
+back into it.
 
 Two error channels, as Kubernetes intends: a review that is not a well-formed pod CREATE
 request raises `InputError` (the server answers HTTP 400, the CLI exits 2); a pod that asks
@@ -9,11 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
 
 from .budget import BoundedCache, approx_size
-from .errors import InputError, Rejected, RenderError, quote_json
+from .errors import InputError, RefusalCode, Rejected, RenderError, quote_json
 from .jsontypes import AdmissionResponse, AdmissionReviewResponse, PatchOp, is_object
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
@@ -154,29 +156,37 @@ def build_response(
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
 
 
+# What became of a review, and why a pod was denied: closed sets, counted by the server's metrics.
+Result = Literal["patched", "unchanged", "denied", "skipped"]
+Denial = RefusalCode | Literal["malformed-pod", "render-error"]
+
+
 class Outcome(NamedTuple):
     """A review's answer and what a server logs and counts about it (names only)."""
 
     response: AdmissionReviewResponse
     request: Request
-    result: str  # patched, unchanged, denied, skipped (not a CREATE)
+    result: Result
     secrets: tuple[str, ...] = ()
-    denial: str | None = None  # a Rejected code, or "malformed-pod" / "render-error"
+    denial: Denial | None = None
 
 
-def review(mutate: Callable[[Mapping[str, Any]], Answer], document: Any) -> Outcome:
-    """Answer a review with `mutate` (pod to Answer). Only the envelope can raise."""
-    request = parse_request(document)
-    version, uid = request.api_version, request.uid
-    if request.operation != "CREATE":
-        return Outcome(build_response(version, uid), request, "skipped")
-    try:
-        answer = mutate(request.pod)
-    except Rejected as exc:
-        return Outcome(build_response(version, uid, denial=exc.message), request, "denied", denial=exc.code)
-    except (InputError, RenderError) as exc:
-        message = f"secretpatch cannot mutate the pod: {exc}"
-        code = "malformed-pod" if isinstance(exc, InputError) else "render-error"
-        return Outcome(build_response(version, uid, denial=message), request, "denied", denial=code)
-    response = build_response(version, uid, patch=answer.patch, audit=answer.audit)
+def skipped(request: Request) -> Outcome:
+    """Not a CREATE: allowed, unchanged (the webhook configuration asks for CREATE only)."""
+    return Outcome(build_response(request.api_version, request.uid), request, "skipped")
+
+
+def answered(request: Request, answer: Answer) -> Outcome:
+    """A pod's answer: allowed, with its patch if it has one."""
+    response = build_response(request.api_version, request.uid, patch=answer.patch, audit=answer.audit)
     return Outcome(response, request, "patched" if answer.patch else "unchanged", answer.secrets)
+
+
+def refused(request: Request, exc: Rejected | InputError | RenderError) -> Outcome:
+    """A pod that cannot be mutated: denied with 400 and the reason."""
+    version, uid = request.api_version, request.uid
+    if isinstance(exc, Rejected):
+        return Outcome(build_response(version, uid, denial=exc.message), request, "denied", denial=exc.code)
+    message = f"secretpatch cannot mutate the pod: {exc}"
+    code: Denial = "malformed-pod" if isinstance(exc, InputError) else "render-error"
+    return Outcome(build_response(version, uid, denial=message), request, "denied", denial=code)

@@ -1,5 +1,7 @@
 """The error family: each class means one thing, and keeps its place as fields.
 
+- `LocatedError`: the base of the two errors in an operator's files, with file, line and the
+  offending line's text:
 - `LoadError`: configuration, a rule or a template is broken. Raised at start-up only.
 - `Rejected`: a secret request cannot be injected. The pod is denied.
 - `InputError`: the input is not what it claims to be (not a pod, not an AdmissionReview).
@@ -12,18 +14,27 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 
 class SecretpatchError(Exception):
     """Base of every error secretpatch raises on purpose."""
 
 
-class LoadError(SecretpatchError):
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+class LocatedError(SecretpatchError):
+    """A mistake in a file an operator wrote (the config, a rule, a template): the file, the
+    1-based line, and that line's text when known, so that the operator sees where to look.
+
+    `str()` is one line, `file:line: message`, because it may end up in a denial message
+    or a log line; `excerpt()` adds the offending line beneath, for a terminal."""
+
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, source: str | None = None
+    ) -> None:
         self.message = message
         self.file = file
         self.line = line
+        self.source = source
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -32,6 +43,15 @@ class LoadError(SecretpatchError):
         if self.line is None:
             return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}: {self.message}"
+
+    def excerpt(self) -> str:
+        if self.source is None or self.line is None or not self.source.strip():
+            return str(self)
+        return f"{self}\n  {self.line} | {printable(self.source.rstrip(), limit=160)}"
+
+
+class LoadError(LocatedError):
+    """Configuration, a rule or a template is broken; raised at start-up only."""
 
 
 class InputError(SecretpatchError):
@@ -43,13 +63,20 @@ class DeadlineExceeded(SecretpatchError):
     answers 503, and the API server applies the webhook's failurePolicy."""
 
 
-class RenderError(SecretpatchError):
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
-        self.message = message
-        self.file = file
-        self.line = line
-        where = f"{file}:{line}: " if file and line else f"{file}: " if file else ""
-        super().__init__(f"{where}{message}")
+class RenderError(LocatedError):
+    """A template failed on a real request although it loaded; the pod is denied."""
+
+
+# Why a secret request was refused: a short, fixed category for metrics.
+RefusalCode = Literal[
+    "bad-annotation",  # an annotation that does not decode to a request
+    "required-field",  # a field the rule requires is empty
+    "mount-requirement",  # a mount requirement the rule does not accept
+    "invalid-field",  # a field outside the rule's grammar
+    "name-collision",  # an added item's name is taken
+    "mount-conflict",  # the secrets path is another volume's mount
+    "limit",  # over one of secretpatch.limits
+]
 
 
 class Rejected(SecretpatchError):
@@ -59,10 +86,8 @@ class Rejected(SecretpatchError):
     as Flyte prints it (escaped and shortened), so the message reads like Flyte's own.
     """
 
-    # `code` is a short, fixed category for metrics: bad-annotation, required-field,
-    # mount-requirement, invalid-field, name-collision, limit.
     def __init__(
-        self, reason: str, *, annotation: str, secret: str = "", code: str = "invalid-field"
+        self, reason: str, *, annotation: str, secret: str = "", code: RefusalCode = "invalid-field"
     ) -> None:
         self.reason = reason
         self.annotation = annotation

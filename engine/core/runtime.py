@@ -17,7 +17,7 @@ from .budget import BoundedCache, CacheStats, approx_size
 from .compose.pod_patch import MountConflict, NameCollision, PodPatch, TooManyItems
 from .compose.view import PodView
 from .config import Config, load_config
-from .errors import DeadlineExceeded, InputError, Rejected
+from .errors import DeadlineExceeded, InputError, Rejected, RenderError
 from .jsontypes import AdmissionReviewResponse, is_object
 from .memo import ReviewMemo, key_of
 from .mutation import Injected, Mutation, Source
@@ -192,22 +192,27 @@ class Engine:
 
         `deadline` (a `time.monotonic()` value) stops the work between two secrets once it has
         passed, raising DeadlineExceeded: no answer is better than a late one."""
-        return admission.review(lambda pod: self._review_mutate(pod, deadline), review)
+        request = admission.parse_request(review)
+        if request.operation != "CREATE":
+            return admission.skipped(request)
+        try:
+            answer = self._review_mutate(request.pod, deadline)
+        except (Rejected, InputError, RenderError) as exc:
+            return admission.refused(request, exc)
+        return admission.answered(request, answer)
 
     def remembered_outcome(self, review: Mapping[str, Any]) -> admission.Outcome | None:
         """`review_outcome` when it costs no decoding, rendering or composing: a review that
         is not a CREATE, a pod that asks for no secrets, or a pod the memo has answered.
         None otherwise. A server answers these at once and hands the rest to a worker."""
+        request = admission.parse_request(review)
+        if request.operation != "CREATE":
+            return admission.skipped(request)
         try:
-            return admission.review(self._remembered, review)
-        except _NotRemembered:
-            return None
-
-    def _remembered(self, pod: Mapping[str, Any]) -> admission.Answer:
-        _, _, remembered = self._lookup(pod)
-        if remembered is None:
-            raise _NotRemembered
-        return remembered
+            _, _, remembered = self._lookup(request.pod)
+        except InputError as exc:
+            return admission.refused(request, exc)
+        return None if remembered is None else admission.answered(request, remembered)
 
     def _lookup(
         self, pod: Mapping[str, Any]
@@ -266,10 +271,6 @@ class Engine:
             secret=request.describe(),
             code=reasons[0][1],
         )
-
-
-class _NotRemembered(Exception):
-    """The review needs work; see Engine.remembered_outcome."""
 
 
 def _check(deadline: float | None) -> None:

@@ -32,6 +32,10 @@ class Doc:
     data: Any
     file: str
     lines: dict[Path_, int] = field(default_factory=dict)
+    text: tuple[str, ...] = ()  # the document's lines, for errors to show
+
+    def source(self, line: int | None) -> str | None:
+        return self.text[line - 1] if line is not None and 0 < line <= len(self.text) else None
 
     def line(self, path: Path_) -> int | None:
         while path:
@@ -40,8 +44,12 @@ class Doc:
             path = path[:-1]
         return self.lines.get(())
 
+    def located(self, message: str, line: int) -> LoadError:
+        return LoadError(message, file=self.file, line=line, source=self.source(line))
+
     def error(self, path: Path_, message: str) -> LoadError:
-        return LoadError(message, file=self.file, line=self.line(path))
+        line = self.line(path)
+        return LoadError(message, file=self.file, line=line, source=self.source(line))
 
 
 ScalarHook = Callable[[yaml.ScalarNode, Any, int], Any]
@@ -56,7 +64,7 @@ def load(text: str, file: str, scalar_hook: ScalarHook | None = None) -> Doc:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        doc = Doc(None, file)
+        doc = Doc(None, file, text=tuple(text.splitlines()))
         if node is not None:
             doc.data = _walk(loader, node, (), doc, scalar_hook)
         return doc
@@ -64,7 +72,8 @@ def load(text: str, file: str, scalar_hook: ScalarHook | None = None) -> Doc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
-        raise LoadError(f"invalid YAML: {problem}", file=file, line=line) from None
+        source = Doc(None, file, text=tuple(text.splitlines())).source(line)
+        raise LoadError(f"invalid YAML: {problem}", file=file, line=line, source=source) from None
     except yaml.YAMLError as exc:
         raise LoadError(f"invalid YAML: {exc}", file=file) from None
     finally:
@@ -81,9 +90,9 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, doc: Doc, hook:
             key = loader.construct_object(key_node, deep=True)
             key_line = key_node.start_mark.line + 1
             if not isinstance(key, str):
-                raise LoadError(f"key {key!r} is not a string", file=doc.file, line=key_line)
+                raise doc.located(f"key {key!r} is not a string", key_line)
             if key in result:
-                raise LoadError(f"duplicate key {key!r}", file=doc.file, line=key_line)
+                raise doc.located(f"duplicate key {key!r}", key_line)
             result[key] = _walk(loader, value_node, (*path, key), doc, hook)
             doc.lines[(*path, key)] = key_line
         return result

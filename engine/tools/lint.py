@@ -9,13 +9,12 @@ after mutation. Each problem names the file and line of the template that caused
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core import yamldoc
 from ..core.config import load_config
-from ..core.errors import LoadError, Rejected, RenderError
+from ..core.errors import LoadError, LocatedError, Rejected, RenderError
 from ..core.requests import SecretRequest, encode_request
 from ..core.rules.model import SAMPLE_POD, FragmentSpec, Rule
 from ..core.rules.select import load_rules
@@ -31,21 +30,21 @@ SAMPLE_SECRETS = (
 )
 
 
-@dataclass(frozen=True)
-class Problem:
-    file: str | None
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        where = (
-            f"{self.file}:{self.line}: " if self.file and self.line else f"{self.file}: " if self.file else ""
-        )
-        return where + self.message
+# A problem lint reports: what is wrong, and where (the file, the line and its text).
+Problem = LocatedError
 
 
 def _from_error(exc: LoadError | RenderError) -> Problem:
-    return Problem(exc.file, exc.line, exc.message)
+    return exc
+
+
+def _line_text(file: str, line: int | None) -> str | None:
+    """The text of a line of a template, for the report."""
+    try:
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    return lines[line - 1] if line is not None and 0 < line <= len(lines) else None
 
 
 def _sample_pods() -> list[tuple[str, dict[str, Any]]]:
@@ -151,7 +150,14 @@ def _check_items(rule: Rule, sample: SecretRequest, versions: tuple[str, ...]) -
                         line = _template_line(spec, index, len(items) > 1, path + tuple(unexpected[:1]))
                         inside = ".".join(str(p) for p in path)
                         message = f"{inside + ': ' if inside else ''}{exc.message} (Kubernetes {version})"
-                        problems.append(Problem(spec.fragment.file, line, message))
+                        problems.append(
+                            Problem(
+                                message,
+                                file=spec.fragment.file,
+                                line=line,
+                                source=_line_text(spec.fragment.file, line),
+                            )
+                        )
                         break
     return problems
 
@@ -196,9 +202,12 @@ def lint(
                 if not item_problems:  # otherwise this repeats what the fragments showed
                     path = ".".join(str(p) for p in exc.path)
                     message = f"{description}, after mutation: {path}: {exc.message} (Kubernetes {version})"
-                    problems.append(Problem(None, None, message))
+                    problems.append(Problem(message))
                 break
-    unique = list(dict.fromkeys(problems))
+    seen: dict[tuple[str | None, int | None, str], Problem] = {}
+    for problem in problems:  # each sample secret finds the same template problems again
+        seen.setdefault((problem.file, problem.line, problem.message), problem)
+    unique = list(seen.values())
     templates = sorted(
         {s.fragment.file for r in rules for s in r.fragments}
         | {t.file for r in rules for t in r.texts.values()}

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -38,6 +38,11 @@ log = logging.getLogger("secretpatch.server")
 # larger ones draw from the budget of pending bytes and are parsed and answered elsewhere
 # (`large_bodies`, a process in `secretpatch serve`), since parsing one holds the GIL.
 INLINE_BODY = 32 * 1024
+
+# Reviews the server answers with an HTTP error rather than an AdmissionReview, by their
+# metrics label (a review answered has its admission.Result): 400 for a malformed review,
+# 500 for a bug, 503 when too busy or past the deadline.
+Unanswered = Literal["malformed", "error", "busy", "timeout"]
 
 
 class WebhookApp:
@@ -231,7 +236,7 @@ class WebhookApp:
         log.warning("bad request", extra={"fields": {"reason": reason, "status": status}})
         await _answer(send, status, _error(reason))
 
-    async def _unavailable(self, send: Send, result: str, reason: str) -> None:
+    async def _unavailable(self, send: Send, result: Unanswered, reason: str) -> None:
         """503: the API server applies the webhook's failurePolicy (and may retry). The
         connection closes with it: a server this busy reads no more of a body it will not
         use (connections.py drops such a connection at once)."""

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ..core.admission import Outcome
+from ..core.admission import Denial, Outcome, Result
 from ..core.config import PARSER_DEPTH
 from ..core.errors import DeadlineExceeded, printable, quote_value
 from ..core.runtime import Engine
@@ -40,9 +40,9 @@ class Summary(NamedTuple):
 
     response: bytes
     uid: str
-    result: str
+    result: Result
     secrets: tuple[str, ...] = ()
-    denial: str | None = None
+    denial: Denial | None = None
     namespace: str | None = None
     pod: str | None = None
 

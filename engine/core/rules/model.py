@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..compose.modes import MergeMode, ShapeError
-from ..errors import RenderError, quote_value
+from ..errors import RefusalCode, RenderError, quote_value
 from ..requests import MAX_FIELD_LENGTH, SecretRequest
 from ..templating.fragments import Fragment
 from ..templating.jinja import TextTemplate
@@ -74,7 +74,7 @@ class Rule:
     fragments: list[FragmentSpec] = field(default_factory=list)
     reads_pod: bool = False
 
-    def refusal(self, request: SecretRequest) -> tuple[str, str] | None:
+    def refusal(self, request: SecretRequest) -> tuple[RefusalCode, str] | None:
         """Why this rule will not take the request (a metrics code and the reason), or None."""
         for name, rule in self.fields.items():
             if rule.required and not getattr(request, name):

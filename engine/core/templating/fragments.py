@@ -20,7 +20,7 @@ from jinja2 import nodes
 from .. import yamldoc
 from ..errors import LoadError, RenderError
 from ..jsontypes import copy_json, is_json_data
-from .jinja import CONTEXT_NAMES, PER_SECRET_NAMES, Place, template_source, undeclared_names
+from .jinja import CONTEXT_NAMES, PER_SECRET_NAMES, Place, line_of, template_source, undeclared_names
 
 _SINGLE_EXPRESSION = re.compile(r"\A\{\{-?(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*?)-?\}\}\Z", re.DOTALL)
 _HAS_JINJA = re.compile(r"\{\{|\{%|\{#")
@@ -46,8 +46,7 @@ def _compile_value(env: jinja2.Environment, source: str, place: Place) -> Dynami
         raise LoadError(
             f"unknown name {unknown[0]!r} in {source.strip()!r}; "
             f"templates see: {', '.join(sorted(CONTEXT_NAMES))}",
-            file=place.file,
-            line=place.line,
+            **place.where(),
         )
     fast = _interpolation(env, source)
     if fast is not None:
@@ -157,14 +156,17 @@ def _render_tree(tree: Any, context: Mapping[str, Any]) -> Any:
         try:
             value = tree.evaluate(context)
         except jinja2.TemplateError as exc:
-            raise RenderError(exc.message or str(exc), file=tree.place.file, line=tree.place.line) from None
+            raise RenderError(
+                exc.message or str(exc), file=tree.place.file, line=tree.place.line, source=tree.place.text
+            ) from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise RenderError(str(exc), file=tree.place.file, line=tree.place.line) from None
+            raise RenderError(
+                str(exc), file=tree.place.file, line=tree.place.line, source=tree.place.text
+            ) from None
         if not is_json_data(value):
             raise RenderError(
                 f"the expression yields a {type(value).__name__}, which is not JSON data",
-                file=tree.place.file,
-                line=tree.place.line,
+                **tree.place.where(),
             )
         return copy_json(value)
     if isinstance(tree, dict):
@@ -214,7 +216,7 @@ def load_fragment(env: jinja2.Environment, name: str, values: Mapping[str, Any])
 
     def hook(node: Any, value: Any, line: int) -> Any:
         if isinstance(value, str) and _HAS_JINJA.search(value):
-            dynamic = _compile_value(env, value, Place(filename, line))
+            dynamic = _compile_value(env, value, Place(filename, line, line_of(source, line)))
             names.update(dynamic.names)
             return dynamic
         return value
@@ -224,7 +226,7 @@ def load_fragment(env: jinja2.Environment, name: str, values: Mapping[str, Any])
     try:
         tree = _fold(doc.data, {"values": values})
     except RenderError as exc:
-        raise LoadError(exc.message, file=exc.file, line=exc.line) from None
+        raise LoadError(exc.message, file=exc.file, line=exc.line, source=exc.source) from None
     fragment = Fragment(name, filename, tree, frozenset(names))
     if not _has_dynamic(tree):
         fragment.is_static = True

@@ -59,16 +59,34 @@ def make_environment(search_path: list[Path]) -> ImmutableSandboxedEnvironment:
 
 @dataclass(frozen=True)
 class Place:
+    """Where an expression is: its file, its line, and that line's text (for errors)."""
+
     file: str
-    line: int
+    line: int | None
+    text: str | None = None
+
+    def where(self) -> dict[str, Any]:
+        """The keyword arguments of a LocatedError raised here."""
+        return {"file": self.file, "line": self.line, "source": self.text}
+
+
+def line_of(source: str, line: int | None) -> str | None:
+    """The text of a 1-based line of `source`, or None."""
+    lines = source.splitlines()
+    return lines[line - 1] if line is not None and 0 < line <= len(lines) else None
 
 
 def undeclared_names(env: jinja2.Environment, source: str, place: Place) -> frozenset[str]:
     try:
         return frozenset(meta.find_undeclared_variables(env.parse(source)))
     except jinja2.TemplateSyntaxError as exc:
+        inner = exc.lineno or 1  # the line inside `source`, which starts at place.line
+        text = place.text if inner == 1 and place.text is not None else line_of(source, inner)
         raise LoadError(
-            f"Jinja syntax error: {exc.message}", file=place.file, line=place.line + (exc.lineno or 1) - 1
+            f"Jinja syntax error: {exc.message}",
+            file=place.file,
+            line=(place.line or 1) + inner - 1,
+            source=text,
         ) from None
 
 
@@ -96,6 +114,7 @@ class TextTemplate:
         source, filename = template_source(env, name)
         self.name = name
         self.file = filename
+        self.source = source
         names = undeclared_names(env, source, Place(filename, 1))
         self.names = names
         unknown = sorted(names - CONTEXT_NAMES - set(env.globals))
@@ -103,22 +122,33 @@ class TextTemplate:
             raise LoadError(
                 f"unknown name {unknown[0]!r}; templates see: {', '.join(sorted(CONTEXT_NAMES))}",
                 file=filename,
-                line=_first_line_naming(env, source, unknown[0]),
+                line=(line := _first_line_naming(env, source, unknown[0])),
+                source=line_of(source, line),
             )
         try:
             self.template = env.get_template(name)
         except jinja2.TemplateSyntaxError as exc:  # pragma: no cover - _undeclared parsed it
-            raise LoadError(exc.message or "syntax error", file=filename, line=exc.lineno) from None
+            raise LoadError(
+                exc.message or "syntax error",
+                file=filename,
+                line=exc.lineno,
+                source=line_of(source, exc.lineno),
+            ) from None
 
     def render(self, context: Mapping[str, Any]) -> str:
         try:
             return self.template.render(context)
         except jinja2.TemplateError as exc:
             line = _template_error_line(exc, self.file)
-            raise RenderError(exc.message or str(exc), file=self.file, line=line) from None
+            raise RenderError(exc.message or str(exc), **self._place(line).where()) from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
             line = _traceback_line(exc, self.file)
-            raise RenderError(str(exc), file=self.file, line=line) from None
+            raise RenderError(
+                str(exc), file=self.file, line=line, source=line_of(self.source, line)
+            ) from None
+
+    def _place(self, line: int | None) -> Place:
+        return Place(self.file, line, line_of(self.source, line))
 
 
 def _first_line_naming(env: jinja2.Environment, source: str, name: str) -> int | None:
