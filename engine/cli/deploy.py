@@ -104,7 +104,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_webhook_config(args: argparse.Namespace) -> int:
-    from ..tools.manifests import webhook_configuration
+    from ..tools.webhook_config import webhook_configuration
 
     try:
         ca = args.ca_file.read_bytes()
@@ -117,7 +117,7 @@ def cmd_webhook_config(args: argparse.Namespace) -> int:
 
 
 def _webhook_options(args: argparse.Namespace) -> Any:
-    from ..tools.manifests import WebhookOptions
+    from ..tools.webhook_config import WebhookOptions
 
     selector = _flyte(args, "namespaceSelector", {})
     if args.namespace_selector is not None:
