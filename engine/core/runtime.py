@@ -230,7 +230,7 @@ class Engine:
             view = PodView(pod, self.config.limits.maxListItems)
         except InputError:
             return annotations, key, None  # composing says what is wrong with it
-        return annotations, key, self._memo.find(key, view.ask)
+        return annotations, key, self._memo.find(key, view.answer)
 
     def _review_mutate(self, pod: Mapping[str, Any], deadline: float | None = None) -> admission.Answer:
         annotations, key, remembered = self._lookup(pod)

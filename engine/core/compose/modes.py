@@ -86,12 +86,12 @@ class MergeMode:
             names.add(item["name"])
         return tuple(items)
 
-    def targets(self, patch: PodPatch, list_name: str, field: str | None, start: int = 0) -> list[Key]:
+    def targets(self, list_name: str, field: str | None, start: int, end: int) -> list[Key]:
         """The targets in one list named by `into`: the list itself, or with `field` that
-        list of every container from the `start`th on."""
+        list of each container from the `start`th to before the `end`th."""
         if field is None:
             return [(list_name,)]
-        return [(list_name, index, field) for index in range(start, patch.length(list_name))]
+        return [(list_name, index, field) for index in range(start, end)]
 
     def apply(self, patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
         raise NotImplementedError
@@ -109,23 +109,24 @@ class MergeMode:
         """Merge the items into their targets in Flyte's order (item by item).
 
         With `merged` (for a fragment whose re-merging is known to change nothing; see
-        `runtime.skippable`), targets merged into for an earlier secret are skipped and
+        `rules.model.mark_skippable`), targets merged into for an earlier secret are skipped and
         recorded there under `token`: Flyte re-applies them for every secret, with no
         effect, which would make the patch grow with the square of the number of secrets."""
         keys: list[Key] = []
         for list_name in into:
+            end = 0 if field is None else patch.length(list_name)
             if merged is None:
-                keys.extend(self.targets(patch, list_name, field))
+                keys.extend(self.targets(list_name, field, 0, end))
                 continue
             seen = (token, list_name)
             if field is None:
                 if seen not in merged:
                     merged[seen] = 1
-                    keys.extend(self.targets(patch, list_name, field))
+                    keys.extend(self.targets(list_name, field, 0, end))
                 continue
             start = merged.get(seen, 0)
-            merged[seen] = patch.length(list_name)
-            keys.extend(self.targets(patch, list_name, field, start))
+            merged[seen] = end
+            keys.extend(self.targets(list_name, field, start, end))
         for item in items:
             for key in keys:
                 self.apply(patch, key, item)

@@ -12,18 +12,18 @@ old index followed by an `add` at `/0`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError, quote_json
 from ..jsontypes import PatchOp, copy_json
-from .view import ABSENT, NO_METADATA, PRESENT, Key, PodView, TooManyItems, describe
+from .view import ABSENT, CONTAINER_ORDER, NO_METADATA, PRESENT, Key, PodView, TooManyItems, describe
 
 # Containers and init containers share one namespace of names in a pod.
 CONTAINER_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers"})
-# The order in which a name's owner is looked for: the last place wins.
-_OWNER_ORDER = ("initContainers", "ephemeralContainers", "containers")
+# The fields the modes look items up by.
+_INDEXED = ("name", "mountPath")
 
 __all__ = ["CONTAINER_LISTS", "Key", "MountConflict", "NameCollision", "PodPatch", "TooManyItems", "describe"]
 
@@ -77,8 +77,33 @@ class _List:
     created: bool = False
     holder: Any = None  # the added item a list belongs to, kept alive while its id names it
 
+    # Where appended items with a given string field sit in `back`, built when first asked:
+    # a pod asking for 500 secrets appends 500 init containers, each checked for its name.
+    back_index: dict[tuple[str, str], list[int]] | None = None
+
     def size(self) -> int:
         return len(self.front) + (self.length or 0) - len(self.removed) + len(self.back)
+
+    def in_back(self, field_name: str, value: str) -> list[int]:
+        """The positions in `back` of the objects whose `field_name` is `value`."""
+        if self.back_index is None:
+            self.back_index = {}
+            for index, item in enumerate(self.back):
+                self._index(index, item)
+        return self.back_index.get((field_name, value), [])
+
+    def append(self, item: Any) -> None:
+        self.back.append(item)
+        if self.back_index is not None:
+            self._index(len(self.back) - 1, item)
+
+    def _index(self, index: int, item: Any) -> None:
+        assert self.back_index is not None
+        if isinstance(item, Mapping):
+            for field_name in _INDEXED:
+                value = item.get(field_name)
+                if type(value) is str:
+                    self.back_index.setdefault((field_name, value), []).append(index)
 
     def exists(self) -> bool:
         return self.length is not None or self.created
@@ -103,6 +128,9 @@ class PodPatch:
         self.view = PodView(pod, max_items)
         self._max_items = max_items
         self._lists: dict[tuple[Any, ...], _List] = {}
+        # The same lists by their key as the modes name them (indices as mutated so far),
+        # forgotten when a container list's items change places.
+        self._by_key: dict[Key, _List] = {}
         self._maps: dict[
             str, tuple[dict[str, Any], bool]
         ] = {}  # keys known, and whether this patch made the map
@@ -114,12 +142,15 @@ class PodPatch:
         self.source: Any = None
         self._copy_items = copy_items
         # Names added to container lists since the owners were first asked (see container_name_owner).
-        self._owners: dict[str, str] | None = None
+        self._owners: dict[str, str | None] | None = None
 
     # ---- lists -----------------------------------------------------------------------------
 
     def _state(self, key: Key) -> _List:
         """The list at `key` (a container's list is found through its container list)."""
+        state = self._by_key.get(key)
+        if state is not None:
+            return state
         if len(key) == 1:
             identity: tuple[Any, ...] = key
         else:
@@ -129,6 +160,7 @@ class PodPatch:
         if state is None:
             state = self._load(key, identity)
             self._lists[identity] = state
+        self._by_key[key] = state
         return state
 
     def _load(self, key: Key, identity: tuple[Any, ...]) -> _List:
@@ -171,37 +203,66 @@ class PodPatch:
     def length(self, list_name: str) -> int:
         return self._state((list_name,)).size()
 
-    def _matches(self, key: Key, field_name: str, value: str) -> Iterator[int]:
-        """The indices, in the mutated list, of the objects whose `field_name` is `value`."""
-        state = self._state(key)
-        for index, item in enumerate(state.front):
-            if isinstance(item, Mapping) and item.get(field_name) == value:
-                yield index
-        offset = len(state.front)
+    def _original(self, state: _List, field_name: str, value: str) -> Sequence[int]:
+        """Where the objects whose `field_name` is `value` are among the list's original items."""
         if state.source is None:
-            found = tuple(
+            return [
                 i
                 for i, item in enumerate(state.owned)
                 if (type(item) is dict or isinstance(item, Mapping)) and item.get(field_name) == value
-            )
-        else:
-            found = self.view.positions(state.source, field_name, value) if state.length else ()
-        removed = state.removed
-        for original in found:
-            if original not in removed:
-                yield offset + original - sum(1 for r in removed if r < original)
-        offset += (state.length or 0) - len(removed)
-        for index, item in enumerate(state.back):
-            if isinstance(item, Mapping) and item.get(field_name) == value:
-                yield offset + index
+            ]
+        return self.view.positions(state.source, field_name, value)
+
+    def _matches(
+        self,
+        key: Key,
+        field_name: str,
+        value: str,
+        first: bool = False,
+        original: Sequence[int] | None = None,
+    ) -> list[int]:
+        """The indices, in the mutated list, of the objects whose `field_name` (a name or a
+        mount path) is `value`; with `first`, the first of them only; `original`, where they
+        are among the original items if already known. (Called for every item
+        of every secret: kept to plain loops and dict lookups.)"""
+        state = self._by_key.get(key) or self._state(key)
+        found: list[int] = []
+        front = state.front
+        for index, item in enumerate(front):
+            if (type(item) is dict or isinstance(item, Mapping)) and item.get(field_name) == value:
+                if first:
+                    return [index]
+                found.append(index)
+        offset = len(front)
+        if state.length:
+            removed = state.removed
+            for position in self._original(state, field_name, value) if original is None else original:
+                place = position
+                if removed:
+                    if position in removed:
+                        continue
+                    place -= sum(1 for r in removed if r < position)
+                if first:
+                    return [offset + place]
+                found.append(offset + place)
+            offset += state.length - len(removed)
+        if state.back:
+            hits = state.in_back(field_name, value)
+            if hits:
+                if first:
+                    return [offset + hits[0]]
+                found.extend(offset + hit for hit in hits)
+        return found
 
     def index_of(self, key: Key, name: str) -> int | None:
         """The index of the first object named `name` in the list at `key`, as mutated so far."""
-        return next(self._matches(key, "name", name), None)
+        found = self._matches(key, "name", name, first=True)
+        return found[0] if found else None
 
     def index_of_path(self, key: Key, path: str) -> int | None:
         """The index of the first mount at `path` in the list at `key`, as mutated so far."""
-        return next(self._matches(key, "mountPath", path), None)
+        found = self._matches(key, "mountPath", path, first=True)
+        return found[0] if found else None
 
     def item_field(self, key: Key, index: int, field_name: str) -> Any:
         """`field_name` of the item at `index` of the list at `key`, as mutated so far."""
@@ -218,16 +279,21 @@ class PodPatch:
     def container_name_owner(self, name: str) -> str | None:
         """Where a container name is used (names are unique across all container lists):
         the last place of it in containers, else in ephemeral containers, else in init
-        containers; a name appended since this was first asked, where it was appended."""
+        containers; a name appended since this was first asked, where it was appended.
+        Answers are kept until items of a container list change places."""
         if self._owners is None:
             self._owners = {}
         elif name in self._owners:
             return self._owners[name]
-        for list_name in reversed(_OWNER_ORDER):
-            places = list(self._matches((list_name,), "name", name))
+        owner = None
+        originals = self.view.container_name(name)
+        for list_name, original in reversed(tuple(zip(CONTAINER_ORDER, originals, strict=True))):
+            places = self._matches((list_name,), "name", name, original=original)
             if places:
-                return f"spec.{list_name}[{places[-1]}]"
-        return None
+                owner = f"spec.{list_name}[{places[-1]}]"
+                break
+        self._owners[name] = owner
+        return owner
 
     # ---- changes ---------------------------------------------------------------------------
 
@@ -248,8 +314,9 @@ class PodPatch:
             self._emit({"op": "add", "path": f"{path}/{0 if first else '-'}", "value": item})
         if first:
             state.front.insert(0, item)
+            self._moved(key)
         else:
-            state.back.append(item)
+            state.append(item)
         if len(key) == 1 and key[0] in CONTAINER_LISTS and self._owners is not None:
             if first:
                 self._owners = None
@@ -264,11 +331,18 @@ class PodPatch:
             del state.front[index]
         elif region == "back":
             del state.back[index - state.size() + len(state.back)]
+            state.back_index = None  # positions after it moved
         else:
             state.removed.append(found)
             state.removed.sort()
+        self._moved(key)
         if len(key) == 1 and key[0] in CONTAINER_LISTS:
             self._owners = None
+
+    def _moved(self, key: Key) -> None:
+        """Items of the list at `key` changed places: the lists inside them are found anew."""
+        if len(key) == 1:
+            self._by_key = {k: v for k, v in self._by_key.items() if len(k) == 1}
 
     def set_keys(self, map_name: str, values: Mapping[str, Any]) -> None:
         """Set keys of metadata.labels or metadata.annotations (add, or replace a different value)."""

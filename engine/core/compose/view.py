@@ -15,7 +15,7 @@ whether a label is the string being set, not what else it is.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 from ..errors import InputError
@@ -29,6 +29,8 @@ NO_METADATA: Final = "no-metadata"  # metadata is absent or not an object
 ABSENT: Final = "absent"
 PRESENT: Final = "present"
 NOT_A_STRING: Final = ("not a string",)
+# The lists that share one namespace of container names, in the order `container_name` answers.
+CONTAINER_ORDER: Final = ("initContainers", "ephemeralContainers", "containers")
 
 
 class TooManyItems(InputError):
@@ -41,6 +43,8 @@ class PodReader(Protocol):
     def length(self, key: Key) -> int | None: ...
 
     def positions(self, key: Key, field: str, value: str) -> tuple[int, ...]: ...
+
+    def container_name(self, name: str) -> tuple[tuple[int, ...], ...]: ...
 
     def item_field(self, key: Key, index: int, field: str) -> Any: ...
 
@@ -68,27 +72,32 @@ class PodView:
         self._metadata = pod.get("metadata")
         self._max_items = max_items
         self.reads: dict[Question, Any] = {}
+        self._indexes: dict[tuple[Key, str], dict[str, tuple[int, ...]]] = {}
+        self._answers: dict[str, Callable[..., Any]] = {
+            "length": self._length,
+            "positions": self._positions,
+            "container-name": self._container_name,
+            "item-field": self._item_field,
+            "map-state": self._map_state,
+            "map-value": self._map_value,
+        }
 
     def ask(self, question: Question) -> Any:
         """The answer to a recorded question (what the memo replays)."""
         reads = self.reads
         if question in reads:
             return reads[question]
-        kind = question[0]
-        if kind == "length":
-            answer: Any = self._length(question[1])
-        elif kind == "positions":
-            answer = self._positions(*question[1:])
-        elif kind == "item-field":
-            answer = self._item_field(*question[1:])
-        elif kind == "map-state":
-            answer = self._map_state(question[1])
-        elif kind == "map-value":
-            answer = self._map_value(*question[1:])
-        else:
-            raise ValueError(f"PodView has no question {kind!r}")
+        answer = self.answer(question)
         reads[question] = answer
         return answer
+
+    def answer(self, question: Question) -> Any:
+        """The answer to a question, not recorded: what the memo compares with a record."""
+        try:
+            answer_of = self._answers[question[0]]
+        except KeyError:
+            raise ValueError(f"PodView has no question {question[0]!r}") from None
+        return answer_of(*question[1:])
 
     def length(self, key: Key) -> int | None:
         """The length of the list at `key`; None when it is absent."""
@@ -98,6 +107,12 @@ class PodView:
     def positions(self, key: Key, field: str, value: str) -> tuple[int, ...]:
         """Where in the list at `key` the objects whose `field` is `value` are."""
         answer: tuple[int, ...] = self.ask(("positions", key, field, value))
+        return answer
+
+    def container_name(self, name: str) -> tuple[tuple[int, ...], ...]:
+        """Where the containers named `name` are, in each list of CONTAINER_ORDER: one
+        question where `positions` would be three (every appended init container asks it)."""
+        answer: tuple[tuple[int, ...], ...] = self.ask(("container-name", name))
         return answer
 
     def item_field(self, key: Key, index: int, field: str) -> Any:
@@ -140,13 +155,23 @@ class PodView:
         return len(value)
 
     def _positions(self, key: Key, field: str, value: str) -> tuple[int, ...]:
-        if self._length(key) is None:
-            return ()
-        return tuple(
-            index
-            for index, item in enumerate(self._list(key))
-            if (type(item) is dict or isinstance(item, Mapping)) and item.get(field) == value
-        )
+        # One pass over the list per field, kept privately: the record holds only the
+        # question asked and its answer.
+        index = self._indexes.get((key, field))
+        if index is None:
+            found: dict[str, list[int]] = {}
+            if self._length(key) is not None:
+                for position, item in enumerate(self._list(key)):
+                    if type(item) is dict or isinstance(item, Mapping):
+                        text = item.get(field)
+                        if type(text) is str:
+                            found.setdefault(text, []).append(position)
+            index = {text: tuple(positions) for text, positions in found.items()}
+            self._indexes[(key, field)] = index
+        return index.get(value, ())
+
+    def _container_name(self, name: str) -> tuple[tuple[int, ...], ...]:
+        return tuple(self._positions((list_name,), "name", name) for list_name in CONTAINER_ORDER)
 
     def _item_field(self, key: Key, index: int, field: str) -> Any:
         item = self._list(key)[index]
