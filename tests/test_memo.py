@@ -16,7 +16,7 @@ import jsonpatch
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from secretpatch import Engine
+from secretpatch import Engine, Rejected
 from secretpatch.core.admission import Answer
 from secretpatch.core.compose.modes import MODES, MergeMode
 from secretpatch.core.compose.pod_patch import PodPatch
@@ -273,6 +273,24 @@ def test_a_new_merge_mode_reading_the_pod_in_a_new_way_gets_no_stale_answer(
     assert engine.memo is not None and engine.memo.hits == 2  # the third and the fourth
 
 
+def test_a_static_sidecar_prepended_for_every_secret_starts_afresh_each_time(tmp_path: Path) -> None:
+    """Found in review: a static fragment hands the same object to every secret; prepending
+    it again after removing it must not inherit the lists the patch kept for its first copy
+    (the answer differed from mutate's and did not apply)."""
+    sidecars = "".join(
+        f"  - template: gcp/sidecar-{n}.yaml.j2\n    merge: prepend\n    into: [containers]\n" for n in "ab"
+    )
+    engine = _rules_with(
+        tmp_path, sidecars, {f"gcp/sidecar-{n}.yaml.j2": f"name: sidecar-{n}\nimage: busybox\n" for n in "ab"}
+    )
+    pod = flyte_pod(SECRET, {"group": "api", "group_version": "2"}, {"group": "tok", "group_version": "3"})
+    for _ in range(2):  # composed, then remembered
+        patch = patch_of(answer(engine, pod))
+        assert patch == engine.mutate(pod).patch
+        containers = jsonpatch.apply_patch(pod, patch)["spec"]["containers"]
+        assert [c["name"] for c in containers] == ["sidecar-b", "sidecar-a", "main"]
+
+
 def test_a_rule_that_reads_the_pod_is_never_answered_from_memory(tmp_path: Path) -> None:
     command = (ROOT / "templates" / "gcp" / "command.sh.j2").read_text()
     engine = _rules_with(
@@ -459,3 +477,30 @@ def test_the_memo_keeps_exactly_its_number_of_shapes_per_request(shapes: int) ->
     for n, pod in enumerate(pods):
         remember(memo, "k", pod, Answer(str(n)))
     assert [recall(memo, "k", pod) is not None for pod in pods] == [False] * (5 - shapes) + [True] * shapes
+
+
+def test_a_bad_list_inside_a_container_is_named_by_its_index_in_the_patched_pod(tmp_path: Path) -> None:
+    """Found in review: once a container is put before it, the pod's own container is
+    spec.containers[1] in every message, as in the patch's operations."""
+    fragments = (
+        "  - template: gcp/side.yaml.j2\n    merge: prepend\n    into: [containers]\n"
+        "  - template: gcp/port.yaml.j2\n    merge: per-container\n    into: [containers]\n    field: ports\n"
+    )
+    engine = _rules_with(
+        tmp_path,
+        fragments,
+        {"gcp/side.yaml.j2": "name: side\nimage: x\n", "gcp/port.yaml.j2": "name: p\ncontainerPort: 1\n"},
+    )
+    pod = flyte_pod(SECRET, containers=[{"name": "main", "image": "t", "ports": 1}])
+    message = answer(engine, pod)["status"]["message"]
+    assert message.endswith("spec.containers[1].ports is not a list")
+
+
+def test_a_python_value_that_is_not_json_where_the_composer_reads_is_refused_not_a_crash() -> None:
+    """Found in review: an embedding caller's pod may hold any Python value; the mount in
+    the way is named as the denial says, and the memo never treats it as equal to another."""
+    pod = task_pod()
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": {"a", "b"}, "mountPath": "/etc/flyte/secrets"}]
+    with pytest.raises(Rejected) as caught:
+        LOADED.mutate(pod)
+    assert caught.value.code == "mount-conflict" and "<set>" in caught.value.message

@@ -297,3 +297,13 @@ def test_a_plain_lookup_yields_the_value_itself_and_mixed_text_a_string(tmp_path
         "limits": {"cpu": "200m", "memory": "500Mi"},
     }
     assert init["args"] == ["n=0"]
+
+
+def test_a_character_yaml_does_not_allow_is_one_line_naming_its_line(tmp_path: Path) -> None:
+    rule = GCP_RULE.replace("# The fragments", "# a bell \x07\n# The fragments")
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, rule)
+    line = line_of(rule, "a bell")
+    assert str(caught.value).startswith(f"{tmp_path / 'rules' / 'gcp.yaml'}:{line}: invalid YAML: ")
+    assert "\n" not in str(caught.value) and caught.value.source == "# a bell \x07"
+    assert caught.value.excerpt().endswith(f"  {line} | # a bell \\x07")

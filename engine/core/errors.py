@@ -38,9 +38,9 @@ class LocatedError(SecretpatchError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        if self.file is None:
+        if not self.file:
             return self.message
-        if self.line is None:
+        if not self.line:
             return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}: {self.message}"
 

@@ -51,7 +51,7 @@ class Engine:
         self._render_cached = rendered.cached(lambda key: key[0].render(key[1], key[2], {}))
         self._encode = admission.PatchEncoder(limits.encoderCacheBytes)
         self._caches: list[BoundedCache[Any, Any]] = [decoded, chosen, rendered, self._encode.cache]
-        # A rule whose templates read the pod makes patches depend on more than memo.shape sees.
+        # A rule whose templates read the pod makes patches depend on more than the memo sees.
         off = limits.memoBytes == 0 or any(rule.reads_pod for rule in self.rules)
         self._memo: ReviewMemo[admission.Answer] | None = (
             None if off else ReviewMemo(max_bytes=limits.memoBytes)

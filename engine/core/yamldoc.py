@@ -7,17 +7,27 @@ once at load time and records the line of every key and item.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from .errors import LoadError
+from .errors import LoadError, printable
 
 Path_ = tuple[str | int, ...]
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+_YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
+def yaml_lines(text: str) -> tuple[str, ...]:
+    """A document's lines as PyYAML numbers them (it breaks lines at NEL and the Unicode
+    line and paragraph separators too)."""
+    return tuple(_YAML_BREAK.split(text))
 
 
 def load_plain(text: str) -> Any:
@@ -64,7 +74,7 @@ def load(text: str, file: str, scalar_hook: ScalarHook | None = None) -> Doc:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        doc = Doc(None, file, text=tuple(text.splitlines()))
+        doc = Doc(None, file, text=yaml_lines(text))
         if node is not None:
             doc.data = _walk(loader, node, (), doc, scalar_hook)
         return doc
@@ -72,10 +82,14 @@ def load(text: str, file: str, scalar_hook: ScalarHook | None = None) -> Doc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
-        source = Doc(None, file, text=tuple(text.splitlines())).source(line)
+        source = Doc(None, file, text=yaml_lines(text)).source(line)
         raise LoadError(f"invalid YAML: {problem}", file=file, line=line, source=source) from None
-    except yaml.YAMLError as exc:
-        raise LoadError(f"invalid YAML: {exc}", file=file) from None
+    except yaml.YAMLError as exc:  # the reader's: a character YAML does not allow, at a position
+        position = getattr(exc, "position", None)
+        line = None if position is None else len(yaml_lines(text[:position]))
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        source = Doc(None, file, text=yaml_lines(text)).source(line)
+        raise LoadError(f"invalid YAML: {printable(problem)}", file=file, line=line, source=source) from None
     finally:
         loader.dispose()
 

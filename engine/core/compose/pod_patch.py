@@ -11,14 +11,23 @@ old index followed by an `add` at `/0`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError, quote_json
 from ..jsontypes import PatchOp, copy_json
-from .view import ABSENT, CONTAINER_ORDER, NO_METADATA, PRESENT, Key, PodView, TooManyItems, describe
+from .view import (
+    ABSENT,
+    CONTAINER_ORDER,
+    NO_METADATA,
+    PRESENT,
+    JsonValue,
+    Key,
+    PodView,
+    TooManyItems,
+    describe,
+)
 
 # Containers and init containers share one namespace of names in a pod.
 CONTAINER_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers"})
@@ -155,7 +164,10 @@ class PodPatch:
             identity: tuple[Any, ...] = key
         else:
             region, container = self._locate((key[0],), key[1])
-            identity = (key[0], region, id(container) if region != "original" else container, key[2])
+            added = region != "original"  # then `container` is the item, else its original index
+            identity = (
+                (key[0], "added", id(container), key[2]) if added else (key[0], region, container, key[2])
+            )
         state = self._lists.get(identity)
         if state is None:
             state = self._load(key, identity)
@@ -169,7 +181,7 @@ class PodPatch:
         region, container = self._locate((key[0],), key[1])
         if region == "original":
             source: Key = (key[0], container, key[2])
-            return _List(self.view.length(source), source)
+            return _List(self.view.length(source, shown=key), source)
         if not isinstance(container, Mapping):
             raise InputError(f"spec.{key[0]}[{key[1]}] is not an object")
         value = container.get(key[2])
@@ -271,7 +283,7 @@ class PodPatch:
             state = self._state(key)
             assert state.source is not None
             value = self.view.item_field(state.source, item, field_name)
-            return json.loads(value[1]) if isinstance(value, tuple) else value
+            return value.value if isinstance(value, JsonValue) else value
         if region == "owned":
             item = self._state(key).owned[item]
         return item.get(field_name) if isinstance(item, Mapping) else None
@@ -335,6 +347,11 @@ class PodPatch:
         else:
             state.removed.append(found)
             state.removed.sort()
+        if len(key) == 1 and region in ("front", "back"):
+            # An added item's lists are known by the item's identity; a static fragment adds
+            # the same object again after removing it (prepend), and it must start afresh.
+            for identity in [i for i in self._lists if len(i) == 4 and i[0] == key[0] and i[2] == id(found)]:
+                del self._lists[identity]
         self._moved(key)
         if len(key) == 1 and key[0] in CONTAINER_LISTS:
             self._owners = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from ..errors import InputError
 
@@ -33,6 +33,20 @@ NOT_A_STRING: Final = ("not a string",)
 CONTAINER_ORDER: Final = ("initContainers", "ephemeralContainers", "containers")
 
 
+class JsonValue(NamedTuple):
+    """A value that is not a string, as an answer: equal to another when their JSON texts are
+    (`text` None, for a value that is not JSON, is equal to none)."""
+
+    text: str | None
+    value: Any
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JsonValue) and self.text is not None and self.text == other.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
 class TooManyItems(InputError):
     """A list the patch would change is longer than the configured cap."""
 
@@ -40,7 +54,7 @@ class TooManyItems(InputError):
 class PodReader(Protocol):
     """What a composition may ask of the pod as it arrived (see `PodView` for the answers)."""
 
-    def length(self, key: Key) -> int | None: ...
+    def length(self, key: Key, shown: Key | None = None) -> int | None: ...
 
     def positions(self, key: Key, field: str, value: str) -> tuple[int, ...]: ...
 
@@ -51,6 +65,11 @@ class PodReader(Protocol):
     def map_state(self, map_name: str) -> str: ...
 
     def map_value(self, map_name: str, key: str) -> str | tuple[str] | None: ...
+
+
+def _index(key: tuple[str, int, str], shown: Key | None) -> int:
+    """The container's index to name in a message: as the patch knows it, if given."""
+    return shown[1] if shown is not None and len(shown) == 3 else key[1]
 
 
 def describe(key: Key) -> str:
@@ -99,9 +118,15 @@ class PodView:
             raise ValueError(f"PodView has no question {question[0]!r}") from None
         return answer_of(*question[1:])
 
-    def length(self, key: Key) -> int | None:
-        """The length of the list at `key`; None when it is absent."""
-        answer: int | None = self.ask(("length", key))
+    def length(self, key: Key, shown: Key | None = None) -> int | None:
+        """The length of the list at `key`; None when it is absent. An error names the list
+        as `shown` (its key in the pod as mutated so far), when that differs."""
+        question = ("length", key)
+        if question in self.reads:
+            answer: int | None = self.reads[question]
+            return answer
+        answer = self._length(key, shown or key)
+        self.reads[question] = answer
         return answer
 
     def positions(self, key: Key, field: str, value: str) -> tuple[int, ...]:
@@ -132,26 +157,26 @@ class PodView:
 
     # The answers, computed from the pod. Nothing else in the composer reads it.
 
-    def _list(self, key: Key) -> Any:
+    def _list(self, key: Key, shown: Key | None = None) -> Any:
         if len(key) == 1:
             return self._spec.get(key[0])
         containers = self._spec.get(key[0])
         if not isinstance(containers, list) or not 0 <= key[1] < len(containers):
-            raise InputError(f"spec.{key[0]}[{key[1]}] does not exist")
+            raise InputError(f"spec.{key[0]}[{_index(key, shown)}] does not exist")
         container = containers[key[1]]
         if type(container) is not dict and not isinstance(container, Mapping):
-            raise InputError(f"spec.{key[0]}[{key[1]}] is not an object")
+            raise InputError(f"spec.{key[0]}[{_index(key, shown)}] is not an object")
         return container.get(key[2])
 
-    def _length(self, key: Key) -> int | None:
-        value = self._list(key)
+    def _length(self, key: Key, shown: Key | None = None) -> int | None:
+        value = self._list(key, shown)
         if value is None:
             return None
         if not isinstance(value, list):
-            raise InputError(f"{describe(key)} is not a list")
+            raise InputError(f"{describe(shown or key)} is not a list")
         if self._max_items is not None and len(value) > self._max_items:
             cap = f"secretpatch.limits.maxListItems is {self._max_items}"
-            raise TooManyItems(f"{describe(key)} has {len(value)} items; {cap}")
+            raise TooManyItems(f"{describe(shown or key)} has {len(value)} items; {cap}")
         return len(value)
 
     def _positions(self, key: Key, field: str, value: str) -> tuple[int, ...]:
@@ -176,8 +201,12 @@ class PodView:
     def _item_field(self, key: Key, index: int, field: str) -> Any:
         item = self._list(key)[index]
         value = item.get(field) if isinstance(item, Mapping) else None
-        # Compared exactly when replayed: JSON text tells true from 1.
-        return value if value is None or type(value) is str else ("json", json.dumps(value, sort_keys=True))
+        if value is None or type(value) is str:
+            return value
+        try:  # compared exactly when replayed: JSON text tells true from 1
+            return JsonValue(json.dumps(value, sort_keys=True), value)
+        except (TypeError, ValueError):  # not JSON (a Python caller's pod): never equal to another
+            return JsonValue(None, value)
 
     def _map_state(self, map_name: str) -> str:
         if not isinstance(self._metadata, Mapping):

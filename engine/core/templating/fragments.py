@@ -20,7 +20,7 @@ from jinja2 import nodes
 from .. import yamldoc
 from ..errors import LoadError, RenderError
 from ..jsontypes import copy_json, is_json_data
-from .jinja import CONTEXT_NAMES, PER_SECRET_NAMES, Place, line_of, template_source, undeclared_names
+from .jinja import CONTEXT_NAMES, PER_SECRET_NAMES, Place, template_source, undeclared_names
 
 _SINGLE_EXPRESSION = re.compile(r"\A\{\{-?(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*?)-?\}\}\Z", re.DOTALL)
 _HAS_JINJA = re.compile(r"\{\{|\{%|\{#")
@@ -156,13 +156,9 @@ def _render_tree(tree: Any, context: Mapping[str, Any]) -> Any:
         try:
             value = tree.evaluate(context)
         except jinja2.TemplateError as exc:
-            raise RenderError(
-                exc.message or str(exc), file=tree.place.file, line=tree.place.line, source=tree.place.text
-            ) from None
+            raise RenderError(exc.message or str(exc), **tree.place.where()) from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-            raise RenderError(
-                str(exc), file=tree.place.file, line=tree.place.line, source=tree.place.text
-            ) from None
+            raise RenderError(str(exc), **tree.place.where()) from None
         if not is_json_data(value):
             raise RenderError(
                 f"the expression yields a {type(value).__name__}, which is not JSON data",
@@ -214,9 +210,13 @@ def load_fragment(env: jinja2.Environment, name: str, values: Mapping[str, Any])
     source, filename = template_source(env, name)
     names: set[str] = set()
 
+    lines = yamldoc.yaml_lines(source)
+
     def hook(node: Any, value: Any, line: int) -> Any:
         if isinstance(value, str) and _HAS_JINJA.search(value):
-            dynamic = _compile_value(env, value, Place(filename, line, line_of(source, line)))
+            # A block scalar's text starts on the line after its `|` or `>`.
+            start = line + 1 if getattr(node, "style", None) in ("|", ">") else line
+            dynamic = _compile_value(env, value, Place(filename, start, lines))
             names.update(dynamic.names)
             return dynamic
         return value

@@ -8,6 +8,7 @@ templates (YAML with Jinja in values) are compiled in fragments.py.
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,35 +60,37 @@ def make_environment(search_path: list[Path]) -> ImmutableSandboxedEnvironment:
 
 @dataclass(frozen=True)
 class Place:
-    """Where an expression is: its file, its line, and that line's text (for errors)."""
+    """Where an expression starts: its file, its line, and the file's lines (to show the one
+    at fault in an error)."""
 
     file: str
     line: int | None
-    text: str | None = None
+    lines: tuple[str, ...] = ()
 
-    def where(self) -> dict[str, Any]:
-        """The keyword arguments of a LocatedError raised here."""
-        return {"file": self.file, "line": self.line, "source": self.text}
+    def where(self, inner: int = 1) -> dict[str, Any]:
+        """The keyword arguments of a LocatedError at the `inner`th line of the expression."""
+        if self.line is None:
+            return {"file": self.file, "line": None, "source": None}
+        line = self.line + inner - 1
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else None
+        return {"file": self.file, "line": line, "source": text}
 
 
-def line_of(source: str, line: int | None) -> str | None:
-    """The text of a 1-based line of `source`, or None."""
-    lines = source.splitlines()
-    return lines[line - 1] if line is not None and 0 < line <= len(lines) else None
+_JINJA_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def jinja_lines(source: str) -> tuple[str, ...]:
+    """A template's lines as Jinja numbers them (not str.splitlines, which also breaks at
+    form feeds and Unicode separators)."""
+    return tuple(_JINJA_BREAK.split(source))
 
 
 def undeclared_names(env: jinja2.Environment, source: str, place: Place) -> frozenset[str]:
     try:
         return frozenset(meta.find_undeclared_variables(env.parse(source)))
     except jinja2.TemplateSyntaxError as exc:
-        inner = exc.lineno or 1  # the line inside `source`, which starts at place.line
-        text = place.text if inner == 1 and place.text is not None else line_of(source, inner)
-        raise LoadError(
-            f"Jinja syntax error: {exc.message}",
-            file=place.file,
-            line=(place.line or 1) + inner - 1,
-            source=text,
-        ) from None
+        # exc.lineno counts inside `source`, which starts at place.line
+        raise LoadError(f"Jinja syntax error: {exc.message}", **place.where(exc.lineno or 1)) from None
 
 
 def template_source(env: jinja2.Environment, name: str) -> tuple[str, str]:
@@ -114,26 +117,19 @@ class TextTemplate:
         source, filename = template_source(env, name)
         self.name = name
         self.file = filename
-        self.source = source
-        names = undeclared_names(env, source, Place(filename, 1))
+        self.lines = jinja_lines(source)
+        names = undeclared_names(env, source, Place(filename, 1, self.lines))
         self.names = names
         unknown = sorted(names - CONTEXT_NAMES - set(env.globals))
         if unknown:
             raise LoadError(
                 f"unknown name {unknown[0]!r}; templates see: {', '.join(sorted(CONTEXT_NAMES))}",
-                file=filename,
-                line=(line := _first_line_naming(env, source, unknown[0])),
-                source=line_of(source, line),
+                **self._place(_first_line_naming(env, source, unknown[0])).where(),
             )
         try:
             self.template = env.get_template(name)
         except jinja2.TemplateSyntaxError as exc:  # pragma: no cover - _undeclared parsed it
-            raise LoadError(
-                exc.message or "syntax error",
-                file=filename,
-                line=exc.lineno,
-                source=line_of(source, exc.lineno),
-            ) from None
+            raise LoadError(exc.message or "syntax error", **self._place(exc.lineno).where()) from None
 
     def render(self, context: Mapping[str, Any]) -> str:
         try:
@@ -143,12 +139,10 @@ class TextTemplate:
             raise RenderError(exc.message or str(exc), **self._place(line).where()) from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
             line = _traceback_line(exc, self.file)
-            raise RenderError(
-                str(exc), file=self.file, line=line, source=line_of(self.source, line)
-            ) from None
+            raise RenderError(str(exc), **self._place(line).where()) from None
 
     def _place(self, line: int | None) -> Place:
-        return Place(self.file, line, line_of(self.source, line))
+        return Place(self.file, line, self.lines)
 
 
 def _first_line_naming(env: jinja2.Environment, source: str, name: str) -> int | None:
