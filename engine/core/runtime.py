@@ -14,7 +14,8 @@ from typing import Any
 
 from . import admission
 from .budget import BoundedCache, CacheStats, approx_size
-from .compose.pod_patch import MountConflict, NameCollision, PodPatch, TooManyItems
+from .compose.modes import MountConflict, NameCollision
+from .compose.pod_patch import PodPatch, TooManyItems
 from .compose.view import PodView
 from .config import Config, load_config
 from .errors import DeadlineExceeded, InputError, Rejected, RenderError

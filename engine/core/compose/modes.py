@@ -12,17 +12,32 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from .pod_patch import (
-    CONTAINER_LISTS,
-    Key,
-    MountConflict,
-    NameCollision,
-    PodPatch,
-    describe,
-)
+from ..errors import quote_json
+from .pod_patch import CONTAINER_LISTS, Key, PodPatch, describe
 
 # The metadata maps a `set` fragment may write.
 METADATA_MAPS = ("annotations", "labels")
+
+
+class NameCollision(Exception):
+    """An appended item's name is already taken; the engine turns this into a refusal."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self.name = name
+        self.where = where
+        super().__init__(f"the name {name!r} is already used by {where}")
+
+
+class MountConflict(Exception):
+    """A mount would go where the container already mounts another volume; Kubernetes
+    requires each mount path of a container to be unique, so the pod would be refused."""
+
+    def __init__(self, name: str, path: str, where: str, other: Any) -> None:
+        self.name = name
+        self.path = path
+        self.where = where
+        self.other = other
+        super().__init__(f"{where} already mounts {quote_json(other)} there")
 
 
 class EntryError(Exception):

@@ -12,11 +12,11 @@ old index followed by an `add` at `/0`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InputError, quote_json
+from ..errors import InputError
 from ..jsontypes import PatchOp, copy_json
+from .overlay import ListOverlay
 from .view import (
     ABSENT,
     CONTAINER_ORDER,
@@ -31,31 +31,8 @@ from .view import (
 
 # Containers and init containers share one namespace of names in a pod.
 CONTAINER_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers"})
-# The fields the modes look items up by.
-_INDEXED = ("name", "mountPath")
 
-__all__ = ["CONTAINER_LISTS", "Key", "MountConflict", "NameCollision", "PodPatch", "TooManyItems", "describe"]
-
-
-class NameCollision(Exception):
-    """An appended item's name is already taken; the engine turns this into a refusal."""
-
-    def __init__(self, name: str, where: str) -> None:
-        self.name = name
-        self.where = where
-        super().__init__(f"the name {name!r} is already used by {where}")
-
-
-class MountConflict(Exception):
-    """A mount would go where the container already mounts another volume; Kubernetes
-    requires each mount path of a container to be unique, so the pod would be refused."""
-
-    def __init__(self, name: str, path: str, where: str, other: Any) -> None:
-        self.name = name
-        self.path = path
-        self.where = where
-        self.other = other
-        super().__init__(f"{where} already mounts {quote_json(other)} there")
+__all__ = ["CONTAINER_LISTS", "Key", "PodPatch", "TooManyItems", "describe"]
 
 
 def escape(segment: str) -> str:
@@ -69,53 +46,6 @@ def pointer(key: Key) -> str:
     if len(key) == 1:
         return "/spec/" + escape(key[0])
     return f"/spec/{escape(key[0])}/{key[1]}/{escape(key[2])}"
-
-
-@dataclass
-class _List:
-    """One list as mutated so far: `front` (newest first) + the original items not removed +
-    `back`. `source` reads the original items: the view with the list's key in the pod as it
-    arrived, or None for a list inside an item this patch added (`owned`)."""
-
-    length: int | None  # the original length; None when the list was absent
-    source: Key | None
-    owned: list[Any] = field(default_factory=list)
-    front: list[Any] = field(default_factory=list)
-    removed: list[int] = field(default_factory=list)  # original indices, ascending
-    back: list[Any] = field(default_factory=list)
-    created: bool = False
-    holder: Any = None  # the added item a list belongs to, kept alive while its id names it
-
-    # Where appended items with a given string field sit in `back`, built when first asked:
-    # a pod asking for 500 secrets appends 500 init containers, each checked for its name.
-    back_index: dict[tuple[str, str], list[int]] | None = None
-
-    def size(self) -> int:
-        return len(self.front) + (self.length or 0) - len(self.removed) + len(self.back)
-
-    def in_back(self, field_name: str, value: str) -> list[int]:
-        """The positions in `back` of the objects whose `field_name` is `value`."""
-        if self.back_index is None:
-            self.back_index = {}
-            for index, item in enumerate(self.back):
-                self._index(index, item)
-        return self.back_index.get((field_name, value), [])
-
-    def append(self, item: Any) -> None:
-        self.back.append(item)
-        if self.back_index is not None:
-            self._index(len(self.back) - 1, item)
-
-    def _index(self, index: int, item: Any) -> None:
-        assert self.back_index is not None
-        if isinstance(item, Mapping):
-            for field_name in _INDEXED:
-                value = item.get(field_name)
-                if type(value) is str:
-                    self.back_index.setdefault((field_name, value), []).append(index)
-
-    def exists(self) -> bool:
-        return self.length is not None or self.created
 
 
 class PodPatch:
@@ -136,10 +66,10 @@ class PodPatch:
     ) -> None:
         self.view = PodView(pod, max_items)
         self._max_items = max_items
-        self._lists: dict[tuple[Any, ...], _List] = {}
+        self._lists: dict[tuple[Any, ...], ListOverlay] = {}
         # The same lists by their key as the modes name them (indices as mutated so far),
         # forgotten when a container list's items change places.
-        self._by_key: dict[Key, _List] = {}
+        self._by_key: dict[Key, ListOverlay] = {}
         self._maps: dict[
             str, tuple[dict[str, Any], bool]
         ] = {}  # keys known, and whether this patch made the map
@@ -155,7 +85,7 @@ class PodPatch:
 
     # ---- lists -----------------------------------------------------------------------------
 
-    def _state(self, key: Key) -> _List:
+    def _state(self, key: Key) -> ListOverlay:
         """The list at `key` (a container's list is found through its container list)."""
         state = self._by_key.get(key)
         if state is not None:
@@ -175,13 +105,13 @@ class PodPatch:
         self._by_key[key] = state
         return state
 
-    def _load(self, key: Key, identity: tuple[Any, ...]) -> _List:
+    def _load(self, key: Key, identity: tuple[Any, ...]) -> ListOverlay:
         if len(key) == 1:
-            return _List(self.view.length(key), key)
+            return ListOverlay(self.view.length(key), key)
         region, container = self._locate((key[0],), key[1])
         if region == "original":
             source: Key = (key[0], container, key[2])
-            return _List(self.view.length(source, shown=key), source)
+            return ListOverlay(self.view.length(source, shown=key), source)
         if not isinstance(container, Mapping):
             raise InputError(f"spec.{key[0]}[{key[1]}] is not an object")
         value = container.get(key[2])
@@ -190,7 +120,7 @@ class PodPatch:
         if value is not None and self._max_items is not None and len(value) > self._max_items:
             cap = f"secretpatch.limits.maxListItems is {self._max_items}"
             raise TooManyItems(f"{describe(key)} has {len(value)} items; {cap}")
-        return _List(None if value is None else len(value), None, list(value or ()), holder=container)
+        return ListOverlay(None if value is None else len(value), None, list(value or ()), holder=container)
 
     def _locate(self, key: Key, index: int) -> tuple[str, Any]:
         """Where the item at `index` of the mutated list is: ("front", item), ("original",
@@ -215,7 +145,7 @@ class PodPatch:
     def length(self, list_name: str) -> int:
         return self._state((list_name,)).size()
 
-    def _original(self, state: _List, field_name: str, value: str) -> Sequence[int]:
+    def _original(self, state: ListOverlay, field_name: str, value: str) -> Sequence[int]:
         """Where the objects whose `field_name` is `value` are among the list's original items."""
         if state.source is None:
             return [
