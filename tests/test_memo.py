@@ -20,6 +20,7 @@ from secretpatch import Engine, Rejected
 from secretpatch.core.admission import Answer
 from secretpatch.core.compose.modes import MODES, MergeMode
 from secretpatch.core.compose.pod_patch import PodPatch
+from secretpatch.core.compose.recorded import Recorded
 from secretpatch.core.compose.view import PodView
 from secretpatch.core.memo import ReviewMemo
 
@@ -312,16 +313,17 @@ def volume_questions(view: PodView) -> None:
 
 
 def remember(
-    memo: ReviewMemo[Answer], key: str, pod: dict[str, Any], answer: Answer, questions: Any = None
+    memo: ReviewMemo[Recorded, Answer], key: str, pod: dict[str, Any], answer: Answer, questions: Any = None
 ) -> None:
     """Store `answer` with the reads `questions` (by default volume_questions) made of `pod`."""
     view = PodView(pod)
     (questions or volume_questions)(view)
-    memo.store(key, view.reads, answer)
+    memo.store(key, Recorded.of(view.reads), answer)
 
 
-def recall(memo: ReviewMemo[Answer], key: str, pod: dict[str, Any]) -> Answer | None:
-    return memo.find(key, PodView(pod).ask)
+def recall(memo: ReviewMemo[Recorded, Answer], key: str, pod: dict[str, Any]) -> Answer | None:
+    view = PodView(pod)
+    return memo.find(key, lambda record: record.holds(view))
 
 
 def test_memo_bytes_sets_the_budget_and_zero_turns_the_memo_off() -> None:
@@ -338,7 +340,7 @@ def test_memo_bytes_sets_the_budget_and_zero_turns_the_memo_off() -> None:
 
 
 def test_the_memo_budget_counts_keys_facts_and_answers_and_evicts_the_oldest() -> None:
-    memo: ReviewMemo[Answer] = ReviewMemo(max_bytes=40_000)
+    memo: ReviewMemo[Recorded, Answer] = ReviewMemo(max_bytes=40_000)
     pod: dict[str, Any] = {"spec": {"volumes": [{"name": "u"}]}}
     remember(memo, "a", pod, Answer("x" * 100))
     one = memo.stats().bytes
@@ -356,7 +358,7 @@ def test_the_memo_budget_counts_keys_facts_and_answers_and_evicts_the_oldest() -
 
 
 def test_a_long_list_costs_the_memo_the_places_of_its_looked_up_names_not_one_per_item() -> None:
-    memo: ReviewMemo[Answer] = ReviewMemo()
+    memo: ReviewMemo[Recorded, Answer] = ReviewMemo()
 
     def env_questions(view: PodView) -> None:  # what the env fragment asks of each container
         for index in range(view.length(("containers",)) or 0):
@@ -373,7 +375,7 @@ def test_a_long_list_costs_the_memo_the_places_of_its_looked_up_names_not_one_pe
 
 
 def test_the_memo_keeps_a_few_shapes_per_request() -> None:
-    memo: ReviewMemo[Answer] = ReviewMemo(shapes_per_key=2)
+    memo: ReviewMemo[Recorded, Answer] = ReviewMemo(shapes_per_key=2)
     pods = [{"spec": {"volumes": [{"name": "x"}] * n}} for n in range(3)]
     for n, pod in enumerate(pods):
         remember(memo, "k", pod, Answer(str(n)))
@@ -472,7 +474,7 @@ def test_threads_sharing_a_memo_that_keeps_filling_up_get_the_right_answers() ->
 
 @pytest.mark.parametrize("shapes", [1, 2, 3])
 def test_the_memo_keeps_exactly_its_number_of_shapes_per_request(shapes: int) -> None:
-    memo: ReviewMemo[Answer] = ReviewMemo(shapes_per_key=shapes)
+    memo: ReviewMemo[Recorded, Answer] = ReviewMemo(shapes_per_key=shapes)
     pods = [{"spec": {"volumes": [{"name": "x"}] * n}} for n in range(5)]
     for n, pod in enumerate(pods):
         remember(memo, "k", pod, Answer(str(n)))

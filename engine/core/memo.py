@@ -7,58 +7,45 @@ in almost everything else (pod name, env values, the random suffix of the servic
 token volume, the owner reference), so one composition serves every pod of the task's shape:
 a map task's hundreds of pods are composed once.
 
-Each entry keeps the questions with their answers. A later pod with the same requests gets the
-remembered answer only when the same questions, asked of it through the same view, give the
-same answers, in order. Nothing here knows what the questions mean: a merge mode that reads
-the pod in a new way asks a new question, and the memo replays it like any other.
+Each entry keeps a record of the questions with their answers (`compose/recorded.py`). A
+later pod with the same requests gets the remembered answer only when the record holds for
+it: the same questions, asked of it through the same view, give the same answers. Nothing
+here knows what the questions mean: a merge mode that reads the pod in a new way asks a new
+question, and the record replays it like any other.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from .budget import BoundedCache, CacheStats, approx_size
-from .compose.view import Question
-from .errors import InputError
+
+
+class Record(Protocol):
+    """What a composition depended on, as the memo keeps it."""
+
+    def size(self) -> int:
+        """The bytes it holds, about."""
+        ...
+
 
 A = TypeVar("A")
-Reads = tuple[tuple[Question, Any], ...]
-
-
-# What one recorded read holds besides its strings: the pair, the question and list-key
-# tuples, and a small answer (CPython 3.11, 64-bit: 56 + 72 + 64 + 28 bytes, rounded up).
-READ_BYTES = 240
+R = TypeVar("R", bound=Record)
 
 
 @dataclass(frozen=True)
-class _Entry(Generic[A]):
-    reads: Reads
+class _Entry(Generic[R, A]):
+    record: R
     answer: A
     size: int  # what the entry holds, counted once when it is made
 
 
-def _entry(reads: Reads, answer: A) -> _Entry[A]:
-    """An entry with its size: the answer as `approx_size` counts it, and each read as
-    READ_BYTES and its strings (a walk of every read would cost as much as the composition)."""
-    strings = sum(len(part) for question, _ in reads for part in question if type(part) is str)
-    return _Entry(reads, answer, approx_size(answer) + READ_BYTES * len(reads) + strings)
-
-
-def _entries_size(key: Hashable, entries: tuple[_Entry[Any], ...]) -> int:
-    """Everything the memo keeps for a key: the key, and each entry's reads and answer."""
+def _entries_size(key: Hashable, entries: tuple[_Entry[R, A], ...]) -> int:
+    """Everything the memo keeps for a key: the key, and each entry's record and answer."""
     return approx_size(key) + sum(entry.size for entry in entries)
-
-
-def replays(reads: Reads, ask: Callable[[Question], Any]) -> bool:
-    """Whether `ask` gives every recorded answer. A question the pod cannot answer (a list
-    that is not a list) is a difference: that pod is composed afresh, and refused there."""
-    try:
-        return all(ask(question) == answer for question, answer in reads)
-    except InputError:
-        return False
 
 
 def key_of(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -74,9 +61,9 @@ def key_of(pairs: Iterable[tuple[str, str]]) -> bytes:
     return digest.digest()
 
 
-class ReviewMemo(Generic[A]):
-    """Answers by requests, then by recorded reads, within a byte budget that counts keys,
-    reads and answers (`budget.BoundedCache`: the oldest requests go first).
+class ReviewMemo(Generic[R, A]):
+    """Answers by requests, then by record, within a byte budget that counts keys, records
+    and answers (`budget.BoundedCache`: the oldest requests go first).
 
     Safe to share between threads: entries are immutable, and a lost update only costs a
     composition.
@@ -84,24 +71,25 @@ class ReviewMemo(Generic[A]):
 
     def __init__(self, max_bytes: int = 16 << 20, shapes_per_key: int = 4) -> None:
         self._shapes_per_key = shapes_per_key
-        self._cache: BoundedCache[Hashable, tuple[_Entry[A], ...]] = BoundedCache(
+        self._cache: BoundedCache[Hashable, tuple[_Entry[R, A], ...]] = BoundedCache(
             "memo", max_bytes, _entries_size
         )
         self.hits = 0
         self.misses = 0
 
-    def find(self, key: Hashable, ask: Callable[[Question], Any]) -> A | None:
-        """The answer remembered under `key` whose reads `ask` (a new pod's view) gives again."""
+    def find(self, key: Hashable, holds: Callable[[R], bool]) -> A | None:
+        """The answer remembered under `key` whose record `holds` (for a new pod)."""
         for entry in self._cache.get(key) or ():
-            if replays(entry.reads, ask):
+            if holds(entry.record):
                 self.hits += 1
                 return entry.answer
         return None  # the caller counts a miss when it composes afresh
 
-    def store(self, key: Hashable, reads: Mapping[Question, Any], answer: A) -> None:
+    def store(self, key: Hashable, record: R, answer: A) -> None:
         kept = self._cache.get(key) or ()
         kept = kept[max(0, len(kept) - self._shapes_per_key + 1) :]
-        self._cache.put(key, (*kept, _entry(tuple(reads.items()), answer)))
+        entry = _Entry(record, answer, record.size() + approx_size(answer))
+        self._cache.put(key, (*kept, entry))
 
     def stats(self) -> CacheStats:
         return self._cache.stats()

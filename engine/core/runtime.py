@@ -16,6 +16,7 @@ from . import admission
 from .budget import BoundedCache, CacheStats, approx_size
 from .compose.modes import MountConflict, NameCollision
 from .compose.pod_patch import PodPatch, TooManyItems
+from .compose.recorded import Recorded
 from .compose.view import PodView
 from .config import Config, load_config
 from .errors import DeadlineExceeded, InputError, Rejected, RenderError
@@ -54,7 +55,7 @@ class Engine:
         self._caches: list[BoundedCache[Any, Any]] = [decoded, chosen, rendered, self._encode.cache]
         # A rule whose templates read the pod makes patches depend on more than the memo sees.
         off = limits.memoBytes == 0 or any(rule.reads_pod for rule in self.rules)
-        self._memo: ReviewMemo[admission.Answer] | None = (
+        self._memo: ReviewMemo[Recorded, admission.Answer] | None = (
             None if off else ReviewMemo(max_bytes=limits.memoBytes)
         )
 
@@ -170,7 +171,7 @@ class Engine:
         return injected
 
     @property
-    def memo(self) -> ReviewMemo[admission.Answer] | None:
+    def memo(self) -> ReviewMemo[Recorded, admission.Answer] | None:
         """The remembered answers (None when a rule reads the pod or limits.memoBytes is 0);
         `hits` and `misses` count reviews that asked for secrets."""
         return self._memo
@@ -231,7 +232,7 @@ class Engine:
             view = PodView(pod, self.config.limits.maxListItems)
         except InputError:
             return annotations, key, None  # composing says what is wrong with it
-        return annotations, key, self._memo.find(key, view.answer)
+        return annotations, key, self._memo.find(key, lambda record: record.holds(view))
 
     def _review_mutate(self, pod: Mapping[str, Any], deadline: float | None = None) -> admission.Answer:
         annotations, key, remembered = self._lookup(pod)
@@ -252,7 +253,7 @@ class Engine:
             {"secrets": ",".join(secrets), "rule": ",".join(rules)},
         )
         if memo is not None and key is not None:
-            memo.store(key, views[0].reads, answer)
+            memo.store(key, Recorded.of(views[0].reads), answer)
         return answer
 
     def _choose_rule(self, request: SecretRequest) -> Rule:

@@ -169,31 +169,41 @@ class PodView:
         return container.get(key[2])
 
     def _length(self, key: Key, shown: Key | None = None) -> int | None:
+        value = self._checked(key, shown)
+        return None if value is None else len(value)
+
+    def _checked(self, key: Key, shown: Key | None = None) -> list[Any] | None:
+        """The list at `key` (None when absent), refused when it is not a list or too long."""
         value = self._list(key, shown)
         if value is None:
             return None
-        if not isinstance(value, list):
+        if type(value) is not list and not isinstance(value, list):
             raise InputError(f"{describe(shown or key)} is not a list")
         if self._max_items is not None and len(value) > self._max_items:
             cap = f"secretpatch.limits.maxListItems is {self._max_items}"
             raise TooManyItems(f"{describe(shown or key)} has {len(value)} items; {cap}")
-        return len(value)
+        return value
 
     def _positions(self, key: Key, field: str, value: str) -> tuple[int, ...]:
-        # One pass over the list per field, kept privately: the record holds only the
-        # question asked and its answer.
+        return self.index(key, field).get(value, ())
+
+    def index(self, key: Key, field: str) -> Mapping[str, tuple[int, ...]]:
+        """Where each string value of `field` sits in the list at `key`: one pass per list
+        and field, kept privately (the record holds only the questions asked), and what a
+        record checks its questions against all at once."""
         index = self._indexes.get((key, field))
         if index is None:
             found: dict[str, list[int]] = {}
-            if self._length(key) is not None:
-                for position, item in enumerate(self._list(key)):
+            items = self._checked(key)
+            if items is not None:
+                for position, item in enumerate(items):
                     if type(item) is dict or isinstance(item, Mapping):
                         text = item.get(field)
                         if type(text) is str:
                             found.setdefault(text, []).append(position)
             index = {text: tuple(positions) for text, positions in found.items()}
             self._indexes[(key, field)] = index
-        return index.get(value, ())
+        return index
 
     def _container_name(self, name: str) -> tuple[tuple[int, ...], ...]:
         return tuple(self._positions((list_name,), "name", name) for list_name in CONTAINER_ORDER)
