@@ -27,25 +27,14 @@ from .view import (
     PodView,
     TooManyItems,
     describe,
+    escape,
+    pointer,
 )
 
 # Containers and init containers share one namespace of names in a pod.
 CONTAINER_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers"})
 
 __all__ = ["CONTAINER_LISTS", "Key", "PodPatch", "TooManyItems", "describe"]
-
-
-def escape(segment: str) -> str:
-    """RFC 6901: '~' and '/' inside a path segment."""
-    if "~" not in segment and "/" not in segment:
-        return segment
-    return segment.replace("~", "~0").replace("/", "~1")
-
-
-def pointer(key: Key) -> str:
-    if len(key) == 1:
-        return "/spec/" + escape(key[0])
-    return f"/spec/{escape(key[0])}/{key[1]}/{escape(key[2])}"
 
 
 class PodPatch:

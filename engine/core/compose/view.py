@@ -78,6 +78,20 @@ def describe(key: Key) -> str:
     return f"spec.{key[0]}[{key[1]}].{key[2]}"
 
 
+def escape(segment: str) -> str:
+    """RFC 6901: '~' and '/' inside a path segment."""
+    if "~" not in segment and "/" not in segment:
+        return segment
+    return segment.replace("~", "~0").replace("/", "~1")
+
+
+def pointer(key: Key) -> str:
+    """The JSON pointer of the list at `key`, for a patch operation."""
+    if len(key) == 1:
+        return "/spec/" + escape(key[0])
+    return f"/spec/{escape(key[0])}/{key[1]}/{escape(key[2])}"
+
+
 class PodView:
     """Answers about one pod, each recorded in `reads` (question to answer, in the order
     first asked). A question the pod cannot answer (a list that is not a list, a container
