@@ -1,8 +1,7 @@
-"""The command line. The only module that reads argv, files and stdin.
-
-Exit codes (design.md): 0 done; 1 the input was understood but a secret was rejected (the
-reason on stderr, one line); 2 bad usage, unreadable input, or a broken config, rule or
-template.
+"""The command line: argv parsed into one of the commands (render and review here, the
+others in deploy.py and operator.py), and every error turned into its exit code and one
+message on stderr (io.ExitCode: 0 done; 1 a secret was rejected; 2 bad usage, unreadable
+input, or a broken config, rule or template).
 """
 
 from __future__ import annotations
