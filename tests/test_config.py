@@ -59,8 +59,23 @@ def test_no_config_and_an_empty_file_give_flytes_defaults(tmp_path: Path) -> Non
             3,
             "unknown key 'sidecarImg'; did you mean 'sidecarImage'?",
         ),
-        ("secretManagerTypes: [gcp]\n", 1, "unknown secret manager type 'gcp'; did you mean 'GCP'?"),
-        ("secretManagerTypes: [K8s]\n", 1, "no rule is enabled: secretManagerTypes must list one of GCP"),
+        ("secretManagerTypes: [GPC]\n", 1, "unknown secret manager type 'GPC'; did you mean 'GCP'?"),
+        (
+            "secretManagerTypes: [K8s]\n",
+            1,
+            "no rule is enabled: the config enables K8s, and secretpatch serves GCP; add one of those",
+        ),
+        (
+            "webhook:\n  secretManagerType: K8s\n",
+            2,
+            "no rule is enabled: the config enables K8s, and secretpatch serves GCP",
+        ),
+        ("secretManagerType: [GCP]\n", 1, "secretManagerType must be one name, such as GCP"),
+        (
+            "webhook:\n  gcpSecretManager: {}\n  gcpsecretmanager: {}\n",
+            3,
+            "'gcpsecretmanager' and 'gcpSecretManager' are the same key to Flyte, which ignores case",
+        ),
         ("secretManagerTypes: GCP\n", 1, "secretManagerTypes must be a list of names"),
         ("- a\n", 1, "the config must be a mapping"),
         ("Webhook: {}\n", 1, "unknown key 'Webhook'"),
@@ -97,9 +112,7 @@ def test_a_missing_config_file_is_a_load_error(tmp_path: Path) -> None:
 
 def test_a_flyte_manager_without_a_rule_is_warned_about_not_refused() -> None:
     engine = Engine.from_config({"webhook": {"secretManagerTypes": ["K8s", "GCP"]}})
-    assert any(
-        "secretManagerTypes lists K8s, which secretpatch has no rule for" in w for w in engine.warnings
-    )
+    assert any("the config enables K8s, which secretpatch has no rule for" in w for w in engine.warnings)
     assert image_of(engine)
 
 
@@ -130,3 +143,40 @@ def test_relative_folders_are_relative_to_the_config_file(tmp_path: Path) -> Non
 
 def test_the_example_config_loads_without_warnings() -> None:
     assert Engine.from_config(ROOT / "examples" / "config.yaml").warnings == ()
+
+
+FLYTE_2_KEYS = {
+    "disableCreateMutatingWebhookConfig": True,
+    "webhookTimeout": 30,
+    "cacheInvalidationPort": 9444,
+    "kubeClientConfig": {"qps": 100, "burst": 50, "timeout": "30s"},
+    "secretEnvVarPrefix": "_UNION_",
+    "imageBuilderConfig": {"secretName": "builder"},
+}
+
+
+def test_every_key_of_flytes_2_0_section_loads_with_one_warning_each() -> None:
+    engine = Engine.from_config({"webhook": {"secretManagerTypes": ["GCP"], **FLYTE_2_KEYS}})
+    for key in FLYTE_2_KEYS:
+        assert sum(f"webhook.{key} is ignored" in w for w in engine.warnings) == 1, key
+    assert image_of(engine)
+
+
+def test_keys_and_manager_names_match_whatever_their_case_as_in_flyte() -> None:
+    engine = Engine.from_config(
+        {"webhook": {"SecretManagerTypes": ["gcp"], "gcpsecretmanager": {"SIDECARIMAGE": "example.com/c:1"}}}
+    )
+    assert image_of(engine) == "example.com/c:1"
+
+
+def test_flyte_1_16s_singular_manager_key_enables_gcp_and_the_list_wins_when_it_has_names() -> None:
+    assert image_of(Engine.from_config({"webhook": {"secretManagerType": "GCP"}}))
+    assert image_of(Engine.from_config({"webhook": {"secretManagerTypes": [], "secretManagerType": "gcp"}}))
+    with pytest.raises(LoadError, match="the config enables K8s"):
+        Engine.from_config({"webhook": {"secretManagerTypes": ["K8s"], "secretManagerType": "GCP"}})
+
+
+def test_global_is_accepted_with_a_warning_that_secretpatch_has_no_global_injector() -> None:
+    engine = Engine.from_config({"webhook": {"secretManagerTypes": ["Global", "GCP"]}})
+    assert any("Flyte's global secret injector; secretpatch has none" in w for w in engine.warnings)
+    assert image_of(engine)

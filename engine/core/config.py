@@ -30,7 +30,7 @@ FLYTE_KEYS: dict[str, str] = {
     "servicePort": "the Service port Flyte's webhook configuration names",
     "secretName": "the Secret Flyte writes its certificates to",
     "metrics-prefix": "the prefix of Flyte's webhook metrics",
-    "secretManagerType": "the legacy single secret manager (secretManagerTypes replaces it)",
+    "secretManagerType": "the single secret manager, when secretManagerTypes lists none",
     "secretManagerTypes": "the secret managers to try, in order",
     "awsSecretManager": "Flyte's AWS Secrets Manager injector",
     "gcpSecretManager": "Flyte's GCP Secret Manager injector",
@@ -38,12 +38,22 @@ FLYTE_KEYS: dict[str, str] = {
     "vaultSecretManager": "Flyte's Vault agent injector",
     "embeddedSecretManagerConfig": "Flyte's embedded secret manager",
     "namespaceSelector": "the namespaces Flyte's webhook configuration selects",
+    "disableCreateMutatingWebhookConfig": "whether Flyte's webhook creates its webhook configuration",
+    "webhookTimeout": "a webhook timeout Flyte 2.0 declares and does not use either",
+    "cacheInvalidationPort": "Flyte 2.0's secret-cache invalidation endpoint",
+    "kubeClientConfig": "Flyte 2.0's Kubernetes client settings",
+    "secretEnvVarPrefix": "the prefix of Flyte 2.0's embedded-secret environment variables",
+    "imageBuilderConfig": "Flyte 2.0's image builder secrets",
 }
+# Flyte reads keys whatever their case (viper and mapstructure): `gcpsecretmanager` works.
+_FLYTE_KEY_BY_CASE = {key.lower(): key for key in FLYTE_KEYS}
 # Keys `secretpatch serve`, `webhook-config` and `manifests` read as Flyte does (flags win).
 SERVER_KEYS = frozenset(
     {"certDir", "listenPort", "serviceName", "servicePort", "secretName", "namespaceSelector"}
 )
 FLYTE_MANAGER_TYPES = ("K8s", "AWS", "Vault", "GCP", "Azure", "Embedded")
+# Flyte 2.0 always tries its Global injector first; a config may name it too.
+GLOBAL_MANAGER = "Global"
 OWN_SECTION = "secretpatch"
 OWN_KEYS = ("rules", "templates", "values", "limits")
 
@@ -90,6 +100,7 @@ class Config:
     file: str
     managers: tuple[str, ...] = DEFAULT_MANAGERS
     managers_path: tuple[str | int, ...] = ()
+    managers_listed: bool = True  # from secretManagerTypes (or the default), not the singular key
     section: Mapping[str, Any] = field(default_factory=dict)
     section_path: tuple[str | int, ...] = ()
     rules_dir: Path | None = None
@@ -98,11 +109,17 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     own_path: tuple[str | int, ...] = (OWN_SECTION,)
     doc: yamldoc.Doc | None = None
+    # Each Flyte key as the file spells it (Flyte ignores case), for errors to point at.
+    spelled: Mapping[str, str] = field(default_factory=dict)
 
     def flyte(self, key: str, default: Any) -> Any:
         """A key of Flyte's webhook section, or Flyte's default for it."""
         value = self.section.get(key)
         return default if value is None else value
+
+    def path(self, key: str, *rest: str | int) -> tuple[str | int, ...]:
+        """Where a key of Flyte's section is in the file, for an error."""
+        return (*self.section_path, self.spelled.get(key, key), *rest)
 
     def error(self, path: tuple[str | int, ...], message: str) -> LoadError:
         if self.doc is None:
@@ -163,28 +180,38 @@ def _parse(doc: yamldoc.Doc, base: Path) -> Config:
         section_path, section = (), data
     if not isinstance(section, Mapping):
         raise doc.error(section_path, "the webhook section must be a mapping")
+    flyte: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for key in section:
+        name = _FLYTE_KEY_BY_CASE.get(key.lower()) if isinstance(key, str) else None
         if key == OWN_SECTION:
             if own is not None:
                 raise doc.error((*section_path, key), "secretpatch's keys are given twice")
             own, own_path = section[key], (*section_path, key)
-        elif key not in FLYTE_KEYS:
+        elif name is None:
             where = _dotted((*section_path, key))
             raise doc.error(
                 (*section_path, key),
-                f"unknown key {where!r}; {closest(key, [*FLYTE_KEYS, OWN_SECTION])}",
+                f"unknown key {where!r}; {closest(str(key), [*FLYTE_KEYS, OWN_SECTION])}",
             )
-    managers = section.get("secretManagerTypes", list(DEFAULT_MANAGERS))
-    managers_path = (*section_path, "secretManagerTypes")
-    if not isinstance(managers, list) or not all(isinstance(m, str) for m in managers):
-        raise doc.error(managers_path, "secretManagerTypes must be a list of names, such as [GCP]")
+        elif name in flyte:
+            raise doc.error(
+                (*section_path, key),
+                f"{key!r} and {spelled[name]!r} are the same key to Flyte, which ignores case; keep one",
+            )
+        else:
+            flyte[name], spelled[name] = section[key], key
+    managers, managers_path = _managers(doc, flyte, spelled, section_path)
+    listed = flyte.get("secretManagerTypes") not in (None, []) or "secretManagerType" not in flyte
     rules_dir, templates_dir, values = _own_keys(doc, own, own_path, base)
     limits = _limits(doc, own, own_path)
     return Config(
         file=doc.file,
-        managers=tuple(managers),
+        managers=managers,
         managers_path=managers_path,
-        section=section,
+        managers_listed=listed,
+        section=flyte,
+        spelled=spelled,
         section_path=section_path,
         rules_dir=rules_dir,
         templates_dir=templates_dir,
@@ -193,6 +220,30 @@ def _parse(doc: yamldoc.Doc, base: Path) -> Config:
         own_path=own_path or (OWN_SECTION,),
         doc=doc,
     )
+
+
+def _managers(
+    doc: yamldoc.Doc,
+    flyte: Mapping[str, Any],
+    spelled: Mapping[str, str],
+    section_path: tuple[str | int, ...],
+) -> tuple[tuple[str, ...], tuple[str | int, ...]]:
+    """The managers the section enables, as Flyte computes them: `secretManagerTypes` (2.0),
+    or when it is absent or empty the singular `secretManagerType` (1.16's only key); with
+    neither, GCP (the managers secretpatch serves), and where in the file they were given."""
+    for key in ("secretManagerTypes", "secretManagerType"):
+        value = flyte.get(key)
+        path = (*section_path, spelled.get(key, key))
+        if key == "secretManagerTypes" and value is not None:
+            if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+                raise doc.error(path, "secretManagerTypes must be a list of names, such as [GCP]")
+            if value:
+                return tuple(value), path
+        elif key == "secretManagerType" and value is not None:
+            if not isinstance(value, str) or not value:
+                raise doc.error(path, "secretManagerType must be one name, such as GCP")
+            return (value,), path
+    return DEFAULT_MANAGERS, (*section_path, "secretManagerTypes")
 
 
 def _limits(doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...]) -> Limits:
@@ -253,8 +304,10 @@ def warn_ignored(config: Config, consumed: set[str]) -> list[str]:
     """One warning for each Flyte key present that secretpatch does not act on."""
     messages = []
     for key in config.section:
-        if key in FLYTE_KEYS and key != "secretManagerTypes" and key not in consumed | SERVER_KEYS:
-            where = _dotted((*config.section_path, key))
+        used = "secretManagerTypes" if config.managers_listed else "secretManagerType"
+        empty_list = key == "secretManagerTypes" and not config.section[key]  # the singular is used
+        if key != used and not empty_list and key not in consumed | SERVER_KEYS:
+            where = _dotted(config.path(key))
             messages.append(f"{config.file}: {where} is ignored: secretpatch does not use {FLYTE_KEYS[key]}")
     for message in messages:
         log.warning(message)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import yamldoc
 from ..bundled import bundled_dir
-from ..config import FLYTE_MANAGER_TYPES, Config, closest, warn_ignored
+from ..config import FLYTE_MANAGER_TYPES, GLOBAL_MANAGER, Config, closest, warn_ignored
 from ..errors import LoadError
 from ..templating.jinja import make_environment
 from .load import compile_rule, read_rule, rule_header
@@ -43,27 +43,39 @@ def load_rules(config: Config, problems: list[LoadError] | None = None) -> tuple
             raise doc.error(("name",), f"rule {name!r} is also defined in {headers[name][0].file}")
         headers[name] = (doc, manager)
     managers = {manager for _, manager in headers.values()}
+    # Flyte 2.0 reads manager names whatever their case (`gcp`).
+    by_case = {name.lower(): name for name in (*FLYTE_MANAGER_TYPES, GLOBAL_MANAGER, *sorted(managers))}
     warnings: list[str] = []
     enabled = []
-    for position, manager in enumerate(config.managers):
+    given = ", ".join(config.managers)
+    for position, written in enumerate(config.managers):
+        manager = by_case.get(written.lower(), written)
         matching = [doc for doc, m in headers.values() if m == manager]
         if matching:
             enabled.extend(matching)
+        elif manager == GLOBAL_MANAGER:
+            warnings.append(
+                f"{config.file}: the config names {written}, Flyte's global secret injector; "
+                "secretpatch has none, so its requests go to the other managers "
+                f"({', '.join(sorted(managers))})"
+            )
         elif manager in FLYTE_MANAGER_TYPES:
             warnings.append(
-                f"{config.file}: secretManagerTypes lists {manager}, which secretpatch has no rule "
+                f"{config.file}: the config enables {written}, which secretpatch has no rule "
                 f"for; its requests go to the other managers ({', '.join(sorted(managers))})"
             )
         else:
             raise config.error(
-                (*config.managers_path, position),
-                f"unknown secret manager type {manager!r}; "
-                f"{closest(manager, sorted(managers | set(FLYTE_MANAGER_TYPES)), 'valid types')}",
+                _position(config, position),
+                f"unknown secret manager type {written!r}; "
+                f"{closest(written, sorted(managers | set(FLYTE_MANAGER_TYPES)), 'valid types')}",
             )
     if not enabled:
         raise config.error(
             config.managers_path,
-            f"no rule is enabled: secretManagerTypes must list one of {', '.join(sorted(managers))}",
+            f"no rule is enabled: the config enables {given}, and secretpatch serves "
+            f"{', '.join(sorted(managers))}; add one of those to secretManagerTypes (Flyte 2.0) "
+            "or set secretManagerType to it (Flyte 1.16)",
         )
     for name in config.values:
         if name not in headers:
@@ -89,6 +101,11 @@ def load_rules(config: Config, problems: list[LoadError] | None = None) -> tuple
     return rules, warnings + warn_ignored(config, consumed)
 
 
+def _position(config: Config, position: int) -> tuple[str | int, ...]:
+    """Where the `position`th manager is: an item of secretManagerTypes, or the singular key."""
+    return (*config.managers_path, position) if config.managers_listed else config.managers_path
+
+
 def rule_values(config: Config, doc: yamldoc.Doc) -> dict[str, Any]:
     """The rule's defaults, overridden by its Flyte config section, then by secretpatch.values."""
     defaults = doc.data.get("values") or {}
@@ -98,14 +115,23 @@ def rule_values(config: Config, doc: yamldoc.Doc) -> dict[str, Any]:
     section_name = doc.data.get("configSection")
     allowed = doc.data.get("configKeys") or []
     section = config.section.get(section_name) if isinstance(section_name, str) else None
-    if section is not None:
-        path = (*config.section_path, section_name)
+    if section is not None and isinstance(section_name, str):
+        path = config.path(section_name)
         if not isinstance(section, Mapping):
             raise config.error(path, "must be a mapping")
+        by_case = {key.lower(): key for key in allowed}  # as Flyte reads them: `sidecarimage`
+        seen: dict[str, str] = {}
         for key, value in section.items():
-            if key not in allowed:
-                raise config.error((*path, key), f"unknown key {key!r}; {closest(key, allowed)}")
-            values[key] = value
+            name = by_case.get(key.lower()) if isinstance(key, str) else None
+            if name is None:
+                raise config.error((*path, key), f"unknown key {key!r}; {closest(str(key), allowed)}")
+            if name in seen:
+                message = (
+                    f"{key!r} and {seen[name]!r} are the same key to Flyte, which ignores case; keep one"
+                )
+                raise config.error((*path, key), message)
+            seen[name] = key
+            values[name] = value
     overrides = config.values.get(doc.data["name"], {})
     for key, value in overrides.items():
         if key not in defaults:
