@@ -82,7 +82,8 @@ def reference_mutate(
                 "image": image,
                 "command": ["sh", "-ec", gcloud_line(req.group, req.group_version)],
                 "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH}],
-                "resources": copy.deepcopy(resources or DEFAULT_RESOURCES),
+                # requests or limits given replace that map of the default only
+                "resources": copy.deepcopy({**DEFAULT_RESOURCES, **(resources or {})}),
             }
         )
         spec["initContainers"] = inits

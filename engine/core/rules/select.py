@@ -106,6 +106,20 @@ def _position(config: Config, position: int) -> tuple[str | int, ...]:
     return (*config.managers_path, position) if config.managers_listed else config.managers_path
 
 
+def _flyte_merge(default: Any, given: Any) -> Any:
+    """A config value as Flyte's loader applies it over a default: a structure (such as
+    `resources`) keeps the fields the file leaves out, and each field given (a map such as
+    `requests`) replaces the default's whole; field names match whatever their case.
+    `resources: {requests: {cpu: "1"}}` keeps the default limits; `resources: {}` keeps both."""
+    if not isinstance(default, Mapping) or not isinstance(given, Mapping):
+        return given
+    merged = dict(default)
+    by_case = {key.lower(): key for key in default if isinstance(key, str)}
+    for key, value in given.items():
+        merged[by_case.get(key.lower(), key) if isinstance(key, str) else key] = value
+    return merged
+
+
 def rule_values(config: Config, doc: yamldoc.Doc) -> dict[str, Any]:
     """The rule's defaults, overridden by its Flyte config section, then by secretpatch.values."""
     defaults = doc.data.get("values") or {}
@@ -131,7 +145,7 @@ def rule_values(config: Config, doc: yamldoc.Doc) -> dict[str, Any]:
                 )
                 raise config.error((*path, key), message)
             seen[name] = key
-            values[name] = value
+            values[name] = _flyte_merge(values.get(name), value)
     overrides = config.values.get(doc.data["name"], {})
     for key, value in overrides.items():
         if key not in defaults:
