@@ -12,7 +12,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .test_server_e2e import free_port
+from .test_server_e2e import free_port, serve_command
 
 pytestmark = pytest.mark.slow
 
@@ -110,18 +109,7 @@ def test_serve_uses_the_certificate_secret_flyte_wrote(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "server.log"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secretpatch.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--cert-dir",
-            str(certs),
-        ],
+        serve_command(port, certs),
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
         start_new_session=True,

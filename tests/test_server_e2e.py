@@ -51,29 +51,30 @@ def free_port() -> int:
         return port
 
 
+def serve_command(port: int, cert_dir: Path, *flags: str) -> list[str]:
+    """`secretpatch serve` on 127.0.0.1:`port` with the certificates in `cert_dir`."""
+    return [
+        sys.executable,
+        "-m",
+        "secretpatch.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--cert-dir",
+        str(cert_dir),
+        *flags,
+    ]
+
+
 def start(cert_dir: Path, tmp_path: Path, *flags: str) -> Server:
     """`secretpatch serve` on a free port, in a process group of its own (with its review
     process); `flags` are added to, and may override, a fast reload and a 10 s grace."""
     port = free_port()
     log = tmp_path / f"server-{port}.log"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secretpatch.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--cert-dir",
-            str(cert_dir),
-            "--cert-reload-interval",
-            "0.2",
-            "--grace",
-            "10",
-            *flags,
-        ],
+        serve_command(port, cert_dir, "--cert-reload-interval", "0.2", "--grace", "10", *flags),
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
         start_new_session=True,
