@@ -277,11 +277,16 @@ def test_reviews_are_answered_in_the_version_asked(engine: Engine, api_version: 
     assert response["allowed"] is True
     assert response["patchType"] == "JSONPatch"
     assert json.loads(base64.b64decode(response["patch"])) == engine.mutate(pod).patch
+    assert response["status"] == {"code": 200}  # as controller-runtime sends a patched answer
 
 
 def test_a_pod_needing_no_change_is_allowed_without_a_patch(engine: Engine) -> None:
     review = admission_review(flyte_pod(), uid="u-2")
-    assert engine.review(review)["response"] == {"uid": "u-2", "allowed": True}
+    assert engine.review(review)["response"] == {
+        "uid": "u-2",
+        "allowed": True,
+        "status": {"code": 200, "message": "No changes"},
+    }
 
 
 def test_a_refused_secret_is_denied_with_400_and_flytes_message(engine: Engine) -> None:

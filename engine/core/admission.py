@@ -23,6 +23,7 @@ API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 MAX_UID_LENGTH = 128  # a UUID is 36; the answer echoes the uid and the log prints it
 MUTATE_PATH = "/mutate--v1-pod"  # Flyte's webhook path; the webhook configuration names it
+NO_CHANGES = "No changes"  # controller-runtime's message for an allowed answer without a patch
 
 
 class Request(NamedTuple):
@@ -141,7 +142,8 @@ def build_response(
     audit: Mapping[str, str] | None = None,
 ) -> AdmissionReviewResponse:
     """The answer to one review: allowed with an optional JSONPatch (`patch_field`), or
-    denied with 400.
+    denied with 400. Every answer has a `status`, as Flyte's server (controller-runtime)
+    sends it: 200 for a patch, 200 with "No changes" for a pod left as it is.
 
     `audit` becomes auditAnnotations; the API server records them in the audit log under
     `<webhook name>/<key>`."""
@@ -153,6 +155,9 @@ def build_response(
     elif patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = patch
+        response["status"] = {"code": 200}
+    else:
+        response["status"] = {"code": 200, "message": NO_CHANGES}
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
 
 

@@ -24,7 +24,7 @@ Pod = dict[str, Any]
 
 class Status(TypedDict):
     code: int
-    message: str
+    message: NotRequired[str]
 
 
 class AdmissionResponse(TypedDict):
