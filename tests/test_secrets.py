@@ -68,13 +68,29 @@ def test_bytes_that_are_not_utf8_are_refused(engine: Engine) -> None:
         engine.mutate(pod)
 
 
-def test_an_annotation_that_is_not_s_and_a_number_is_refused(engine: Engine) -> None:
+def test_any_name_flyte_decodes_is_injected_numbered_names_first_then_the_others_by_name(
+    engine: Engine,
+) -> None:
+    """Flyte decodes every flyte.secrets/s... annotation, whatever follows the s."""
     pod = flyte_pod()
-    pod["metadata"]["annotations"]["flyte.secrets/sfoo"] = annotation(group="a", group_version="1")
-    with pytest.raises(
-        Rejected, match='annotation "flyte.secrets/sfoo" is not of the form flyte.secrets/s<N>'
-    ):
+    annotations = pod["metadata"]["annotations"]
+    annotations.clear()
+    for name, group in (("sfoo", "c"), ("s10", "b"), ("s-bar", "d"), ("s2", "a"), ("s", "e")):
+        annotations[f"flyte.secrets/{name}"] = annotation(group=group, group_version="1")
+    injected = [i.secret.annotation for i in engine.mutate(pod).injected]
+    assert injected == [f"flyte.secrets/{n}" for n in ("s2", "s10", "s", "s-bar", "sfoo")]
+
+
+@pytest.mark.parametrize("suffix", ["s\x1b[2J", "s/x", "s" + "a" * 63, "s é"])
+def test_a_name_kubernetes_would_refuse_is_refused_before_decoding_and_shown_escaped(
+    engine: Engine, suffix: str
+) -> None:
+    pod = flyte_pod()
+    pod["metadata"]["annotations"][f"flyte.secrets/{suffix}"] = annotation(group="a", group_version="1")
+    with pytest.raises(Rejected, match="is not an annotation name Kubernetes accepts") as caught:
         engine.mutate(pod)
+    assert caught.value.code == "bad-annotation"
+    assert caught.value.message.isascii() and caught.value.message.isprintable()
 
 
 def test_other_annotations_are_ignored() -> None:

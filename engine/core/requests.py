@@ -1,9 +1,10 @@
 """Secret requests: what a Flyte task pod asks for, read from its annotations.
 
-Flyte writes each requested secret as an annotation `flyte.secrets/s<N>` whose value is the
-protobuf text format of `flyteidl.core.Secret`, base32-encoded with a lower-case alphabet and
-no padding. The text format is decoded by the protobuf library against a descriptor built here,
-so no hand-written parser decides what a hostile annotation means.
+Flyte writes each requested secret as an annotation `flyte.secrets/s<N>` (and reads any name
+starting `flyte.secrets/s`) whose value is the protobuf text format of `flyteidl.core.Secret`,
+base32-encoded with a lower-case alphabet and no padding. The text format is decoded by the
+protobuf library against a descriptor built here, so no hand-written parser decides what a
+hostile annotation means.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ from .jsontypes import is_object
 
 INJECT_LABEL = "inject-flyte-secrets"
 ANNOTATION_PREFIX = "flyte.secrets/s"
-_ANNOTATION_NAME = re.compile(r"flyte\.secrets/s([0-9]{1,9})")
+# Flyte decodes every annotation whose name starts with flyte.secrets/s, whatever follows. What
+# may follow is what Kubernetes allows in an annotation name (at most 63 characters after the
+# '/', letters, digits, '-', '_' and '.'): the API server refuses any other pod after the
+# webhooks, so nothing else needs decoding, and nothing else reaches a message.
+_ANNOTATION_NAME = re.compile(r"flyte\.secrets/s([-A-Za-z0-9_.]{0,62})")
 
 _FLYTE_ALPHABET = "abcdefghijklmnopqrstuvwxyz123456"
 _RFC4648_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -219,8 +224,8 @@ def order_annotations(
     """`secret_annotations` checked for what costs nothing to check, in the order of N.
 
     Refused before any is decoded: more than `limit` annotations, more than `max_chars`
-    characters of values in all, a name not of the form flyte.secrets/s<N>, a value longer
-    than any request can be. So the decoding that follows costs at most a known amount."""
+    characters of values in all, a name Kubernetes would refuse, a value longer than any
+    request can be. So the decoding that follows costs at most a known amount."""
     if limit is not None and len(annotations) > limit:
         raise Rejected(
             f"the pod asks for {len(annotations)} secrets; secretpatch.limits.maxSecrets is {limit}",
@@ -236,19 +241,23 @@ def order_annotations(
                 annotation="",
                 code="limit",
             )
-    numbered = []
+    ordered: list[tuple[tuple[int, int, str], str, str]] = []
     for name, value in annotations:
         match = _ANNOTATION_NAME.fullmatch(name)
         if match is None:
             raise Rejected(
-                f"annotation {quote_value(name)} is not of the form flyte.secrets/s<N>",
-                annotation=name,
+                f"annotation {quote_value(name)} is not an annotation name Kubernetes accepts "
+                "(after flyte.secrets/s: letters, digits, '-', '_' and '.', 63 characters in all "
+                "after the '/'), so the API server would refuse the pod",
+                annotation="",
                 code="bad-annotation",
             )
         _check_length(name, value)
-        numbered.append((int(match.group(1)), name, value))
-    numbered.sort()
-    return [(name, value) for _, name, value in numbered]
+        suffix = match.group(1)
+        # Numbered names first, by their number (s2 before s10), then any others by name.
+        ordered.append(((0, int(suffix), "") if suffix.isdigit() else (1, 0, suffix), name, value))
+    ordered.sort()
+    return [(name, value) for _, name, value in ordered]
 
 
 def decode_requests(annotations: list[tuple[str, str]], limit: int | None = None) -> list[SecretRequest]:
