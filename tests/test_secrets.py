@@ -155,3 +155,10 @@ def test_the_same_request_under_two_numbers_is_injected_twice(engine: Engine) ->
     pod = flyte_pod({"group": "a", "group_version": "1"}, {"group": "a", "group_version": "1"})
     names = [c["name"] for c in engine.mutate(pod).pod["spec"]["initContainers"]]
     assert names == ["gcp-pull-secret-0", "gcp-pull-secret-1"]
+
+
+def test_line_breaks_inside_the_base32_are_skipped_as_go_skips_them(engine: Engine) -> None:
+    value = annotation(group="a", group_version="1")
+    pod = flyte_pod()
+    pod["metadata"]["annotations"]["flyte.secrets/s0"] = value[:7] + "\r\n" + value[7:20] + "\n" + value[20:]
+    assert engine.mutate(pod).patch == engine.mutate(flyte_pod({"group": "a", "group_version": "1"})).patch

@@ -115,7 +115,10 @@ class SecretRequest:
 
 
 def decode_base32(value: str) -> bytes:
-    """Decode Flyte's base32 (alphabet a-z1-6, no padding); ValueError names the problem."""
+    """Decode Flyte's base32 (alphabet a-z1-6, no padding); ValueError names the problem.
+    Line breaks are skipped, as Go's base32 decoder skips them."""
+    if "\n" in value or "\r" in value:
+        value = value.replace("\r", "").replace("\n", "")
     if not _FLYTE_BASE32.fullmatch(value):
         bad = next(c for c in value if c not in _FLYTE_ALPHABET)
         raise ValueError(f"not Flyte base32: character {quote_value(bad)} is outside a-z and 1-6")
