@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from secretpatch import Engine, LoadError, Rejected
-from secretpatch.core.config import Limits
+from secretpatch.core.limits import Limits
 from secretpatch.webhook.app import WebhookApp
 from secretpatch.webhook.bodies import too_deep
 

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..core.admission import Denial, Outcome, Result
-from ..core.config import PARSER_DEPTH
 from ..core.errors import DeadlineExceeded, printable, quote_value
+from ..core.limits import PARSER_DEPTH
 from ..core.runtime import Engine
 
 MAX_REVIEW_TIMEOUT = 30.0  # the API server's own maximum for timeoutSeconds
