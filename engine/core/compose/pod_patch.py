@@ -24,6 +24,7 @@ from .view import (
     PRESENT,
     JsonValue,
     Key,
+    PodReader,
     PodView,
     TooManyItems,
     describe,
@@ -43,7 +44,9 @@ class PodPatch:
 
     The merge modes read the pod through `length`, `index_of`, `index_of_path`,
     `item_field` and `container_name_owner` only, and change it through `add`, `remove`
-    and `set_keys`."""
+    and `set_keys`. This class reads the pod only through `reader`, typed as the
+    `PodReader` protocol, so the type checker holds it to the questions the view records;
+    `view` is the same object, kept for its record (`view.reads`)."""
 
     def __init__(
         self,
@@ -54,6 +57,7 @@ class PodPatch:
         track_sources: bool = True,
     ) -> None:
         self.view = PodView(pod, max_items)
+        self.reader: PodReader = self.view
         self._max_items = max_items
         self._lists: dict[tuple[Any, ...], ListOverlay] = {}
         # The same lists by their key as the modes name them (indices as mutated so far),
@@ -96,11 +100,11 @@ class PodPatch:
 
     def _load(self, key: Key, identity: tuple[Any, ...]) -> ListOverlay:
         if len(key) == 1:
-            return ListOverlay(self.view.length(key), key)
+            return ListOverlay(self.reader.length(key), key)
         region, container = self._locate((key[0],), key[1])
         if region == "original":
             source: Key = (key[0], container, key[2])
-            return ListOverlay(self.view.length(source, shown=key), source)
+            return ListOverlay(self.reader.length(source, shown=key), source)
         if not isinstance(container, Mapping):
             raise InputError(f"spec.{key[0]}[{key[1]}] is not an object")
         value = container.get(key[2])
@@ -142,7 +146,7 @@ class PodPatch:
                 for i, item in enumerate(state.owned)
                 if (type(item) is dict or isinstance(item, Mapping)) and item.get(field_name) == value
             ]
-        return self.view.positions(state.source, field_name, value)
+        return self.reader.positions(state.source, field_name, value)
 
     def _matches(
         self,
@@ -201,7 +205,7 @@ class PodPatch:
         if region == "original":
             state = self._state(key)
             assert state.source is not None
-            value = self.view.item_field(state.source, item, field_name)
+            value = self.reader.item_field(state.source, item, field_name)
             return value.value if isinstance(value, JsonValue) else value
         if region == "owned":
             item = self._state(key).owned[item]
@@ -217,7 +221,7 @@ class PodPatch:
         elif name in self._owners:
             return self._owners[name]
         owner = None
-        originals = self.view.container_name(name)
+        originals = self.reader.container_name(name)
         for list_name, original in reversed(tuple(zip(CONTAINER_ORDER, originals, strict=True))):
             places = self._matches((list_name,), "name", name, original=original)
             if places:
@@ -286,7 +290,7 @@ class PodPatch:
             known, created = self._maps[map_name]
             state = PRESENT
         else:
-            state = ABSENT if self._metadata_added else self.view.map_state(map_name)
+            state = ABSENT if self._metadata_added else self.reader.map_state(map_name)
             known, created = {}, False
         if state == NO_METADATA:
             self._emit({"op": "add", "path": "/metadata", "value": {map_name: dict(values)}})
@@ -303,7 +307,7 @@ class PodPatch:
             elif created:
                 current = None
             else:
-                current = self.view.map_value(map_name, key)
+                current = self.reader.map_value(map_name, key)
             if current == value:
                 continue
             self._emit({"op": "add", "path": f"/metadata/{escape(map_name)}/{escape(key)}", "value": value})

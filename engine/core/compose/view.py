@@ -106,14 +106,6 @@ class PodView:
         self._max_items = max_items
         self.reads: dict[Question, Any] = {}
         self._indexes: dict[tuple[Key, str], dict[str, tuple[int, ...]]] = {}
-        self._answers: dict[str, Callable[..., Any]] = {
-            "length": self._length,
-            "positions": self._positions,
-            "container-name": self._container_name,
-            "item-field": self._item_field,
-            "map-state": self._map_state,
-            "map-value": self._map_value,
-        }
 
     def ask(self, question: Question) -> Any:
         """The answer to a recorded question (what the memo replays)."""
@@ -127,10 +119,10 @@ class PodView:
     def answer(self, question: Question) -> Any:
         """The answer to a question, not recorded: what the memo compares with a record."""
         try:
-            answer_of = self._answers[question[0]]
+            answer_of = _ANSWERS[question[0]]
         except KeyError:
             raise ValueError(f"PodView has no question {question[0]!r}") from None
-        return answer_of(*question[1:])
+        return answer_of(self, *question[1:])
 
     def length(self, key: Key, shown: Key | None = None) -> int | None:
         """The length of the list at `key`; None when it is absent. An error names the list
@@ -248,3 +240,15 @@ class PodView:
             return None
         value = current[key]
         return value if type(value) is str else NOT_A_STRING
+
+
+# Each kind of question and what answers it (a table built once, not per view: a view is
+# made for every review the memo is asked about).
+_ANSWERS: dict[str, Callable[..., Any]] = {
+    "length": PodView._length,
+    "positions": PodView._positions,
+    "container-name": PodView._container_name,
+    "item-field": PodView._item_field,
+    "map-state": PodView._map_state,
+    "map-value": PodView._map_value,
+}
