@@ -58,12 +58,23 @@ def _prepend_env(container: dict[str, Any], name: str, value: str) -> None:
     container["env"] = env
 
 
+def _append_env_if_absent(container: dict[str, Any], name: str, value: str) -> None:
+    """Flyte 1.16: append unless the container already has a variable of that name."""
+    env = container.get("env") or []
+    if not any(var.get("name") == name for var in env):
+        env.append({"name": name, "value": value})
+    container["env"] = env
+
+
 def reference_mutate(
     pod: dict[str, Any],
     requests: list[Req],
     image: str = DEFAULT_IMAGE,
     resources: dict[str, Any] | None = None,
+    flyte: str = "v2",
 ) -> dict[str, Any]:
+    """The pod as Flyte 2.0 (`flyte="v2"`) or 1.16 (`"v1"`) mutates it."""
+    add_env = _prepend_env if flyte == "v2" else _append_env_if_absent
     pod = copy.deepcopy(pod)
     spec = pod["spec"]
     for req in requests:
@@ -95,5 +106,5 @@ def reference_mutate(
             container["volumeMounts"] = mounts
         for name, value in (("FLYTE_SECRETS_DEFAULT_DIR", MOUNT_PATH), ("FLYTE_SECRETS_FILE_PREFIX", "")):
             for container in inits + containers:
-                _prepend_env(container, name, value)
+                add_env(container, name, value)
     return pod

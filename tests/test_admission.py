@@ -109,3 +109,68 @@ def test_the_denial_reasons_are_a_closed_set_and_the_docs_list_each() -> None:
 def test_the_review_results_are_a_closed_set_and_the_docs_list_each() -> None:
     documented = metric_labels("secretpatch_reviews_total")
     assert sorted(documented) == sorted([*literal_values(Result), *literal_values(Unanswered)])
+
+
+def test_on_refusal_admit_lets_the_pod_through_unchanged_with_a_warning_per_refused_secret() -> None:
+    """Flyte 1.16 admits such a pod silently; secretpatch says, to the user (warnings, which
+    kubectl prints), the audit log and the metrics, what the pod will lack and why."""
+    engine = Engine.from_config({"secretpatch": {"onRefusal": "admit"}})
+    pod = flyte_pod(
+        {"group": "ok", "group_version": "1"},
+        {"group": "a;b", "group_version": "1"},
+        {"group": "c", "group_version": "1", "mount_requirement": "ENV_VAR"},
+    )
+    outcome = engine.review_outcome(admission_review(pod))
+    response = outcome.response["response"]
+    assert response["allowed"] is True
+    assert "patch" not in response and response["status"] == {"code": 200, "message": "No changes"}
+    assert response["warnings"] == [
+        "secretpatch admitted the pod unchanged, without any of its secrets (onRefusal: admit): "
+        "2 secret requests cannot be injected",
+        'flyte.secrets/s1: group "a;b" is not valid: it must be a secret ID (1 to 255 letters, digits, '
+        "'-' or '_') or projects/<project-id-or-number>/secrets/<secret-id>",
+        "flyte.secrets/s2: mount_requirement ENV_VAR is not supported with GCP Secret Manager (the "
+        "secret is written to a file); request FILE or ANY",
+    ]
+    assert response["auditAnnotations"] == {
+        "onRefusal": "admit",
+        "refused": "flyte.secrets/s1=invalid-field,flyte.secrets/s2=mount-requirement",
+    }
+    assert outcome.result == "admitted" and outcome.denial is None
+    assert outcome.admitted == ("invalid-field", "mount-requirement")
+    # The default denies the same pod, with the first refusal.
+    denied = Engine.from_config(None).review(admission_review(pod))["response"]
+    assert denied["allowed"] is False and "flyte.secrets/s1" in denied["status"]["message"]
+
+
+def test_admitted_warnings_are_few_short_and_printable() -> None:
+    """Kubernetes truncates long warnings and drops many; kubectl prints them on a terminal."""
+    engine = Engine.from_config({"secretpatch": {"onRefusal": "admit"}})
+    hostile = "\x1b[31m\u202e" + "x" * 300
+    pod = flyte_pod(*({"group": hostile, "group_version": "1"} for _ in range(25)))
+    response = engine.review(admission_review(pod))["response"]
+    warnings = response["warnings"]
+    assert len(warnings) == 12  # the summary, ten refusals, "... and 15 more"
+    assert warnings[0].endswith("25 secret requests cannot be injected")
+    assert warnings[-1] == "... and 15 more"
+    for warning in warnings:
+        assert warning.isascii() and warning.isprintable() and len(warning) <= 300
+    assert response["auditAnnotations"]["refused"].count("=invalid-field") == 25
+
+
+def test_admit_still_denies_what_is_not_a_secret_refusal() -> None:
+    """A malformed pod is not a refused secret: denied whatever onRefusal says."""
+    engine = Engine.from_config({"secretpatch": {"onRefusal": "admit"}})
+    pod = flyte_pod({"group": "a", "group_version": "1"})
+    pod["metadata"]["annotations"] = ["not", "a", "map"]
+    response = engine.review(admission_review(pod))["response"]
+    assert response["allowed"] is False and response["status"]["code"] == 400
+
+
+def test_a_limit_under_admit_is_one_warning_for_the_pod() -> None:
+    engine = Engine.from_config({"secretpatch": {"onRefusal": "admit", "limits": {"maxSecrets": 2}}})
+    pod = flyte_pod(*({"group": f"g{i}", "group_version": "1"} for i in range(3)))
+    response = engine.review(admission_review(pod))["response"]
+    assert response["allowed"] is True and "patch" not in response
+    assert response["warnings"][1] == "the pod asks for 3 secrets; secretpatch.limits.maxSecrets is 2"
+    assert response["auditAnnotations"]["refused"] == "pod=limit"

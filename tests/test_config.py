@@ -89,6 +89,17 @@ def test_no_config_and_an_empty_file_give_flytes_defaults(tmp_path: Path) -> Non
             "unknown value 'mountPth'; did you mean 'mountPath'?",
         ),
         ("webhook:\n  a: 1\n  a: 2\n", 3, "duplicate key 'a'"),
+        (
+            "secretpatch:\n  flyte: '1.16'\n",
+            2,
+            'secretpatch.flyte is "1.16"; expected one of v2: Flyte 2.0; v1: Flyte 1.16',
+        ),
+        (
+            "webhook:\n  secretpatch:\n    onRefusal: allow\n",
+            3,
+            'webhook.secretpatch.onRefusal is "allow"; expected one of deny:',
+        ),
+        ("secretpatch:\n  onRefusal: [admit]\n", 2, 'secretpatch.onRefusal is ["admit"]; expected'),
         ("webhook: [\n", 2, "invalid YAML"),
     ],
 )

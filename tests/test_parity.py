@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from typing import Any
 
 import pytest
 from secretpatch import Engine, Rejected
 from secretpatch.core.requests import decode_annotation, decode_base32
 
-from .conftest import admission_review, annotation, flyte_b32, flyte_pod
+from .conftest import ROOT, admission_review, annotation, flyte_b32, flyte_pod
 from .reference import Req, gcloud_line, reference_mutate
 
 TESTSECRET_LINE = (
@@ -295,10 +296,39 @@ def test_a_refused_secret_is_denied_with_400_and_flytes_message(engine: Engine) 
     response = engine.review(review)["response"]
     assert response["allowed"] is False
     assert response["status"]["code"] == 400
+    secret = 'group:"a" group_version:"1" mount_requirement:ENV_VAR'
     assert response["status"]["message"].startswith(
-        'none of the secret managers injected secret [group:"a" group_version:"1" mount_requirement:ENV_VAR]'
-    )
+        f"none of the secret managers injected secret [{secret}]: failed to inject secret [{secret}] "
+        "using any of the enabled secret managers: [Global GCP]. Possible reasons: the secret cannot "
+        "be found or an internal error occurred; reason: flyte.secrets/s0: mount_requirement ENV_VAR"
+    ), "Flyte 2.0's text verbatim, then the reason"
     assert "patch" not in response
+
+
+@pytest.mark.parametrize(
+    ("webhook", "listed"),
+    [
+        ({"secretManagerTypes": ["gcp"]}, "[Global GCP]"),
+        ({"secretManagerTypes": ["Global", "K8s", "GCP"]}, "[Global Global K8s GCP]"),
+        ({"secretManagerType": "GCP"}, "[Global GCP]"),
+    ],
+)
+def test_the_denial_lists_the_managers_as_flyte_does(webhook: dict[str, Any], listed: str) -> None:
+    """Global first, always (twice when the config names it too), then the configured ones
+    in Flyte's spelling."""
+    engine = Engine.from_config({"webhook": webhook})
+    with pytest.raises(Rejected) as caught:
+        engine.mutate(flyte_pod({"group": "a", "group_version": ""}))
+    assert f"using any of the enabled secret managers: {listed}. Possible reasons" in caught.value.message
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/flyte-parity.md"])
+def test_the_refusal_the_docs_show_is_the_one_secretpatch_writes(engine: Engine, page: str) -> None:
+    text = (ROOT / page).read_text()
+    shown = [line for line in text.splitlines() if line.startswith("none of the secret managers")]
+    with pytest.raises(Rejected) as caught:
+        engine.mutate(flyte_pod({"group": "a;reboot", "group_version": "1"}))
+    assert shown == [caught.value.message]
 
 
 @pytest.mark.parametrize(

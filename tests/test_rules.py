@@ -32,14 +32,64 @@ def engine_with(tmp_path: Path, rule: str | None = None, templates: dict[str, st
 
 
 def test_an_unknown_merge_mode_names_file_line_and_the_modes(tmp_path: Path) -> None:
-    rule = GCP_RULE.replace("merge: prepend", "merge: prepnd")
+    rule = GCP_RULE.replace("merge: once", "merge: onse")
     with pytest.raises(LoadError) as caught:
         engine_with(tmp_path, rule)
     path = tmp_path / "rules" / "gcp.yaml"
     assert str(caught.value) == (
-        f"{path}:{line_of(rule, 'prepnd')}: unknown merge mode 'prepnd'; "
-        "expected one of: append, once, per-container, prepend, set"
+        f"{path}:{line_of(rule, 'onse')}: unknown merge mode 'onse'; "
+        "expected one of: append, once, per-container, prepend, set, or a mapping from each "
+        "profile of secretpatch.flyte (v2, v1) to one"
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "message"),
+    [
+        ("v1: per-container", "v1: per-containr", "per-containr", "unknown merge mode 'per-containr'"),
+        ("v1: per-container", "v3: per-container", "v3:", "unknown profile 'v3'; profiles: v1, v2"),
+        (
+            "      v1: per-container\n",
+            "",
+            "    merge:\n      # Flyte 2.0",
+            "merge names no mode for the profile v1 of secretpatch.flyte; give one for each of v2, v1",
+        ),
+    ],
+)
+def test_a_merge_mode_per_profile_is_checked_for_every_profile(
+    tmp_path: Path, old: str, new: str, needle: str, message: str
+) -> None:
+    """The config picks v2 (the default), yet a mistake in the v1 mode stops loading too."""
+    rule = GCP_RULE.replace(old, new)
+    assert rule != GCP_RULE
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, rule)
+    assert caught.value.line == rule[: rule.index(needle)].count("\n") + 1
+    assert caught.value.message.startswith(message)
+
+
+def test_the_profile_picks_the_merge_mode_flyte_release_by_release() -> None:
+    """Flyte 2.0 replaces the user's variable and puts the webhook's first; 1.16 keeps the
+    user's and appends what is missing, in its own order."""
+    pod = flyte_pod({"group": "a", "group_version": "1"})
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": "A", "value": "1"},
+        {"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/mine"},
+    ]
+    envs = {}
+    for profile in ("v2", "v1"):
+        engine = Engine.from_config({"secretpatch": {"flyte": profile}})
+        envs[profile] = engine.mutate(pod).pod["spec"]["containers"][0]["env"]
+    assert envs["v2"] == [
+        {"name": "FLYTE_SECRETS_FILE_PREFIX", "value": ""},
+        {"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/etc/flyte/secrets"},
+        {"name": "A", "value": "1"},
+    ]
+    assert envs["v1"] == [
+        {"name": "A", "value": "1"},
+        {"name": "FLYTE_SECRETS_DEFAULT_DIR", "value": "/mine"},
+        {"name": "FLYTE_SECRETS_FILE_PREFIX", "value": ""},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -232,18 +282,18 @@ def test_a_template_that_fails_only_on_a_real_request_is_a_render_error(tmp_path
 def test_a_load_error_carries_the_line_at_fault_and_the_cli_shows_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rule = GCP_RULE.replace("merge: prepend", "merge: prepnd")
+    rule = GCP_RULE.replace("merge: once", "merge: onse")
     with pytest.raises(LoadError) as caught:
         engine_with(tmp_path, rule)
-    line = line_of(rule, "prepnd")
-    assert caught.value.line == line and caught.value.source == "    merge: prepnd"
+    line = line_of(rule, "onse")
+    assert caught.value.line == line and caught.value.source == "    merge: onse"
     assert "\n" not in str(caught.value), "one line: it may reach a log line"
     (tmp_path / "config.yaml").write_text(f"secretpatch:\n  rules: {tmp_path / 'rules'}\n")
     code, _, err = run_cli(
         capsys, "render", "--config", str(tmp_path / "config.yaml"), str(ROOT / "examples" / "pod.yaml")
     )
     assert code == 2
-    assert err.splitlines()[1:] == [f"  {line} |     merge: prepnd"]
+    assert err.splitlines()[1:] == [f"  {line} |     merge: onse"]
 
 
 def test_a_template_error_at_load_shows_the_template_line(tmp_path: Path) -> None:

@@ -2,12 +2,16 @@
 
 The golden outputs live in snapshots/<name>/: patch.json (the exact operations), commands.txt
 (one gcloud line per secret), pod.yaml (the patched pod), or denied.txt for a refusal. Each
-scenario is also checked against the reference mutation and the Kubernetes schema.
+scenario runs again as Flyte 1.16 would (`secretpatch: {flyte: v1, onRefusal: admit}`), with
+its golden files in snapshots/flyte-v1/<name>/: patch.json and pod.yaml (the gcloud lines are
+the same), or admitted.json (the review's answer) where 2.0 would deny. Each scenario is also
+checked against the reference mutation of its profile and the Kubernetes schema.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from typing import Any
 
@@ -22,39 +26,73 @@ from .reference import Req, reference_mutate
 
 SCENARIOS = ROOT / "tests" / "scenarios"
 NAMES = sorted(p.name for p in SCENARIOS.iterdir() if (p / "pod.yaml").is_file())
+PROFILES = ("v2", "v1")
+# What a Flyte 1.16 operator picks to get 1.16's behaviour: its env merge, and its admission of
+# a pod whose secrets cannot be injected (with warnings, where 1.16 is silent).
+AS_FLYTE_1_16 = {"flyte": "v1", "onRefusal": "admit"}
 
 
-def load(name: str) -> tuple[dict[str, Any], Engine, dict[str, Any]]:
+def with_own_keys(config: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """`config` with secretpatch's keys `own` added where the file keeps them."""
+    config = copy.deepcopy(config)
+    section = config.get("webhook") if isinstance(config.get("webhook"), dict) else None
+    holder = section if section is not None and "secretpatch" in section else config
+    holder.setdefault("secretpatch", {}).update(own)
+    return config
+
+
+def load(name: str, profile: str = "v2") -> tuple[dict[str, Any], Engine, dict[str, Any]]:
     folder = SCENARIOS / name
     pod = yaml.safe_load((folder / "pod.yaml").read_text())
     config_file = folder / "config.yaml"
     config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-    engine = Engine.from_config(config_file if config_file.exists() else None)
+    if profile == "v2":
+        engine = Engine.from_config(config_file if config_file.exists() else None)
+    else:
+        engine = Engine.from_config(with_own_keys(config or {}, AS_FLYTE_1_16))
     return pod, engine, config
+
+
+def snapshot_dir(name: str, profile: str) -> Any:
+    return ROOT / "snapshots" / name if profile == "v2" else ROOT / "snapshots" / "flyte-v1" / name
 
 
 def test_there_are_at_least_twenty_scenarios() -> None:
     assert len(NAMES) >= 20
 
 
+def test_every_v1_golden_folder_has_its_scenario() -> None:
+    """A renamed or removed scenario leaves no stale 1.16 golden files behind."""
+    assert sorted(p.name for p in (ROOT / "snapshots" / "flyte-v1").iterdir()) == NAMES
+
+
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("name", NAMES)
-def test_scenario_matches_its_golden_files(name: str, snapshot: Any) -> None:
-    pod, engine, _ = load(name)
-    snapshot.snapshot_dir = ROOT / "snapshots" / name
+def test_scenario_matches_its_golden_files(name: str, profile: str, snapshot: Any) -> None:
+    pod, engine, _ = load(name, profile)
+    snapshot.snapshot_dir = snapshot_dir(name, profile)
     try:
         mutation = engine.mutate(pod)
     except Rejected as exc:
-        snapshot.assert_match(exc.message + "\n", "denied.txt")
+        if profile == "v2":
+            snapshot.assert_match(exc.message + "\n", "denied.txt")
+        else:
+            response = engine.review(admission_review(pod))["response"]
+            snapshot.assert_match(json.dumps(response, indent=2) + "\n", "admitted.json")
         return
     commands = "".join(i.texts["command"] + "\n" for i in mutation.injected)
     snapshot.assert_match(json.dumps(mutation.patch, indent=2) + "\n", "patch.json")
-    snapshot.assert_match(commands, "commands.txt")
+    if profile == "v2":
+        snapshot.assert_match(commands, "commands.txt")
+    else:  # the profiles differ in env only
+        assert commands == (snapshot_dir(name, "v2") / "commands.txt").read_text()
     snapshot.assert_match(yaml.safe_dump(mutation.pod, sort_keys=False), "pod.yaml")
 
 
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("name", NAMES)
-def test_scenario_patch_applies_and_equals_the_reference(name: str) -> None:
-    pod, engine, config = load(name)
+def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str) -> None:
+    pod, engine, config = load(name, profile)
     try:
         mutation = engine.mutate(pod)
     except Rejected:
@@ -68,21 +106,26 @@ def test_scenario_patch_applies_and_equals_the_reference(name: str) -> None:
         requests if labelled else [],
         section.get("sidecarImage", "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine"),
         section.get("resources"),
+        flyte=profile,
     )
     assert applied == expected
     validate_pod(applied)
 
 
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("name", NAMES)
-def test_the_review_carries_exactly_the_rendered_patch(name: str) -> None:
+def test_the_review_carries_exactly_the_rendered_patch(name: str, profile: str) -> None:
     """Engine.review serialises through a memo of item JSON; twice, to use the memo."""
-    pod, engine, _ = load(name)
+    pod, engine, _ = load(name, profile)
     try:
         expected = engine.mutate(pod).patch
     except Rejected as exc:
-        expected_denial = exc.message
         response = engine.review(admission_review(pod))["response"]
-        assert response["status"] == {"code": 400, "message": expected_denial}
+        if profile == "v2":
+            assert response["status"] == {"code": 400, "message": exc.message}
+        else:
+            assert response["allowed"] is True and "patch" not in response
+            assert exc.reason in response["warnings"]
         return
     for _ in range(2):
         response = engine.review(admission_review(pod))["response"]

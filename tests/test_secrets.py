@@ -49,8 +49,12 @@ def test_bad_text_format_is_refused_with_the_annotation_named(engine: Engine, te
     with pytest.raises(Rejected) as caught:
         engine.mutate(pod)
     assert caught.value.annotation == "flyte.secrets/s7"
-    assert "flyte.secrets/s7: cannot read the secret request" in caught.value.message
+    assert caught.value.message.startswith(
+        "failed to unmarshal secrets from pod annotations: error unmarshaling secret "
+        "[flyte.secrets/s7]. Error: cannot read the secret request: "
+    ), "Flyte 2.0's text first, verbatim, then the reason where its Go error goes"
     assert reason in caught.value.message
+    assert caught.value.reason.startswith("flyte.secrets/s7: cannot read the secret request: ")
 
 
 def test_bytes_that_are_not_utf8_are_refused(engine: Engine) -> None:
@@ -63,7 +67,8 @@ def test_bytes_that_are_not_utf8_are_refused(engine: Engine) -> None:
     pod = flyte_pod()
     pod["metadata"]["annotations"]["flyte.secrets/s0"] = value
     with pytest.raises(
-        Rejected, match="flyte.secrets/s0: cannot read the secret request: the decoded request is not UTF-8"
+        Rejected,
+        match=r"secret \[flyte.secrets/s0\]. Error: cannot read the secret request: the decoded request is not UTF-8",
     ):
         engine.mutate(pod)
 

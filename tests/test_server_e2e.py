@@ -248,6 +248,39 @@ def test_each_review_is_one_json_log_line_with_names_only(server: Server) -> Non
     assert isinstance(reviews[0]["duration_ms"], float)
 
 
+def test_an_admitted_refusal_is_answered_warned_counted_and_logged(tmp_path: Path) -> None:
+    """`onRefusal: admit`: the pod goes through unchanged, never silently."""
+    cert_dir = tmp_path / "certs"
+    certs.write_files(certs.generate("secretpatch", "default", dev=True, days=2), cert_dir)
+    config = tmp_path / "config.yaml"
+    config.write_text("secretpatch:\n  onRefusal: admit\n")
+    server = start(cert_dir, tmp_path, "--config", str(config))
+    try:
+        connection = server.connect()
+        pod = flyte_pod({"group": "a", "group_version": "1", "mount_requirement": "ENV_VAR"})
+        status, answer = post(connection, json.dumps(admission_review(pod, uid="admit-1")).encode())
+        assert status == 200
+        response = answer["response"]
+        assert response["allowed"] is True and "patch" not in response
+        assert "mount_requirement ENV_VAR is not supported" in response["warnings"][1]
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+        assert 'secretpatch_reviews_total{result="admitted"} 1.0' in text
+        assert 'secretpatch_admitted_refusals_total{reason="mount-requirement"} 1.0' in text
+        assert 'secretpatch_denials_total{reason="mount-requirement"}' not in text
+        deadline = time.monotonic() + 5
+        reviews: list[dict[str, Any]] = []
+        while not reviews and time.monotonic() < deadline:
+            lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+            reviews = [line for line in lines if line["msg"] == "review"]
+            time.sleep(0.05)
+        assert reviews[0]["result"] == "admitted"
+        assert reviews[0]["admitted_refusals"] == ["mount-requirement"]
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=20)
+
+
 def reloads(server: Server) -> str:
     connection = server.connect()
     connection.request("GET", "/metrics")

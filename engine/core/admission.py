@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from .budget import BoundedCache, approx_size
-from .errors import InputError, RefusalCode, Rejected, RenderError, quote_json
+from .errors import InputError, RefusalCode, Rejected, RenderError, printable, quote_json
 from .jsontypes import AdmissionResponse, AdmissionReviewResponse, PatchOp, is_object
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
@@ -140,16 +140,20 @@ def build_response(
     patch: str = "",
     denial: str | None = None,
     audit: Mapping[str, str] | None = None,
+    warnings: list[str] | None = None,
 ) -> AdmissionReviewResponse:
     """The answer to one review: allowed with an optional JSONPatch (`patch_field`), or
     denied with 400. Every answer has a `status`, as Flyte's server (controller-runtime)
     sends it: 200 for a patch, 200 with "No changes" for a pod left as it is.
 
     `audit` becomes auditAnnotations; the API server records them in the audit log under
-    `<webhook name>/<key>`."""
+    `<webhook name>/<key>`. `warnings` reach the client that created the pod (kubectl prints
+    each as "Warning: ...")."""
     response: AdmissionResponse = {"uid": uid, "allowed": denial is None}
     if audit:
         response["auditAnnotations"] = dict(audit)
+    if warnings:
+        response["warnings"] = warnings
     if denial is not None:
         response["status"] = {"code": 400, "message": denial}
     elif patch:
@@ -162,7 +166,7 @@ def build_response(
 
 
 # What became of a review, and why a pod was denied: closed sets, counted by the server's metrics.
-Result = Literal["patched", "unchanged", "denied", "skipped"]
+Result = Literal["patched", "unchanged", "denied", "admitted", "skipped"]
 Denial = RefusalCode | Literal["malformed-pod", "render-error"]
 
 
@@ -174,6 +178,8 @@ class Outcome(NamedTuple):
     result: Result
     secrets: tuple[str, ...] = ()
     denial: Denial | None = None
+    # Why each secret of an admitted pod was refused (`secretpatch.onRefusal: admit`).
+    admitted: tuple[RefusalCode, ...] = ()
 
 
 def skipped(request: Request) -> Outcome:
@@ -195,3 +201,27 @@ def refused(request: Request, exc: Rejected | InputError | RenderError) -> Outco
     message = f"secretpatch cannot mutate the pod: {exc}"
     code: Denial = "malformed-pod" if isinstance(exc, InputError) else "render-error"
     return Outcome(build_response(version, uid, denial=message), request, "denied", denial=code)
+
+
+# Kubernetes asks webhooks to keep warnings short and few: the API server truncates a long one
+# and drops the rest past a total size, and kubectl prints every one on the user's terminal.
+MAX_WARNINGS = 10
+MAX_WARNING_CHARS = 256
+
+
+def admitted(request: Request, refusals: Sequence[Rejected]) -> Outcome:
+    """A pod whose secrets cannot all be injected, let through unchanged as Flyte 1.16 does
+    (`secretpatch.onRefusal: admit`), but never silently: a warning per refused secret for the
+    user, the refusals in the audit log, and their codes for the server's metrics."""
+    shown = refusals[:MAX_WARNINGS]
+    warnings = [
+        "secretpatch admitted the pod unchanged, without any of its secrets (onRefusal: admit): "
+        f"{len(refusals)} secret request{'s' if len(refusals) != 1 else ''} cannot be injected",
+        *(printable(exc.reason, MAX_WARNING_CHARS) for exc in shown),
+    ]
+    if len(refusals) > len(shown):
+        warnings.append(f"... and {len(refusals) - len(shown)} more")
+    refused_codes = ",".join(f"{exc.annotation or 'pod'}={exc.code}" for exc in refusals)
+    audit = {"onRefusal": "admit", "refused": printable(refused_codes, MAX_WARNING_CHARS * 4)}
+    response = build_response(request.api_version, request.uid, audit=audit, warnings=warnings)
+    return Outcome(response, request, "admitted", admitted=tuple(exc.code for exc in refusals))

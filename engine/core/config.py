@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import yamldoc
-from .errors import LoadError
+from .errors import LoadError, quote_json
 from .limits import LIMIT_KEYS, PARSER_DEPTH, Limits
 
 log = logging.getLogger("secretpatch")
@@ -56,7 +56,17 @@ FLYTE_MANAGER_TYPES = ("K8s", "AWS", "Vault", "GCP", "Azure", "Embedded")
 # Flyte 2.0 always tries its Global injector first; a config may name it too.
 GLOBAL_MANAGER = "Global"
 OWN_SECTION = "secretpatch"
-OWN_KEYS = ("rules", "templates", "values", "limits")
+OWN_KEYS = ("flyte", "onRefusal", "rules", "templates", "values", "limits")
+# The first of each closed set is its default.
+# `secretpatch.flyte`: whose behaviour the rules reproduce where Flyte's releases differ. A rule
+# says what each profile does (a fragment's `merge` may map profiles to merge modes).
+FLYTE_PROFILES: dict[str, str] = {"v2": "Flyte 2.0", "v1": "Flyte 1.16"}
+DEFAULT_PROFILE = "v2"
+# `secretpatch.onRefusal`: what a pod with a secret request that cannot be injected gets.
+ON_REFUSAL: dict[str, str] = {
+    "deny": "the pod is denied with the reason (Flyte 2.0)",
+    "admit": "the pod is admitted unchanged, with a warning per refused secret (Flyte 1.16)",
+}
 
 
 DEFAULT_MANAGERS = ("GCP",)
@@ -80,6 +90,8 @@ class Config:
     doc: yamldoc.Doc | None = None
     # Each Flyte key as the file spells it (Flyte ignores case), for errors to point at.
     spelled: Mapping[str, str] = field(default_factory=dict)
+    profile: str = DEFAULT_PROFILE
+    on_refusal: str = "deny"
 
     def flyte(self, key: str, default: Any) -> Any:
         """A key of Flyte's webhook section, or Flyte's default for it."""
@@ -174,6 +186,8 @@ def _parse(doc: yamldoc.Doc, base: Path) -> Config:
     listed = flyte.get("secretManagerTypes") not in (None, []) or "secretManagerType" not in flyte
     rules_dir, templates_dir, values = _own_keys(doc, own, own_path, base)
     limits = _limits(doc, own, own_path)
+    profile = _choice(doc, own, own_path, "flyte", FLYTE_PROFILES)
+    on_refusal = _choice(doc, own, own_path, "onRefusal", ON_REFUSAL)
     return Config(
         file=doc.file,
         managers=managers,
@@ -188,6 +202,8 @@ def _parse(doc: yamldoc.Doc, base: Path) -> Config:
         limits=limits,
         own_path=own_path or (OWN_SECTION,),
         doc=doc,
+        profile=profile,
+        on_refusal=on_refusal,
     )
 
 
@@ -213,6 +229,20 @@ def _managers(
                 raise doc.error(path, "secretManagerType must be one name, such as GCP")
             return (value,), path
     return DEFAULT_MANAGERS, (*section_path, "secretManagerTypes")
+
+
+def _choice(
+    doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...], key: str, choices: Mapping[str, str]
+) -> str:
+    """One of secretpatch's keys that picks from a closed set (`flyte`, `onRefusal`)."""
+    value = own.get(key) if isinstance(own, Mapping) else None
+    if value is None:
+        return next(iter(choices))  # the first is the default
+    if not isinstance(value, str) or value not in choices:
+        where = (*path, key)
+        listed = "; ".join(f"{name}: {meaning}" for name, meaning in choices.items())
+        raise doc.error(where, f"{_dotted(where)} is {quote_json(value)}; expected one of {listed}")
+    return str(value)
 
 
 def _limits(doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...]) -> Limits:
@@ -267,6 +297,14 @@ def _own_keys(
             "such as {gcp: {mountPath: /etc/flyte/secrets}}",
         )
     return folders[0], folders[1], values
+
+
+def flyte_managers(config: Config) -> tuple[str, ...]:
+    """The secret managers Flyte 2.0 would try for this config, as its messages print them:
+    Global first (always; a second time if the config lists it too, as Flyte does), then the
+    configured ones in Flyte's spelling (`gcp` is GCP)."""
+    by_case = {name.lower(): name for name in (*FLYTE_MANAGER_TYPES, GLOBAL_MANAGER)}
+    return (GLOBAL_MANAGER, *(by_case.get(name.lower(), name) for name in config.managers))
 
 
 def warn_ignored(config: Config, consumed: set[str]) -> list[str]:

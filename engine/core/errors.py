@@ -83,23 +83,46 @@ class Rejected(SecretpatchError):
     """A secret request that no enabled rule accepts.
 
     `reason` names the annotation, the field and the rule that failed; `secret` is the request
-    as Flyte prints it (escaped and shortened), so the message reads like Flyte's own.
+    as Flyte prints it (escaped and shortened); `managers` are the secret managers Flyte would
+    have tried, as it prints them. `message` starts with Flyte 2.0's own text, verbatim, so
+    that the alerts and log searches written for Flyte's webhook still match; the precise
+    reason follows.
     """
 
     def __init__(
-        self, reason: str, *, annotation: str, secret: str = "", code: RefusalCode = "invalid-field"
+        self,
+        reason: str,
+        *,
+        annotation: str,
+        secret: str = "",
+        code: RefusalCode = "invalid-field",
+        managers: tuple[str, ...] = (),
     ) -> None:
         self.reason = reason
         self.annotation = annotation
         self.secret = secret
         self.code = code
+        self.managers = managers
         super().__init__(self.message)
 
     @property
     def message(self) -> str:
         if not self.annotation:  # the pod as a whole, not one of its secrets (a limit)
             return f"secretpatch refused the pod: {self.reason}"
-        return f"none of the secret managers injected secret [{self.secret}]: {self.reason}"
+        if self.code == "bad-annotation":
+            # Flyte 2.0's UnmarshalStringMapToSecrets; its Go error's place holds ours.
+            detail = self.reason.removeprefix(f"{self.annotation}: ")
+            return (
+                "failed to unmarshal secrets from pod annotations: error unmarshaling secret "
+                f"[{self.annotation}]. Error: {detail}"
+            )
+        # Flyte 2.0's secrets mutator, which logs the injector's reason and drops it.
+        return (
+            f"none of the secret managers injected secret [{self.secret}]: failed to inject secret "
+            f"[{self.secret}] using any of the enabled secret managers: [{' '.join(self.managers)}]. "
+            "Possible reasons: the secret cannot be found or an internal error occurred; "
+            f"reason: {self.reason}"
+        )
 
 
 def quote_value(value: str, limit: int = 64) -> str:

@@ -18,7 +18,7 @@ from .compose.modes import MountConflict, NameCollision
 from .compose.pod_patch import PodPatch, TooManyItems
 from .compose.recorded import Recorded
 from .compose.view import PodView
-from .config import Config, load_config
+from .config import Config, flyte_managers, load_config
 from .errors import DeadlineExceeded, InputError, Rejected, RenderError
 from .jsontypes import AdmissionReviewResponse, is_object
 from .memo import ReviewMemo, key_of
@@ -33,6 +33,8 @@ class Engine:
         self.config = config
         self.rules = tuple(rules)
         self.warnings = tuple(warnings)
+        # The managers Flyte 2.0 tries, as its denial message lists them.
+        self.managers = flyte_managers(config)
         mark_skippable(self.rules)
         limits = config.limits
         # Requests repeat all day. What an annotation decodes to depends on its text alone,
@@ -158,6 +160,7 @@ class Engine:
                         annotation=request.annotation,
                         secret=request.describe(),
                         code="name-collision",
+                        managers=self.managers,
                     ) from None
                 except MountConflict as exc:
                     raise Rejected(
@@ -166,6 +169,7 @@ class Engine:
                         annotation=request.annotation,
                         secret=request.describe(),
                         code="mount-conflict",
+                        managers=self.managers,
                     ) from None
             injected.append(Injected(request, rule.name, rendered.texts))
         return injected
@@ -199,9 +203,32 @@ class Engine:
             return admission.skipped(request)
         try:
             answer = self._review_mutate(request.pod, deadline)
-        except (Rejected, InputError, RenderError) as exc:
+        except Rejected as exc:
+            if self.config.on_refusal == "admit":
+                return admission.admitted(request, self._refusals(request.pod, exc, deadline))
+            return admission.refused(request, exc)
+        except (InputError, RenderError) as exc:
             return admission.refused(request, exc)
         return admission.answered(request, answer)
+
+    def _refusals(self, pod: Mapping[str, Any], first: Rejected, deadline: float | None) -> list[Rejected]:
+        """Every secret request of a refused pod that cannot be injected, for the warnings of
+        an admitted pod: composing stopped at the first, so the others are decoded and
+        matched to a rule here (at most `limits.maxSecrets` of them, as for a valid pod)."""
+        refusals = [first]
+        if not first.annotation:  # the pod as a whole (a limit, a bad name): nothing is read
+            return refusals
+        limits = self.config.limits
+        ordered = order_annotations(self._annotations(pod), limits.maxSecrets, limits.maxAnnotationChars)
+        for name, value in ordered:
+            _check(deadline)
+            if name == first.annotation:
+                continue
+            try:
+                self._rule_for(self._decode((name, value)))
+            except Rejected as exc:
+                refusals.append(exc)
+        return refusals
 
     def remembered_outcome(self, review: Mapping[str, Any]) -> admission.Outcome | None:
         """`review_outcome` when it costs no decoding, rendering or composing: a review that
@@ -272,6 +299,7 @@ class Engine:
             annotation=request.annotation,
             secret=request.describe(),
             code=reasons[0][1],
+            managers=self.managers,
         )
 
 

@@ -210,6 +210,8 @@ class WebhookApp:
         metrics.latency.observe(elapsed)
         if summary.denial:
             metrics.count(metrics.denials, summary.denial)
+        for code in summary.admitted:
+            metrics.count(metrics.admitted_refusals, code)
         if summary.secrets:
             metrics.secrets.inc(len(summary.secrets))
         self.review_log(
@@ -220,6 +222,7 @@ class WebhookApp:
                 "secrets": summary.secrets,
                 "result": summary.result,
                 "denial": summary.denial,
+                **({"admitted_refusals": list(summary.admitted)} if summary.admitted else {}),
                 "duration_ms": round(elapsed * 1000, 3),
             }
         )

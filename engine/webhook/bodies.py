@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..core.admission import Denial, Outcome, Result
-from ..core.errors import DeadlineExceeded, printable, quote_value
+from ..core.errors import DeadlineExceeded, RefusalCode, printable, quote_value
 from ..core.limits import PARSER_DEPTH
 from ..core.runtime import Engine
 
@@ -45,6 +45,7 @@ class Summary(NamedTuple):
     denial: Denial | None = None
     namespace: str | None = None
     pod: str | None = None
+    admitted: tuple[RefusalCode, ...] = ()  # refusals of a pod admitted unchanged (onRefusal)
 
 
 def summarize(outcome: Outcome) -> Summary:
@@ -59,6 +60,7 @@ def summarize(outcome: Outcome) -> Summary:
         outcome.denial,
         log_name(metadata.get("namespace")),
         log_name(metadata.get("name") or metadata.get("generateName")),
+        outcome.admitted,
     )
 
 

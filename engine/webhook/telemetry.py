@@ -29,6 +29,12 @@ class Metrics:
         self.denials = Counter(
             "secretpatch_denials", "Pods denied, by reason", ["reason"], registry=self.registry
         )
+        self.admitted_refusals = Counter(
+            "secretpatch_admitted_refusals",
+            "Secret requests refused in pods admitted unchanged (secretpatch.onRefusal: admit), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self.secrets = Counter(
             "secretpatch_secrets_injected", "Secrets injected into pods", registry=self.registry
         )

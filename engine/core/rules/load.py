@@ -11,8 +11,8 @@ from typing import Any
 import jinja2
 
 from .. import yamldoc
-from ..compose.modes import MODES, EntryError
-from ..config import closest
+from ..compose.modes import MODES, EntryError, MergeMode
+from ..config import DEFAULT_PROFILE, FLYTE_PROFILES, closest
 from ..errors import LoadError, RenderError
 from ..requests import MOUNT_TYPES
 from ..templating.fragments import load_fragment
@@ -59,9 +59,14 @@ def rule_header(doc: yamldoc.Doc) -> tuple[str, str]:
 
 
 def compile_rule(
-    doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any], problems: list[LoadError] | None = None
+    doc: yamldoc.Doc,
+    env: jinja2.Environment,
+    values: dict[str, Any],
+    problems: list[LoadError] | None = None,
+    profile: str = DEFAULT_PROFILE,
 ) -> Rule:
-    """Build a rule from its checked file; `values` are the defaults merged with config.
+    """Build a rule from its checked file; `values` are the defaults merged with config, and
+    `profile` (`secretpatch.flyte`) picks the merge mode of a fragment that names one per profile.
 
     With `problems`, every text and fragment is tried and each mistake is appended there
     (`secretpatch lint` reports them all); the first one is still raised at the end."""
@@ -109,7 +114,9 @@ def compile_rule(
     if not isinstance(fragments, list) or not fragments:
         raise doc.error(("fragments",), "fragments must be a non-empty list")
     for i, entry in enumerate(fragments):
-        spec = attempt(lambda i=i, entry=entry: _fragment(doc, ("fragments", i), entry, env, values))
+        spec = attempt(
+            lambda i=i, entry=entry: _fragment(doc, ("fragments", i), entry, env, values, profile=profile)
+        )
         if spec is not None:
             rule.fragments.append(spec)
     if found and problems is not None:
@@ -195,8 +202,48 @@ def _fields(doc: yamldoc.Doc) -> dict[str, FieldRule]:
     return result
 
 
+def _merge_mode(doc: yamldoc.Doc, path: tuple[str | int, ...], merge: Any, profile: str) -> MergeMode:
+    """A fragment's merge mode: one mode for every profile, or a mapping from each profile of
+    `secretpatch.flyte` to its mode where Flyte's releases merge differently. Every mode named
+    is checked, whichever profile the config picks."""
+    if not isinstance(merge, Mapping):
+        return _mode_named(doc, path, merge)
+    for name, each in merge.items():
+        if name not in FLYTE_PROFILES:
+            raise doc.error(
+                (*path, name),
+                f"unknown profile {name!r}; {closest(str(name), list(FLYTE_PROFILES), 'profiles')}",
+            )
+        _mode_named(doc, (*path, name), each)
+    missing = [name for name in FLYTE_PROFILES if name not in merge]
+    if missing:
+        raise doc.error(
+            path,
+            f"merge names no mode for the profile {', '.join(missing)} of secretpatch.flyte; "
+            f"give one for each of {', '.join(FLYTE_PROFILES)}",
+        )
+    return _mode_named(doc, (*path, profile), merge[profile])
+
+
+def _mode_named(doc: yamldoc.Doc, path: tuple[str | int, ...], merge: Any) -> MergeMode:
+    mode = MODES.get(merge) if isinstance(merge, str) else None
+    if mode is None:
+        raise doc.error(
+            path,
+            f"unknown merge mode {merge!r}; expected one of: {', '.join(sorted(MODES))}, or a "
+            f"mapping from each profile of secretpatch.flyte ({', '.join(FLYTE_PROFILES)}) to one",
+        )
+    return mode
+
+
 def _fragment(
-    doc: yamldoc.Doc, path: tuple[str | int, ...], entry: Any, env: jinja2.Environment, values: dict[str, Any]
+    doc: yamldoc.Doc,
+    path: tuple[str | int, ...],
+    entry: Any,
+    env: jinja2.Environment,
+    values: dict[str, Any],
+    *,
+    profile: str,
 ) -> FragmentSpec:
     if not isinstance(entry, Mapping):
         raise doc.error(path, "a fragment must be a mapping with template, merge and into")
@@ -204,12 +251,7 @@ def _fragment(
     for key in ("template", "merge", "into"):
         if key not in entry:
             raise doc.error(path, f"the fragment has no {key!r}")
-    merge = entry["merge"]
-    mode = MODES.get(merge) if isinstance(merge, str) else None
-    if mode is None:
-        raise doc.error(
-            (*path, "merge"), f"unknown merge mode {merge!r}; expected one of: {', '.join(sorted(MODES))}"
-        )
+    mode = _merge_mode(doc, (*path, "merge"), entry["merge"], profile)
     into = entry["into"]
     into = [into] if isinstance(into, str) else into
     if (

@@ -87,7 +87,7 @@ def load_rules(config: Config, problems: list[LoadError] | None = None) -> tuple
     rules = []
     for doc in enabled:
         try:
-            rules.append(compile_rule(doc, env, rule_values(config, doc), problems))
+            rules.append(compile_rule(doc, env, rule_values(config, doc), problems, config.profile))
         except LoadError as exc:
             if problems is None:
                 raise
