@@ -167,3 +167,42 @@ def test_line_breaks_inside_the_base32_are_skipped_as_go_skips_them(engine: Engi
     pod = flyte_pod()
     pod["metadata"]["annotations"]["flyte.secrets/s0"] = value[:7] + "\r\n" + value[7:20] + "\n" + value[20:]
     assert engine.mutate(pod).patch == engine.mutate(flyte_pod({"group": "a", "group_version": "1"})).patch
+
+
+@pytest.mark.parametrize(
+    ("written", "mount"),
+    [
+        ("2", "FILE"),
+        ("02", "FILE"),  # Go: a leading 0 is octal
+        ("0x2", "FILE"),
+        ("0X2", "FILE"),
+        ("0o2", "FILE"),
+        ("0b10", "FILE"),
+        ("0_2", "FILE"),  # Go allows an underscore after the octal 0
+        ("00", "ANY"),
+        ("\n  01", "ENV_VAR"),
+        ("010", "8"),  # octal 8: a number outside the enum, refused by the rule as Flyte's injector refuses it
+        ("-01", "-1"),
+    ],
+)
+def test_an_enum_number_is_read_as_gos_parser_reads_it(written: str, mount: str) -> None:
+    text = f'group: "a"\ngroup_version: "1"\nmount_requirement: {written}\n'
+    assert decode_annotation("flyte.secrets/s0", flyte_b32(text)).mount_requirement == mount
+
+
+@pytest.mark.parametrize("written", ["09", "02x", "0_", "0__2", "2_", "x02"])
+def test_an_enum_number_go_cannot_read_is_refused(written: str) -> None:
+    text = f'group: "a"\ngroup_version: "1"\nmount_requirement: {written}\n'
+    with pytest.raises(Rejected, match="has no value named"):
+        decode_annotation("flyte.secrets/s0", flyte_b32(text))
+
+
+def test_an_octal_look_alike_inside_a_string_is_left_alone() -> None:
+    """Only the token the parser could not read is rewritten, never a quoted string."""
+    text = 'group: "mount_requirement: 02"\ngroup_version: "02"\nmount_requirement: 02\n'
+    request = decode_annotation("flyte.secrets/s0", flyte_b32(text))
+    assert (request.group, request.group_version, request.mount_requirement) == (
+        "mount_requirement: 02",
+        "02",
+        "FILE",
+    )

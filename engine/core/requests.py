@@ -149,9 +149,8 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
         raise _unreadable(
             name, f"the decoded request holds {what} at offset {hostile.start()}, which no request has"
         )
-    message = SecretMessage()
     try:
-        text_format.Parse(text, message)
+        message = _parse_text(text)
     except text_format.ParseError as exc:
         raise _unreadable(name, printable(str(exc))) from None
     mount = message.mount_requirement  # type: ignore[attr-defined]
@@ -163,6 +162,37 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
         mount_requirement=MOUNT_TYPES[mount] if 0 <= mount < len(MOUNT_TYPES) else str(mount),
         env_var=message.env_var,  # type: ignore[attr-defined]
     )
+
+
+# Go's strconv.ParseInt(s, 0, 32), which Flyte's text parser uses for an enum given as a
+# number, reads a leading 0 as octal (`02`, `010` is 8, `0_2`); Python's int(s, 0), which the
+# protobuf package uses, refuses those. Every other form (`2`, `0x2`, `0o2`, `0b10`) both read alike.
+_GO_OCTAL = re.compile(r"([+-]?)0((?:_?[0-7])+)")
+
+
+def _parse_text(text: str) -> Any:
+    """The protobuf package's text parser, with an enum number in Go's octal form read as Go
+    reads it: the parser says where the token it could not read is, and only that token is
+    rewritten, so nothing inside a quoted string can be."""
+    message = SecretMessage()
+    try:
+        text_format.Parse(text, message)
+        return message
+    except text_format.ParseError as exc:
+        line, column = exc.GetLine(), exc.GetColumn()
+        if line is None or column is None or "has no value named" not in str(exc):
+            raise
+        lines = text.split("\n")
+        start = sum(len(each) + 1 for each in lines[: line - 1]) + column - 1
+        token = _GO_OCTAL.match(text, start)
+        end = token.end() if token is not None else start
+        if token is None or (end < len(text) and (text[end].isalnum() or text[end] in "_.")):
+            raise
+        number = int(token.group(2).replace("_", ""), 8)
+        decimal = f"{'-' if token.group(1) == '-' else ''}{number}"
+        message = SecretMessage()
+        text_format.Parse(text[:start] + decimal + text[end:], message)
+        return message
 
 
 def _check_length(name: str, value: str) -> None:
