@@ -181,7 +181,10 @@ def test_line_breaks_inside_the_base32_are_skipped_as_go_skips_them(engine: Engi
         ("0_2", "FILE"),  # Go allows an underscore after the octal 0
         ("00", "ANY"),
         ("\n  01", "ENV_VAR"),
-        ("010", "8"),  # octal 8: a number outside the enum, refused by the rule as Flyte's injector refuses it
+        (
+            "010",
+            "8",
+        ),  # octal 8: a number outside the enum, refused by the rule as Flyte's injector refuses it
         ("-01", "-1"),
     ],
 )

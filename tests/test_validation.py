@@ -60,12 +60,16 @@ def _request(field: str, value: str) -> dict[str, str]:
     return request
 
 
+KEY_FILES = Engine.from_config({"secretpatch": {"values": {"gcp": {"keyFiles": True}}}})
+
+
 @pytest.mark.parametrize("field", ["group", "group_version", "key"])
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_values_are_refused_with_the_field_named(engine: Engine, field: str, value: str) -> None:
+    """Every field a template reads: group and version always, key with keyFiles on."""
     pod = flyte_pod(_request(field, value))
     with pytest.raises(Rejected) as caught:
-        engine.mutate(pod)
+        (KEY_FILES if field == "key" else engine).mutate(pod)
     message = caught.value.message
     assert f"flyte.secrets/s0: {field} " in message
     assert "\n" not in message and "\x00" not in message and "\r" not in message
@@ -73,6 +77,20 @@ def test_hostile_values_are_refused_with_the_field_named(engine: Engine, field: 
     assert len(message) < 800
     if len(value) < 64:
         assert json.dumps(value, ensure_ascii=True) in message
+
+
+@pytest.mark.parametrize("field", ["key", "env_var"])
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_a_field_no_template_reads_is_not_validated_and_reaches_nothing(
+    engine: Engine, field: str, value: str
+) -> None:
+    """Flyte injects a pod whose key is "a/b" or whose env_var is "my-var": the GCP rule reads
+    neither (key only with keyFiles), so secretpatch injects it too, and the value reaches no
+    shell, path or pod: the patch is the one of the same request without the field."""
+    plain = engine.mutate(flyte_pod(_request(field, "")))
+    mutation = engine.mutate(flyte_pod(_request(field, value)))
+    assert mutation.patch == plain.patch
+    assert getattr(mutation.injected[0].secret, field) == value  # provenance keeps what was asked
 
 
 def test_there_are_at_least_thirty_hostile_values_per_field() -> None:
@@ -141,13 +159,28 @@ def test_version_grammar_follows_gcp_alias_rules(engine: Engine, value: str, val
         ("x" * 254, False),
     ],
 )
-def test_key_grammar(engine: Engine, value: str, valid: bool) -> None:
-    _check(engine, _request("key", value), valid)
+def test_key_grammar(value: str, valid: bool) -> None:
+    _check(KEY_FILES, _request("key", value), valid)
+
+
+@pytest.fixture(scope="module")
+def reads_env_var(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """An operator's env template that reads env_var: then its grammar applies."""
+    folder = tmp_path_factory.mktemp("templates")
+    (folder / "gcp").mkdir()
+    (folder / "gcp" / "env.yaml.j2").write_text(
+        '- name: FLYTE_SECRETS_DEFAULT_DIR\n  value: "{{ values.mountPath }}"\n'
+        '- name: FLYTE_SECRETS_FILE_PREFIX\n  value: ""\n'
+        '- name: SECRET_ENV_VAR\n  value: "{{ secret.env_var }}"\n'
+    )
+    engine = Engine.from_config({"secretpatch": {"templates": str(folder)}})
+    assert "env_var" in engine.rules[0].reads
+    return engine
 
 
 @pytest.mark.parametrize(("value", "valid"), [("MY_VAR", True), ("_x1", True), ("1X", False), ("A-B", False)])
-def test_env_var_grammar(engine: Engine, value: str, valid: bool) -> None:
-    _check(engine, _request("env_var", value), valid)
+def test_env_var_grammar(reads_env_var: Engine, value: str, valid: bool) -> None:
+    _check(reads_env_var, _request("env_var", value), valid)
 
 
 def _check(engine: Engine, request: dict[str, str], valid: bool) -> None:

@@ -170,7 +170,7 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
 _GO_OCTAL = re.compile(r"([+-]?)0((?:_?[0-7])+)")
 
 
-def _parse_text(text: str) -> Any:
+def _parse_text(text: str) -> Message:
     """The protobuf package's text parser, with an enum number in Go's octal form read as Go
     reads it: the parser says where the token it could not read is, and only that token is
     rewritten, so nothing inside a quoted string can be."""

@@ -125,6 +125,7 @@ def compile_rule(
     rule.reads_pod = any("pod" in t.names for t in rule.texts.values()) or any(
         "pod" in f.fragment.names for f in rule.fragments
     )
+    rule.reads = _request_fields_read(rule)
     try:
         rule.render(SAMPLE_REQUEST, 0, SAMPLE_POD)
     except RenderError as exc:
@@ -132,6 +133,18 @@ def compile_rule(
             f"{exc.message} (rendering a sample secret)", file=exc.file or doc.file, line=exc.line
         ) from None
     return rule
+
+
+def _request_fields_read(rule: Rule) -> frozenset[str]:
+    """The request fields any of the rule's templates may read, with the rule's values."""
+    found: set[str] = set()
+    for reads in [t.secret_reads(rule.values) for t in rule.texts.values()] + [
+        f.fragment.secret_reads for f in rule.fragments
+    ]:
+        if reads is None:
+            return frozenset(REQUEST_FIELDS)
+        found |= reads
+    return frozenset(found & set(REQUEST_FIELDS))
 
 
 def _located(doc: yamldoc.Doc, path: tuple[str | int, ...], build: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..compose.modes import MergeMode, ShapeError
@@ -73,6 +73,9 @@ class Rule:
     texts: dict[str, TextTemplate] = field(default_factory=dict)
     fragments: list[FragmentSpec] = field(default_factory=list)
     reads_pod: bool = False
+    # The request fields the rule's templates may read (set by the loader, which knows them
+    # with the values): only these are validated, and only these reach the templates.
+    reads: frozenset[str] = frozenset(REQUEST_FIELDS)
 
     def refusal(self, request: SecretRequest) -> tuple[RefusalCode, str] | None:
         """Why this rule will not take the request (a metrics code and the reason), or None."""
@@ -90,7 +93,7 @@ class Rule:
             )
         for name in REQUEST_FIELDS:
             value: str = getattr(request, name)
-            if not value:
+            if not value or name not in self.reads:
                 continue
             grammar = self.fields.get(name)
             if grammar is None or grammar.pattern is None:
@@ -107,6 +110,9 @@ class Rule:
     def render(self, request: SecretRequest, index: int, pod: Mapping[str, Any]) -> Rendered:
         """What the rule adds for one secret. The engine caches it by request and index when
         the rule's templates do not read the pod (`reads_pod`)."""
+        unread = {name: "" for name in REQUEST_FIELDS if name not in self.reads and getattr(request, name)}
+        if unread:  # a field no template reads is not validated, so none may see it
+            request = replace(request, **unread)
         context: dict[str, Any] = {"secret": request, "index": index, "values": self.values, "pod": pod}
         texts = {name: template.render(context) for name, template in self.texts.items()}
         context["texts"] = texts

@@ -21,6 +21,7 @@ from .. import yamldoc
 from ..errors import LoadError, RenderError
 from ..jsontypes import copy_json, is_json_data
 from .jinja import CONTEXT_NAMES, PER_SECRET_NAMES, Place, template_source, undeclared_names
+from .reads import reads
 
 _SINGLE_EXPRESSION = re.compile(r"\A\{\{-?(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*?)-?\}\}\Z", re.DOTALL)
 _HAS_JINJA = re.compile(r"\{\{|\{%|\{#")
@@ -29,18 +30,25 @@ _HAS_JINJA = re.compile(r"\{\{|\{%|\{#")
 class Dynamic:
     """A value computed per secret: an expression or a text template, with its place."""
 
-    __slots__ = ("evaluate", "names", "place")
+    __slots__ = ("evaluate", "names", "place", "secret_reads")
 
     def __init__(
-        self, evaluate: Callable[[Mapping[str, Any]], Any], place: Place, names: frozenset[str]
+        self,
+        evaluate: Callable[[Mapping[str, Any]], Any],
+        place: Place,
+        names: frozenset[str],
+        secret_reads: frozenset[str] | None,
     ) -> None:
         self.evaluate = evaluate
         self.place = place
         self.names = names
+        # The fields of `secret` the value may read (None: any); see reads.py.
+        self.secret_reads = secret_reads
 
 
-def _compile_value(env: jinja2.Environment, source: str, place: Place) -> Dynamic:
+def _compile_value(env: jinja2.Environment, source: str, place: Place, values: Mapping[str, Any]) -> Dynamic:
     names = undeclared_names(env, source, place)
+    secret_reads = reads(env.parse(source), "secret", values) if "secret" in names else frozenset()
     unknown = sorted(names - CONTEXT_NAMES - set(env.globals))
     if unknown:
         raise LoadError(
@@ -50,7 +58,7 @@ def _compile_value(env: jinja2.Environment, source: str, place: Place) -> Dynami
         )
     fast = _interpolation(env, source)
     if fast is not None:
-        return Dynamic(fast, place, names)
+        return Dynamic(fast, place, names, secret_reads)
     match = _SINGLE_EXPRESSION.match(source)
     if match is not None:
         expression = env.compile_expression(match.group("expr"), undefined_to_none=False)
@@ -61,9 +69,9 @@ def _compile_value(env: jinja2.Environment, source: str, place: Place) -> Dynami
                 result._fail_with_undefined_error()
             return result
 
-        return Dynamic(evaluate, place, names)
+        return Dynamic(evaluate, place, names, secret_reads)
     template = env.from_string(source)
-    return Dynamic(template.render, place, names)
+    return Dynamic(template.render, place, names, secret_reads)
 
 
 def _lookup_path(node: nodes.Node) -> tuple[str, tuple[str, ...]] | None:
@@ -138,6 +146,16 @@ class Fragment:
             return self.static
         return _render_tree(self.tree, context)
 
+    @property
+    def secret_reads(self) -> frozenset[str] | None:
+        """The fields of `secret` the fragment may read (None: any); values are folded in."""
+        found: set[str] = set()
+        for leaf in _dynamic_leaves(self.tree):
+            if leaf.secret_reads is None:
+                return None
+            found |= leaf.secret_reads
+        return frozenset(found)
+
 
 class Const:
     """A subtree with nothing to render: rendering returns it as it is, shared, never copied
@@ -195,6 +213,16 @@ def _mark_constants(tree: Any) -> Any:
     return tree
 
 
+def _dynamic_leaves(tree: Any) -> list[Dynamic]:
+    if isinstance(tree, Dynamic):
+        return [tree]
+    if isinstance(tree, dict):
+        return [leaf for value in tree.values() for leaf in _dynamic_leaves(value)]
+    if isinstance(tree, list):
+        return [leaf for value in tree for leaf in _dynamic_leaves(value)]
+    return []
+
+
 def _has_dynamic(tree: Any) -> bool:
     if isinstance(tree, Dynamic):
         return True
@@ -216,7 +244,7 @@ def load_fragment(env: jinja2.Environment, name: str, values: Mapping[str, Any])
         if isinstance(value, str) and _HAS_JINJA.search(value):
             # A block scalar's text starts on the line after its `|` or `>`.
             start = line + 1 if getattr(node, "style", None) in ("|", ">") else line
-            dynamic = _compile_value(env, value, Place(filename, start, lines))
+            dynamic = _compile_value(env, value, Place(filename, start, lines), values)
             names.update(dynamic.names)
             return dynamic
         return value

@@ -20,6 +20,7 @@ from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import LoadError, RenderError
+from .reads import reads
 
 # Names a template may read. `values` is fixed at load time; the others change per secret.
 PER_SECRET_NAMES = frozenset({"secret", "index", "texts", "pod"})
@@ -120,6 +121,7 @@ class TextTemplate:
         self.lines = jinja_lines(source)
         names = undeclared_names(env, source, Place(filename, 1, self.lines))
         self.names = names
+        self.tree = env.parse(source)
         unknown = sorted(names - CONTEXT_NAMES - set(env.globals))
         if unknown:
             raise LoadError(
@@ -130,6 +132,10 @@ class TextTemplate:
             self.template = env.get_template(name)
         except jinja2.TemplateSyntaxError as exc:  # pragma: no cover - _undeclared parsed it
             raise LoadError(exc.message or "syntax error", **self._place(exc.lineno).where()) from None
+
+    def secret_reads(self, values: Mapping[str, Any]) -> frozenset[str] | None:
+        """The fields of `secret` this template may read with these values (None: any)."""
+        return reads(self.tree, "secret", values)
 
     def render(self, context: Mapping[str, Any]) -> str:
         try:

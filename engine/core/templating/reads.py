@@ -1,0 +1,129 @@
+"""What a template reads of an object, decided at load: which fields of `secret` can reach
+its output once `values` (fixed at load) are known.
+
+A rule validates only the request fields its templates read: a field that no template reads
+cannot reach a shell, a path or a pod, so a value Flyte injects there (`key: "a/b"`) is not
+refused. The analysis must never miss a read, so it is conservative: it skips only a branch
+that `values` alone rule out (`{% if values.keyFiles and secret.key %}` with keyFiles off),
+and it gives up, answering "the whole object", on anything it cannot follow: the object used
+other than through a constant attribute, a name rebound, another template included or
+imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import nodes
+
+# Statements that bring in another template, whose reads this walk does not see.
+_ELSEWHERE = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+
+
+class _Unknown:
+    """An expression whose value depends on more than `values`."""
+
+
+UNKNOWN = _Unknown()
+
+
+class _Walk:
+    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
+        self.name = name
+        self.values = values
+        self.attributes: set[str] = set()
+        self.whole = False
+
+    def node(self, node: nodes.Node) -> None:
+        if self.whole:
+            return
+        if isinstance(node, _ELSEWHERE):
+            self.whole = True
+        elif isinstance(node, nodes.Name):
+            if node.name == self.name:
+                self.whole = True  # the object itself: passed on, printed, iterated
+        elif isinstance(node, nodes.Getattr | nodes.Getitem) and _is_name(node.node, self.name):
+            attribute = node.attr if isinstance(node, nodes.Getattr) else _constant(node.arg)
+            if isinstance(attribute, str):
+                self.attributes.add(attribute)
+            else:
+                self.whole = True
+        elif isinstance(node, nodes.If):
+            self.branches(node.test, node.body, list(node.elif_), node.else_)
+        elif isinstance(node, nodes.CondExpr):
+            self.branches(node.test, [node.expr1], [], [node.expr2] if node.expr2 is not None else [])
+        elif isinstance(node, nodes.And | nodes.Or):
+            self.node(node.left)
+            left = self.value(node.left)
+            decided = left is not UNKNOWN and (bool(left) is isinstance(node, nodes.Or))
+            if not decided:  # the right side runs unless the left one settles the answer
+                self.node(node.right)
+        else:
+            for child in node.iter_child_nodes():
+                self.node(child)
+
+    def branches(
+        self, test: nodes.Node, body: list[nodes.Node], elifs: list[nodes.If], orelse: list[nodes.Node]
+    ) -> None:
+        """An `if` (or `a if t else b`): a branch `values` rule out is not walked."""
+        self.node(test)
+        verdict = self.value(test)
+        if verdict is UNKNOWN or verdict:
+            for child in body:
+                self.node(child)
+        if verdict is UNKNOWN or not verdict:
+            if elifs:
+                self.branches(elifs[0].test, elifs[0].body, elifs[1:], orelse)
+            else:
+                for child in orelse:
+                    self.node(child)
+
+    def value(self, node: nodes.Node) -> Any:
+        """The value of an expression made of constants, `values.x.y`, not, and, or; UNKNOWN
+        for anything else."""
+        if isinstance(node, nodes.Const):
+            return node.value
+        if isinstance(node, nodes.Not):
+            inner = self.value(node.node)
+            return UNKNOWN if inner is UNKNOWN else not inner
+        if isinstance(node, nodes.And | nodes.Or):
+            left = self.value(node.left)
+            if left is UNKNOWN:
+                return UNKNOWN
+            if bool(left) is isinstance(node, nodes.Or):
+                return left
+            return self.value(node.right)
+        path: list[str] = []
+        while isinstance(node, nodes.Getattr):
+            path.append(node.attr)
+            node = node.node
+        if not path or not _is_name(node, "values"):
+            return UNKNOWN
+        found: Any = self.values
+        for key in reversed(path):
+            if not isinstance(found, Mapping) or key not in found:
+                return UNKNOWN
+            found = found[key]
+        return found
+
+
+def reads(tree: nodes.Template, name: str, values: Mapping[str, Any]) -> frozenset[str] | None:
+    """The attributes of `name` that rendering `tree` may read, knowing `values`; None when
+    it may read the whole object (or the analysis cannot tell)."""
+    rebound = any(
+        node.name in (name, "values") and node.ctx in ("store", "param") for node in tree.find_all(nodes.Name)
+    )
+    if rebound:
+        return None
+    walk = _Walk(name, values)
+    walk.node(tree)
+    return None if walk.whole else frozenset(walk.attributes)
+
+
+def _is_name(node: nodes.Node, name: str) -> bool:
+    return isinstance(node, nodes.Name) and node.name == name and node.ctx == "load"
+
+
+def _constant(node: nodes.Node) -> Any:
+    return node.value if isinstance(node, nodes.Const) else None

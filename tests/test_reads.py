@@ -1,0 +1,75 @@
+"""What a template reads of `secret`, decided at load: only those fields are validated, so
+the analysis may over-count a read but must never miss one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+import pytest
+from secretpatch.core.templating.reads import reads
+
+ENV = jinja2.Environment()
+
+
+@pytest.mark.parametrize(
+    ("source", "values", "expected"),
+    [
+        ("{{ secret.group }}/{{ secret.group_version | lower }}", {}, {"group", "group_version"}),
+        ("{{ secret['key'] }}", {}, {"key"}),
+        ("{{ secret.group.upper() }}", {}, {"group"}),
+        # A branch that values rule out is not read...
+        ("{% if values.keyFiles and secret.key %}{{ secret.key }}{% endif %}", {"keyFiles": False}, set()),
+        ("{% if values.keyFiles and secret.key %}{{ secret.key }}{% endif %}", {"keyFiles": True}, {"key"}),
+        ("{{ 'x' if values.a.b else secret.key }}", {"a": {"b": 1}}, set()),
+        ("{{ 'x' if values.a.b else secret.key }}", {"a": {"b": 0}}, {"key"}),
+        ("{% if values.on or secret.key %}x{% endif %}", {"on": True}, set()),
+        ("{% if values.on or secret.key %}x{% endif %}", {"on": False}, {"key"}),
+        (
+            "{% if not values.on %}{{ secret.group }}{% else %}{{ secret.key }}{% endif %}",
+            {"on": False},
+            {"group"},
+        ),
+        (
+            "{% if values.n == 1 %}{{ secret.key }}{% elif values.on %}{{ secret.env_var }}"
+            "{% else %}{{ secret.group }}{% endif %}",
+            {"on": True, "n": 1},
+            {"key", "env_var"},  # a comparison is not evaluated: both sides count
+        ),
+        (
+            "{% if values.off %}{{ secret.key }}{% elif values.on %}{{ secret.env_var }}"
+            "{% else %}{{ secret.group }}{% endif %}",
+            {"on": True, "off": False},
+            {"env_var"},
+        ),
+        # ...but one values do not decide is.
+        ("{% if values.missing %}{{ secret.key }}{% endif %}", {}, {"key"}),
+        ("{% if secret.group == 'a' %}{{ secret.key }}{% endif %}", {"x": 1}, {"group", "key"}),
+        ("{% for x in [1] %}{{ secret.env_var }}{% endfor %}", {}, {"env_var"}),
+        ("{% macro m() %}{{ secret.key }}{% endmacro %}", {}, {"key"}),
+        ("{{ values.mountPath }}", {"mountPath": "/x"}, set()),
+    ],
+)
+def test_the_fields_a_template_may_read(source: str, values: dict[str, Any], expected: set[str]) -> None:
+    assert reads(ENV.parse(source), "secret", values) == frozenset(expected)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ secret }}",
+        "{{ secret | attr('key') }}",
+        "{{ secret[name] }}",
+        "{% set s = secret %}{{ s.key }}",
+        "{% set secret = {} %}",
+        "{% set values = {'keyFiles': True} %}{% if values.keyFiles %}{{ secret.key }}{% endif %}",
+        "{% macro m(secret) %}{% endmacro %}",
+        "{% include 'other.j2' %}",
+        "{% import 'other.j2' as o %}",
+        "{% from 'other.j2' import m %}",
+        "{% extends 'base.j2' %}",
+        "{% for k in ['key'] %}{{ secret[k] }}{% endfor %}",
+    ],
+)
+def test_whatever_the_analysis_cannot_follow_counts_as_reading_every_field(source: str) -> None:
+    assert reads(ENV.parse(source), "secret", {"keyFiles": False}) is None
