@@ -187,6 +187,17 @@ def test_flyte_1_16s_singular_manager_key_enables_gcp_and_the_list_wins_when_it_
         Engine.from_config({"webhook": {"secretManagerTypes": ["K8s"], "secretManagerType": "GCP"}})
 
 
+def test_a_section_naming_no_manager_enables_gcp_with_a_warning_and_no_config_silently() -> None:
+    """Flyte would enable only its default manager (K8s, or Embedded in 2.0); secretpatch
+    exists to serve GCP, so it does, and says so. Only its own keys, or none: no warning."""
+    engine = Engine.from_config({"webhook": {"gcpSecretManager": {"sidecarImage": "example.com/c:1"}}})
+    assert image_of(engine) == "example.com/c:1"
+    (warning,) = [w for w in engine.warnings if "names no secret manager" in w]
+    assert "Flyte would enable only its default (K8s in 1.16, Embedded in 2.0)" in warning
+    for quiet in (None, {}, {"secretpatch": {"flyte": "v1"}}, {"webhook": {"secretManagerType": "GCP"}}):
+        assert not any("names no secret manager" in w for w in Engine.from_config(quiet).warnings)
+
+
 def test_global_is_accepted_with_a_warning_that_secretpatch_has_no_global_injector() -> None:
     engine = Engine.from_config({"webhook": {"secretManagerTypes": ["Global", "GCP"]}})
     assert any("Flyte's global secret injector; secretpatch has none" in w for w in engine.warnings)

@@ -336,7 +336,7 @@ def test_the_refusal_the_docs_show_is_the_one_secretpatch_writes(engine: Engine,
 )
 def test_flytes_server_keys_are_accepted_without_a_warning(key: str) -> None:
     """serve, webhook-config and manifests read these as Flyte does."""
-    engine = Engine.from_config({"webhook": {key: "x"}})
+    engine = Engine.from_config({"webhook": {key: "x", "secretManagerTypes": ["GCP"]}})
     assert engine.warnings == ()
     assert engine.config.flyte(key, None) == "x"
 

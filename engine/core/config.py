@@ -80,6 +80,7 @@ class Config:
     managers: tuple[str, ...] = DEFAULT_MANAGERS
     managers_path: tuple[str | int, ...] = ()
     managers_listed: bool = True  # from secretManagerTypes (or the default), not the singular key
+    managers_given: bool = False  # the file names managers (either key), not secretpatch's default
     section: Mapping[str, Any] = field(default_factory=dict)
     section_path: tuple[str | int, ...] = ()
     rules_dir: Path | None = None
@@ -193,6 +194,7 @@ def _parse(doc: yamldoc.Doc, base: Path) -> Config:
         managers=managers,
         managers_path=managers_path,
         managers_listed=listed,
+        managers_given="secretManagerTypes" in flyte or "secretManagerType" in flyte,
         section=flyte,
         spelled=spelled,
         section_path=section_path,

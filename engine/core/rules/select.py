@@ -70,6 +70,12 @@ def load_rules(config: Config, problems: list[LoadError] | None = None) -> tuple
                 f"unknown secret manager type {written!r}; "
                 f"{closest(written, sorted(managers | set(FLYTE_MANAGER_TYPES)), 'valid types')}",
             )
+    if config.section and not config.managers_given:
+        warnings.append(
+            f"{config.file}: the webhook section names no secret manager (secretManagerTypes or "
+            "secretManagerType); secretpatch enables GCP, where Flyte would enable only its default "
+            "(K8s in 1.16, Embedded in 2.0): set secretManagerTypes: [GCP] to say so"
+        )
     if not enabled:
         raise config.error(
             config.managers_path,
