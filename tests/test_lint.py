@@ -53,7 +53,7 @@ def test_schema_problems_in_several_templates_are_all_reported(
     assert code == 1
     assert lines[:4] == [  # each problem, then the line at fault
         f"{folder / 'init-container.yaml.j2'}:{init_line}: Additional properties are not allowed ('resourcez' was unexpected) (Kubernetes 1.31)",
-        f'  {init_line} | resourcez: "{{{{ values.resources }}}}"',
+        f'  {init_line} | resourcez: "{{{{ values.resources | quantities }}}}"',
         f"{folder / 'mount.yaml.j2'}:{mount_line}: readOnly: 'yes' is not of type 'boolean', 'null' (Kubernetes 1.31)",
         f'  {mount_line} | readOnly: "yes"',
     ]

@@ -48,6 +48,16 @@ ENV = jinja2.Environment()
         ("{% for x in [1] %}{{ secret.env_var }}{% endfor %}", {}, {"env_var"}),
         ("{% macro m() %}{{ secret.key }}{% endmacro %}", {}, {"key"}),
         ("{{ values.mountPath }}", {"mountPath": "/x"}, set()),
+        # A block is defined whatever branch it is in: self.k() renders it from anywhere.
+        (
+            "{% if values.off %}{% block k %}{{ secret.key }}{% endblock %}{% endif %}{{ self.k() }}",
+            {"off": False},
+            {"key"},
+        ),
+        ("{% if false %}{% block k %}{{ secret.key }}{% endblock %}{% endif %}", {}, {"key"}),
+        # Jinja's getattr finds dict methods before items: values.keys is a (true) method.
+        ("{% if values.keys %}{{ secret.key }}{% endif %}", {"keys": []}, {"key"}),
+        ("{{ values.get and secret.key }}", {"get": False}, {"key"}),
     ],
 )
 def test_the_fields_a_template_may_read(source: str, values: dict[str, Any], expected: set[str]) -> None:

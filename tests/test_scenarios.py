@@ -19,6 +19,7 @@ import jsonpatch
 import pytest
 import yaml
 from secretpatch import Engine, Rejected
+from secretpatch.core.quantity import canonical_resources
 
 from .conftest import ROOT, admission_review
 from .kube import validate_pod
@@ -99,13 +100,15 @@ def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str
         return
     applied = jsonpatch.apply_patch(pod, mutation.patch)
     section = config.get("webhook", config).get("gcpSecretManager", {})
+    # Quantities as Kubernetes writes them (tests/test_quantity.py checks the conversion).
+    resources = canonical_resources(section.get("resources")) if section.get("resources") else None
     requests = [Req(i.secret.group, i.secret.group_version) for i in mutation.injected]
     labelled = pod["metadata"].get("labels", {}).get("inject-flyte-secrets") == "true"
     expected = reference_mutate(
         pod,
         requests if labelled else [],
         section.get("sidecarImage", "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine"),
-        section.get("resources"),
+        resources,
         flyte=profile,
     )
     assert applied == expected

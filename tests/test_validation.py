@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from secretpatch import Engine, Rejected
@@ -210,3 +211,42 @@ def test_no_hostile_value_reaches_a_review_answer(engine: Engine) -> None:
         response = engine.review(review)["response"]
         assert response["allowed"] is False
         assert "patch" not in response
+
+
+@pytest.mark.parametrize("number", ["99999999999", "040000000000", "0x100000000", "-99999999999"])
+def test_an_enum_number_outside_int32_is_a_bad_annotation_not_a_crash(engine: Engine, number: str) -> None:
+    from .conftest import flyte_b32
+
+    pod = flyte_pod()
+    text = f'group: "a"\ngroup_version: "1"\nmount_requirement: {number}\n'
+    pod["metadata"]["annotations"]["flyte.secrets/s0"] = flyte_b32(text)
+    with pytest.raises(Rejected) as caught:
+        engine.mutate(pod)
+    assert caught.value.code == "bad-annotation"
+    admitted = Engine.from_config({"secretpatch": {"onRefusal": "admit"}}).review(admission_review(pod))
+    assert admitted["response"]["allowed"] is True and "patch" not in admitted["response"]
+
+
+def test_a_template_calling_a_method_of_the_request_gets_every_field_validated(tmp_path: Any) -> None:
+    """`secret.describe()` prints every field: the loader cannot tell which, so all are read."""
+    (tmp_path / "gcp").mkdir()
+    (tmp_path / "gcp" / "command.sh.j2").write_text("echo {{ secret.describe() | shquote }}")
+    engine = Engine.from_config({"secretpatch": {"templates": str(tmp_path)}})
+    assert engine.rules[0].reads == {"group", "group_version", "key", "env_var"}
+    with pytest.raises(Rejected, match="key"):
+        engine.mutate(flyte_pod({"group": "a", "group_version": "1", "key": "$(id)"}))
+
+
+def test_the_names_of_secrets_in_audit_annotations_are_printable(tmp_path: Any) -> None:
+    """An operator's templates may read neither group nor version: then nothing validates
+    them, and the names that reach audit annotations and log lines are escaped."""
+    (tmp_path / "gcp").mkdir()
+    (tmp_path / "gcp" / "command.sh.j2").write_text("true")
+    engine = Engine.from_config({"secretpatch": {"templates": str(tmp_path)}})
+    assert engine.rules[0].reads == frozenset()
+    hostile = "a\x1b[2J\nX: y\u202e" + "A" * 400
+    response = engine.review(admission_review(flyte_pod({"group": hostile, "group_version": "1"})))[
+        "response"
+    ]
+    secrets = response["auditAnnotations"]["secrets"]
+    assert secrets.isascii() and secrets.isprintable() and len(secrets) < 250

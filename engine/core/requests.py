@@ -96,6 +96,11 @@ class SecretRequest:
     mount_requirement: str = "ANY"
     env_var: str = ""
 
+    def label(self) -> str:
+        """`group/group_version`, for audit annotations, log lines and provenance: escaped
+        and shortened, since a field no template reads is not validated."""
+        return printable(f"{self.group}/{self.group_version}", limit=160)
+
     def describe(self) -> str:
         """The request as Flyte's `%v` prints it, with every value escaped and shortened."""
         parts = [
@@ -152,6 +157,8 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
     try:
         message = _parse_text(text)
     except text_format.ParseError as exc:
+        raise _unreadable(name, printable(str(exc))) from None
+    except ValueError as exc:  # protobuf refuses this way an enum number outside int32
         raise _unreadable(name, printable(str(exc))) from None
     mount = message.mount_requirement  # type: ignore[attr-defined]
     return SecretRequest(

@@ -147,7 +147,7 @@ class Engine:
                 if rule.reads_pod
                 else self._render_cached((rule, request, index))
             )
-            name = f"{request.group}/{request.group_version}"
+            name = request.label()
             for spec, items in zip(rule.fragments, rendered.items, strict=True):
                 if patch.track_sources:
                     patch.source = (rule.name, spec.fragment.name, request.annotation, name)
@@ -272,7 +272,7 @@ class Engine:
         mutation = self._mutate(
             pod, copy_items=False, annotations=annotations, deadline=deadline, reads=views
         )
-        secrets = tuple(f"{i.secret.group}/{i.secret.group_version}" for i in mutation.injected)
+        secrets = tuple(i.secret.label() for i in mutation.injected)
         rules = sorted({i.rule for i in mutation.injected})
         answer = admission.Answer(
             admission.patch_field(self._encode(mutation.patch)) if mutation.patch else "",

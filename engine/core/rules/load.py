@@ -136,15 +136,20 @@ def compile_rule(
 
 
 def _request_fields_read(rule: Rule) -> frozenset[str]:
-    """The request fields any of the rule's templates may read, with the rule's values."""
+    """The request fields any of the rule's templates may read, with the rule's values. Any
+    other attribute of the request (a method such as `describe`) may read them all."""
     found: set[str] = set()
     for reads in [t.secret_reads(rule.values) for t in rule.texts.values()] + [
         f.fragment.secret_reads for f in rule.fragments
     ]:
-        if reads is None:
+        if reads is None or not reads <= _PLAIN_ATTRIBUTES:
             return frozenset(REQUEST_FIELDS)
         found |= reads
     return frozenset(found & set(REQUEST_FIELDS))
+
+
+# The request's attributes that are one value each: reading one reads nothing else.
+_PLAIN_ATTRIBUTES = frozenset({*REQUEST_FIELDS, "mount_requirement", "annotation"})
 
 
 def _located(doc: yamldoc.Doc, path: tuple[str | int, ...], build: Any) -> Any:

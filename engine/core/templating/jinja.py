@@ -20,6 +20,7 @@ from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import LoadError, RenderError
+from ..quantity import canonical_resources
 from .reads import reads
 
 # Names a template may read. `values` is fixed at load time; the others change per secret.
@@ -56,6 +57,7 @@ def make_environment(search_path: list[Path]) -> ImmutableSandboxedEnvironment:
     )
     env.filters["shquote"] = shquote
     env.filters["path_join"] = path_join
+    env.filters["quantities"] = canonical_resources
     return env
 
 

@@ -7,7 +7,7 @@ refused. The analysis must never miss a read, so it is conservative: it skips on
 that `values` alone rule out (`{% if values.keyFiles and secret.key %}` with keyFiles off),
 and it gives up, answering "the whole object", on anything it cannot follow: the object used
 other than through a constant attribute, a name rebound, another template included or
-imported.
+imported. A block is read wherever it stands, since `self.<block>()` renders it from anywhere.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ class _Walk:
             return UNKNOWN
         found: Any = self.values
         for key in reversed(path):
-            if not isinstance(found, Mapping) or key not in found:
+            # Jinja's getattr finds a method first: `values.keys` is dict.keys, not the item.
+            if not isinstance(found, Mapping) or key not in found or hasattr(found, key):
                 return UNKNOWN
             found = found[key]
         return found
@@ -118,6 +119,10 @@ def reads(tree: nodes.Template, name: str, values: Mapping[str, Any]) -> frozens
         return None
     walk = _Walk(name, values)
     walk.node(tree)
+    # A block is defined whatever branch it sits in, and `self.<block>()` renders it anywhere.
+    for block in tree.find_all(nodes.Block):
+        for child in block.body:
+            walk.node(child)
     return None if walk.whole else frozenset(walk.attributes)
 
 
