@@ -151,3 +151,23 @@ def test_config_warnings_go_to_stderr(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert "secretpatch: warning: " in result.stderr and "webhook.localCert is ignored" in result.stderr
+
+
+def test_with_on_refusal_admit_render_and_review_say_the_pod_goes_through_without_its_secrets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Exit 1 still: a secret was rejected, even though the webhook admits the pod."""
+    config = tmp_path / "config.yaml"
+    config.write_text("secretpatch:\n  onRefusal: admit\n")
+    pod = flyte_pod({"group": "a", "group_version": "1", "mount_requirement": "ENV_VAR"})
+    (tmp_path / "pod.json").write_text(json.dumps(pod))
+    code, out, err = run_cli(capsys, "render", "--config", str(config), str(tmp_path / "pod.json"))
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.rstrip().endswith(
+        "(onRefusal is admit: the webhook lets this pod through unchanged, without its secrets, with a warning)"
+    )
+    code, out, err = run_cli(capsys, "review", "--config", str(config), write_review(tmp_path, pod))
+    assert code == 1
+    assert json.loads(out)["response"]["allowed"] is True
+    assert err.splitlines()[0].startswith("secretpatch: warning: secretpatch admitted the pod unchanged")
+    assert "mount_requirement ENV_VAR is not supported" in err.splitlines()[1]

@@ -57,7 +57,16 @@ def explain(mutation: Mutation) -> str:
 def cmd_render(args: argparse.Namespace) -> int:
     engine = _engine(args)
     pod = read_pod(args.pod)
-    mutation = engine.mutate(pod)
+    try:
+        mutation = engine.mutate(pod)
+    except Rejected as exc:
+        if engine.config.on_refusal != "admit":
+            raise
+        _fail(
+            ExitCode.REJECTED,
+            f"rejected: {exc.message} (onRefusal is admit: the webhook lets this pod through "
+            "unchanged, without its secrets, with a warning)",
+        )
     if args.explain:
         print(explain(mutation) if mutation.patch else "no operations: the pod is left as it is")
     else:
@@ -73,7 +82,10 @@ def cmd_review(args: argparse.Namespace) -> int:
     if not answer["allowed"]:
         print(f"secretpatch: denied: {answer.get('status', {}).get('message', '')}", file=sys.stderr)
         return ExitCode.REJECTED
-    return ExitCode.OK
+    for warning in answer.get("warnings", []):
+        print(f"secretpatch: warning: {warning}", file=sys.stderr)
+    # Admitted with refused secrets (onRefusal: admit): allowed, but a secret was rejected.
+    return ExitCode.REJECTED if answer.get("warnings") else ExitCode.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
