@@ -1,4 +1,4 @@
-"""Configuration: Flyte's `webhook` section, plus secretpatch's own keys.
+"""Configuration: Flyte's `webhook` section, and where secretpatch's own keys are (options.py reads them).
 
 The file may be a whole Flyte configuration (with a top-level `webhook:`) or the section
 alone. An operator's existing section must keep working, so every key Flyte has is accepted;
@@ -8,7 +8,6 @@ names the closest valid key, because a typo in a webhook config otherwise fails 
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from . import yamldoc
-from .errors import LoadError, quote_json
-from .limits import LIMIT_KEYS, PARSER_DEPTH, Limits
+from .errors import LoadError
+from .limits import Limits
+from .options import DEFAULT_PROFILE, OWN_SECTION, closest, dotted, read_options
 
 log = logging.getLogger("secretpatch")
 
@@ -55,20 +55,6 @@ SERVER_KEYS = frozenset(
 FLYTE_MANAGER_TYPES = ("K8s", "AWS", "Vault", "GCP", "Azure", "Embedded")
 # Flyte 2.0 always tries its Global injector first; a config may name it too.
 GLOBAL_MANAGER = "Global"
-OWN_SECTION = "secretpatch"
-OWN_KEYS = ("flyte", "onRefusal", "rules", "templates", "values", "limits")
-# The first of each closed set is its default.
-# `secretpatch.flyte`: whose behaviour the rules reproduce where Flyte's releases differ. A rule
-# says what each profile does (a fragment's `merge` may map profiles to merge modes).
-FLYTE_PROFILES: dict[str, str] = {"v2": "Flyte 2.0", "v1": "Flyte 1.16"}
-DEFAULT_PROFILE = "v2"
-# `secretpatch.onRefusal`: what a pod with a secret request that cannot be injected gets.
-ON_REFUSAL: dict[str, str] = {
-    "deny": "the pod is denied with the reason (Flyte 2.0)",
-    "admit": "the pod is admitted unchanged, with a warning per refused secret (Flyte 1.16)",
-}
-
-
 DEFAULT_MANAGERS = ("GCP",)
 
 
@@ -105,23 +91,8 @@ class Config:
 
     def error(self, path: tuple[str | int, ...], message: str) -> LoadError:
         if self.doc is None:
-            return LoadError(f"{_dotted(path)}: {message}", file=self.file)
-        return self.doc.error(path, f"{_dotted(path)}: {message}")
-
-
-def _dotted(path: tuple[str | int, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-
-
-def closest(word: str, choices: list[str] | tuple[str, ...], what: str = "valid keys") -> str:
-    """`did you mean 'x'?` when something is close, else the list of valid choices."""
-    by_case = {choice.lower(): choice for choice in choices}
-    if word.lower() in by_case:
-        return f"did you mean {by_case[word.lower()]!r}?"
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if match:
-        return f"did you mean {match[0]!r}?"
-    return f"{what}: " + ", ".join(sorted(choices))
+            return LoadError(f"{dotted(path)}: {message}", file=self.file)
+        return self.doc.error(path, f"{dotted(path)}: {message}")
 
 
 def load_config(source: str | Path | Mapping[str, Any] | None) -> Config:
@@ -171,7 +142,7 @@ def _parse(doc: yamldoc.Doc, base: Path) -> Config:
                 raise doc.error((*section_path, key), "secretpatch's keys are given twice")
             own, own_path = section[key], (*section_path, key)
         elif name is None:
-            where = _dotted((*section_path, key))
+            where = dotted((*section_path, key))
             raise doc.error(
                 (*section_path, key),
                 f"unknown key {where!r}; {closest(str(key), [*FLYTE_KEYS, OWN_SECTION])}",
@@ -185,10 +156,7 @@ def _parse(doc: yamldoc.Doc, base: Path) -> Config:
             flyte[name], spelled[name] = section[key], key
     managers, managers_path = _managers(doc, flyte, spelled, section_path)
     listed = flyte.get("secretManagerTypes") not in (None, []) or "secretManagerType" not in flyte
-    rules_dir, templates_dir, values = _own_keys(doc, own, own_path, base)
-    limits = _limits(doc, own, own_path)
-    profile = _choice(doc, own, own_path, "flyte", FLYTE_PROFILES)
-    on_refusal = _choice(doc, own, own_path, "onRefusal", ON_REFUSAL)
+    options = read_options(doc, own, own_path, base)
     return Config(
         file=doc.file,
         managers=managers,
@@ -198,14 +166,14 @@ def _parse(doc: yamldoc.Doc, base: Path) -> Config:
         section=flyte,
         spelled=spelled,
         section_path=section_path,
-        rules_dir=rules_dir,
-        templates_dir=templates_dir,
-        values=values,
-        limits=limits,
+        rules_dir=options.rules_dir,
+        templates_dir=options.templates_dir,
+        values=options.values,
+        limits=options.limits,
         own_path=own_path or (OWN_SECTION,),
         doc=doc,
-        profile=profile,
-        on_refusal=on_refusal,
+        profile=options.profile,
+        on_refusal=options.on_refusal,
     )
 
 
@@ -233,74 +201,6 @@ def _managers(
     return DEFAULT_MANAGERS, (*section_path, "secretManagerTypes")
 
 
-def _choice(
-    doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...], key: str, choices: Mapping[str, str]
-) -> str:
-    """One of secretpatch's keys that picks from a closed set (`flyte`, `onRefusal`)."""
-    value = own.get(key) if isinstance(own, Mapping) else None
-    if value is None:
-        return next(iter(choices))  # the first is the default
-    if not isinstance(value, str) or value not in choices:
-        where = (*path, key)
-        listed = "; ".join(f"{name}: {meaning}" for name, meaning in choices.items())
-        raise doc.error(where, f"{_dotted(where)} is {quote_json(value)}; expected one of {listed}")
-    return str(value)
-
-
-def _limits(doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...]) -> Limits:
-    given = own.get("limits") if isinstance(own, Mapping) else None
-    if given is None:
-        return Limits()
-    where = (*path, "limits")
-    if not isinstance(given, Mapping):
-        raise doc.error(where, f"{_dotted(where)} must be a mapping with keys: {', '.join(LIMIT_KEYS)}")
-    for key, value in given.items():
-        if key not in LIMIT_KEYS:
-            raise doc.error((*where, key), f"unknown limit {key!r}; {closest(key, LIMIT_KEYS, 'limits')}")
-        least = 0 if key.endswith("Bytes") and key != "maxRequestBytes" else 1
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            kind = "a whole number, 0 or more" if least == 0 else "a positive whole number"
-            raise doc.error((*where, key), f"{_dotted((*where, key))} must be {kind}")
-        if key == "maxJsonDepth" and value > PARSER_DEPTH:
-            raise doc.error(
-                (*where, key),
-                f"{_dotted((*where, key))} can be at most {PARSER_DEPTH}, the JSON parser's own limit",
-            )
-    return Limits(**given)
-
-
-def _own_keys(
-    doc: yamldoc.Doc, own: Any, path: tuple[str | int, ...], base: Path
-) -> tuple[Path | None, Path | None, Mapping[str, Mapping[str, Any]]]:
-    if own is None:
-        return None, None, {}
-    if not isinstance(own, Mapping):
-        raise doc.error(path, f"{_dotted(path)} must be a mapping with keys: {', '.join(OWN_KEYS)}")
-    for key in own:
-        if key not in OWN_KEYS:
-            raise doc.error((*path, key), f"unknown key {_dotted((*path, key))!r}; {closest(key, OWN_KEYS)}")
-    folders: list[Path | None] = []
-    for key in ("rules", "templates"):
-        value = own.get(key)
-        if value is None:
-            folders.append(None)
-            continue
-        if not isinstance(value, str) or not value:
-            raise doc.error((*path, key), f"{_dotted((*path, key))} must be a folder path")
-        folder = (base / value).resolve()
-        if not folder.is_dir():
-            raise doc.error((*path, key), f"{_dotted((*path, key))}: no folder at {folder}")
-        folders.append(folder)
-    values = own.get("values") or {}
-    if not isinstance(values, Mapping) or not all(isinstance(v, Mapping) for v in values.values()):
-        raise doc.error(
-            (*path, "values"),
-            f"{_dotted((*path, 'values'))} must map rule names to mappings of values, "
-            "such as {gcp: {mountPath: /etc/flyte/secrets}}",
-        )
-    return folders[0], folders[1], values
-
-
 def flyte_managers(config: Config) -> tuple[str, ...]:
     """The secret managers Flyte 2.0 would try for this config, as its messages print them:
     Global first (always; a second time if the config lists it too, as Flyte does), then the
@@ -316,7 +216,7 @@ def warn_ignored(config: Config, consumed: set[str]) -> list[str]:
         used = "secretManagerTypes" if config.managers_listed else "secretManagerType"
         empty_list = key == "secretManagerTypes" and not config.section[key]  # the singular is used
         if key != used and not empty_list and key not in consumed | SERVER_KEYS:
-            where = _dotted(config.path(key))
+            where = dotted(config.path(key))
             messages.append(f"{config.file}: {where} is ignored: secretpatch does not use {FLYTE_KEYS[key]}")
     for message in messages:
         log.warning(message)

@@ -12,8 +12,8 @@ import jinja2
 
 from .. import yamldoc
 from ..compose.modes import MODES, EntryError, MergeMode
-from ..config import DEFAULT_PROFILE, FLYTE_PROFILES, closest
 from ..errors import LoadError, RenderError
+from ..options import DEFAULT_PROFILE, FLYTE_PROFILES, closest
 from ..requests import MOUNT_TYPES
 from ..templating.fragments import load_fragment
 from ..templating.jinja import TextTemplate

@@ -14,8 +14,9 @@ from typing import Any
 
 from .. import yamldoc
 from ..bundled import bundled_dir
-from ..config import FLYTE_MANAGER_TYPES, GLOBAL_MANAGER, Config, closest, warn_ignored
+from ..config import FLYTE_MANAGER_TYPES, GLOBAL_MANAGER, Config, warn_ignored
 from ..errors import LoadError
+from ..options import closest
 from ..templating.jinja import make_environment
 from .load import compile_rule, read_rule, rule_header
 from .model import Rule
