@@ -53,3 +53,27 @@ def test_a_chart_default_that_enables_only_flytes_embedded_manager_stops_start_u
     assert "the config enables Embedded, and secretpatch serves GCP" in str(caught.value)
     lines = path.read_text().splitlines()
     assert caught.value.line == 1 + next(i for i, line in enumerate(lines) if "secretManagerTypes" in line)
+
+
+def test_the_migration_page_names_only_flags_and_keys_that_exist() -> None:
+    """docs/migrating-from-flyte.md: every `--flag` it gives secretpatch is one of the command's
+    flags, and every `secretpatch:` setting it recommends loads."""
+    import re
+
+    from secretpatch.cli.main import build_parser
+
+    page = (ROOT / "docs" / "migrating-from-flyte.md").read_text()
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    flags = {name: {o for a in sub._actions for o in a.option_strings} for name, sub in commands.items()}
+    shown = re.findall(r"secretpatch (?:manifests|webhook-config|render|lint)\b[^\n`]*(?:\\\n[^\n`]*)*", page)
+    assert len(shown) >= 3, "the page shows secretpatch commands"
+    for line in shown:
+        command = line.split()[1]
+        for flag in re.findall(r"(--[a-z-]+)", line):
+            assert flag in flags[command], f"{command} has no {flag}"
+    selector = re.findall(r"`(--[a-z-]+)`\s+on\s+`secretpatch manifests`\s+or\s+`webhook-config`", page)
+    assert selector == ["--namespace-selector"]
+    assert selector[0] in flags["manifests"] and selector[0] in flags["webhook-config"]
+    for setting in ({}, {"flyte": "v1", "onRefusal": "admit"}, {"flyte": "v1"}):
+        assert Engine.from_config({"secretpatch": setting}).config.profile == setting.get("flyte", "v2")
