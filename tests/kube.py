@@ -12,3 +12,8 @@ VERSIONS = ("1.31", kubernetes_validate.latest_version())
 def validate_pod(pod: dict[str, Any]) -> None:
     for version in VERSIONS:
         kubernetes_validate.validate(pod, version, strict=True)
+
+
+def validate_object(obj: dict[str, Any], version: str) -> None:
+    """Any built-in object, strict (no field the schema does not know), for one version."""
+    kubernetes_validate.validate(obj, version, strict=True)
