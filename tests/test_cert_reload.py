@@ -59,7 +59,9 @@ def start(directory: Path) -> Live:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(directory / "tls.crt", directory / "tls.key")
     results: list[bool] = []
-    watcher = CertWatcher(context, directory / "tls.crt", directory / "tls.key", 0.01, results.append)
+    watcher = CertWatcher(
+        context, directory / "tls.crt", directory / "tls.key", 0.01, on_result=results.append
+    )
     return Live(directory, old, context, watcher, results)
 
 
@@ -205,7 +207,7 @@ def test_a_good_pair_swapped_in_by_kubelet_is_served(tmp_path: Path) -> None:
     for name in ("tls.crt", "tls.key"):
         (root / name).symlink_to(root / "..data" / name)
     results: list[bool] = []
-    watcher = CertWatcher(old.context, root / "tls.crt", root / "tls.key", 0.01, results.append)
+    watcher = CertWatcher(old.context, root / "tls.crt", root / "tls.key", 0.01, on_result=results.append)
     assert watcher.check() is False
     new = bundle("new")
     certs.write_files(new, tmp_path / "..v2")
@@ -303,3 +305,36 @@ def test_without_memfd_create_a_private_temporary_directory_is_used_and_must_be_
     assert identity(served(live.context, new, newer)) == identity(new.cert)
     assert live.results == [True, False]
     assert "a temporary directory must be writable" in refusal(caplog)
+
+
+def test_the_expiry_of_the_served_certificate_is_reported_and_warned_about_from_30_days(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The expiry goes to the metric at start and at each reload; a warning is logged once a
+    day from 30 days before, and stops once a new pair is served."""
+    directory = tmp_path / "expiring"
+    pair = bundle("old")
+    certs.write_files(pair, directory)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "tls.crt", directory / "tls.key")
+    reported: list[datetime.datetime] = []
+    watcher = CertWatcher(
+        context, directory / "tls.crt", directory / "tls.key", 0.01, on_expiry=reported.append
+    )
+    expiry = x509.load_pem_x509_certificate(pair.cert).not_valid_after_utc
+    assert reported == [expiry]
+    day = datetime.timedelta(days=1)
+    with caplog.at_level(logging.WARNING, logger="secretpatch.server"):
+        assert watcher.warn_if_expiring(expiry - 31 * day) is False
+        assert watcher.warn_if_expiring(expiry - 29 * day) is True
+        assert watcher.warn_if_expiring(expiry - 29 * day + datetime.timedelta(hours=23)) is False
+        assert watcher.warn_if_expiring(expiry - 28 * day) is True
+    warnings = [r for r in caplog.records if "expires soon" in r.getMessage()]
+    assert len(warnings) == 2
+    assert warnings[0].fields["days_left"] == 29.0  # type: ignore[attr-defined]
+    later = bundle("new")
+    put(directory / "tls.key", later.key)
+    put(directory / "tls.crt", reissued(later, -day, 400 * day))
+    assert watcher.check() is True
+    assert reported[-1] > expiry + 300 * day
+    assert watcher.warn_if_expiring(expiry - 28 * day) is False, "the new one is far from expiry"

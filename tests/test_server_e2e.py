@@ -220,6 +220,9 @@ def test_metrics_count_results_denials_and_secrets(server: Server) -> None:
     assert 'secretpatch_denials_total{reason="mount-requirement"} 1.0' in text
     assert "secretpatch_secrets_injected_total 4.0" in text
     assert "secretpatch_review_duration_seconds_count 3.0" in text
+    # The served certificate's expiry: the fixture's certificates are valid for 2 days.
+    expiry = re.search(r"^secretpatch_certificate_expiry_timestamp_seconds ([0-9.e+]+)$", text, re.M)
+    assert expiry is not None and 0 < float(expiry.group(1)) - time.time() <= 2 * 86400 + 600
     # The denied pod asked for a secret too: composed, refused, not remembered.
     assert "secretpatch_review_memo_hits_total 1.0" in text
     assert "secretpatch_review_memo_misses_total 2.0" in text

@@ -35,6 +35,10 @@ log = logging.getLogger("secretpatch.server")
 # certs.py back-dates notBefore by five minutes; cert-manager does not, so a node whose clock
 # is a little behind the issuer's would otherwise refuse every fresh certificate.
 CLOCK_SKEW = datetime.timedelta(minutes=5)
+# An expired serving certificate is the webhook outage operators report most (Flyte's and
+# vault-k8s's): warn this long before, and again each day until a new one is served.
+EXPIRY_WARNING = datetime.timedelta(days=30)
+WARNING_EVERY = datetime.timedelta(days=1)
 
 FileStamp = tuple[int, int, int] | None
 
@@ -58,15 +62,51 @@ class CertWatcher:
         cert: Path,
         key: Path,
         interval: float,
+        *,
         on_result: Callable[[bool], None] | None = None,
+        on_expiry: Callable[[datetime.datetime], None] | None = None,
     ) -> None:
         self.context, self.cert, self.key, self.interval = context, cert, key, interval
         self.on_result = on_result
+        self.on_expiry = on_expiry
         self._seen = self._stamp()
+        self._warned: datetime.datetime | None = None
+        self.not_after: datetime.datetime | None = None
         try:
-            self._kind: str | None = _key_kind(x509.load_pem_x509_certificate(cert.read_bytes()))
+            served = x509.load_pem_x509_certificate(cert.read_bytes())
         except (OSError, ValueError):
-            self._kind = None
+            self._kind: str | None = None
+        else:
+            self._kind = _key_kind(served)
+            self._served(served)
+
+    def _served(self, cert: x509.Certificate) -> None:
+        self.not_after = cert.not_valid_after_utc
+        self._warned = None
+        if self.on_expiry is not None:
+            self.on_expiry(self.not_after)
+
+    def warn_if_expiring(self, now: datetime.datetime | None = None) -> bool:
+        """Log a warning when the served certificate expires within EXPIRY_WARNING; once a
+        day, so that it is seen without flooding the log. True when it warned."""
+        now = now or datetime.datetime.now(datetime.UTC)
+        if self.not_after is None or self.not_after - now > EXPIRY_WARNING:
+            return False
+        if self._warned is not None and now - self._warned < WARNING_EVERY:
+            return False
+        self._warned = now
+        left = self.not_after - now
+        log.warning(
+            "the served certificate expires soon; renew it (docs/operations.md, Certificate rotation)",
+            extra={
+                "fields": {
+                    "cert": str(self.cert),
+                    "not_after": self.not_after.isoformat(),
+                    "days_left": round(left.total_seconds() / 86400, 1),
+                }
+            },
+        )
+        return True
 
     def _stamp(self) -> tuple[FileStamp, FileStamp]:
         def one(path: Path) -> FileStamp:
@@ -94,6 +134,7 @@ class CertWatcher:
             )
         else:
             self._kind = _key_kind(cert)
+            self._served(cert)
             fields.update(
                 subject=cert.subject.rfc4514_string(), not_after=cert.not_valid_after_utc.isoformat()
             )
@@ -142,6 +183,10 @@ class CertWatcher:
 
     async def run(self) -> None:
         while True:
+            try:
+                self.warn_if_expiring()
+            except Exception:
+                log.exception("certificate expiry check failed; the watch goes on")
             await asyncio.sleep(self.interval)
             try:
                 self.check()

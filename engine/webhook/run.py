@@ -126,6 +126,7 @@ def serve(
         key,
         reload_interval,
         on_result=lambda ok: metrics.count(metrics.certificate_reloads, "loaded" if ok else "refused"),
+        on_expiry=lambda not_after: metrics.certificate_expiry.set(not_after.timestamp()),
     )
     app._on_startup += [watcher.run, large_bodies.start, _trim_memory]
     # Reviews that need work run in a worker thread. When it holds the GIL, the event loop

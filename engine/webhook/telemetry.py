@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -55,6 +55,11 @@ class Metrics:
             "secretpatch_certificate_reloads",
             "Certificate pairs found on disk: loaded, or refused (the old pair keeps serving)",
             ["result"],
+            registry=self.registry,
+        )
+        self.certificate_expiry = Gauge(
+            "secretpatch_certificate_expiry_timestamp_seconds",
+            "When the served certificate expires, in Unix time; alert well before it",
             registry=self.registry,
         )
         self._children: dict[tuple[Counter, str], Any] = {}
