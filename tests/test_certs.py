@@ -81,7 +81,7 @@ def test_certs_as_a_secret_manifest(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     secret = yaml.safe_load(out)
     assert secret["metadata"] == {
-        "name": "flyte-pod-webhook",
+        "name": "flyte-pod-webhook-tls",  # <service>-tls, as manifests and the chart name it
         "namespace": "flyte",
         "labels": {"app.kubernetes.io/name": "secretpatch"},
     }

@@ -354,3 +354,104 @@ def test_an_upgrade_reuses_the_certificates_in_the_cluster_and_never_rotates_the
         api.put({**secret, "data": {k: v for k, v in secret["data"].items() if k != "tls.key"}})
         fresh = one(render_against(kubeconfig), "Secret")["data"]
         assert fresh["ca.crt"] != secret["data"]["ca.crt"] and "tls.key" in fresh
+
+
+HELM_LABELS = ("app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart")
+
+
+def comparable(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object without what only Helm adds (its labels, its keep annotation) and without
+    what differs on every run (certificates, the config checksum); config files parsed."""
+    obj = yaml.safe_load(yaml.safe_dump(obj))
+    for meta in (obj["metadata"], obj.get("spec", {}).get("template", {}).get("metadata", {})):
+        for label in HELM_LABELS:
+            meta.get("labels", {}).pop(label, None)
+        annotations = meta.get("annotations", {})
+        annotations.pop("helm.sh/resource-policy", None)
+        if "checksum/config" in annotations:
+            annotations["checksum/config"] = "<checksum>"
+        if meta.get("annotations") == {}:
+            del meta["annotations"]
+    if obj["kind"] == "Secret":
+        obj["data"] = sorted(obj["data"])
+    if obj["kind"] == "MutatingWebhookConfiguration":
+        for hook in obj["webhooks"]:
+            hook["clientConfig"].pop("caBundle", None)
+    if obj["kind"] == "ConfigMap" and "config.yaml" in obj["data"]:
+        parsed = yaml.safe_load(obj["data"]["config.yaml"])
+        obj["data"]["config.yaml"] = parsed
+    return obj
+
+
+def manifests_of(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, Any]]:
+    from .conftest import run_cli
+
+    code, out, err = run_cli(capsys, "manifests", "--service", "secretpatch", "--namespace", "flyte", *argv)
+    assert code == 0, err
+    return list(yaml.safe_load_all(out))
+
+
+@pytest.mark.parametrize("cert_manager", [False, True], ids=["self-signed", "cert-manager"])
+def test_the_chart_and_manifests_render_the_same_objects(
+    capsys: pytest.CaptureFixture[str], cert_manager: bool
+) -> None:
+    """`helm template secretpatch` with the image manifests uses, and `secretpatch manifests
+    --service secretpatch`: the same objects, field for field."""
+    from secretpatch import __version__
+
+    chart_flags = ("--set", "image.repository=secretpatch", "--set", f"image.tag={__version__}")
+    if cert_manager:
+        chart_flags += (
+            "--set",
+            "certificates.mode=certManager",
+            "--set",
+            "certificates.certManager.duration=8760h",
+        )
+    out = helm("template", "secretpatch", str(CHART), "--namespace", "flyte", *chart_flags).stdout
+    chart = {(o["kind"], o["metadata"]["name"]): comparable(o) for o in yaml.safe_load_all(out) if o}
+    printed = manifests_of(capsys, *(["--cert-manager"] if cert_manager else []))
+    ours = {(o["kind"], o["metadata"]["name"]): comparable(o) for o in printed}
+    assert sorted(ours) == sorted(chart)
+    for key, obj in ours.items():
+        assert obj == chart[key], key
+
+
+def test_the_chart_and_manifests_carry_an_operators_rules_and_templates_alike(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from secretpatch import __version__
+
+    rules, templates = tmp_path / "rules", tmp_path / "templates" / "gcp"
+    rules.mkdir()
+    templates.mkdir(parents=True)
+    rule = (ROOT / "rules" / "gcp.yaml").read_text().replace("gcp-pull-secret-", "fetch-secret-")
+    (rules / "gcp.yaml").write_text(rule)
+    volume = "name: gcp-secret-vol\nemptyDir: {medium: Memory, sizeLimit: 8Mi}\n"
+    (templates / "volume.yaml.j2").write_text(volume)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "webhook:\n  secretManagerTypes: [GCP]\n  gcpSecretManager:\n"
+        "    sidecarImage: gcr.io/google.com/cloudsdktool/cloud-sdk:alpine\n"
+        "    resources:\n      requests: {cpu: 200m, memory: 500Mi}\n      limits: {cpu: 200m, memory: 500Mi}\n"
+        "secretpatch:\n  flyte: v1\n  rules: rules\n  templates: templates\n"
+    )
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "image": {"repository": "secretpatch", "tag": __version__},
+                "config": {"secretpatch": {"flyte": "v1"}},
+                "rules": {"gcp.yaml": rule},
+                "templates": {"gcp/volume.yaml.j2": volume},
+            }
+        )
+    )
+    out = helm("template", "secretpatch", str(CHART), "--namespace", "flyte", "-f", str(values)).stdout
+    chart = {(o["kind"], o["metadata"]["name"]): comparable(o) for o in yaml.safe_load_all(out) if o}
+    ours = {
+        (o["kind"], o["metadata"]["name"]): comparable(o)
+        for o in manifests_of(capsys, "--config", str(config))
+    }
+    assert sorted(ours) == sorted(chart)
+    for key, obj in ours.items():
+        assert obj == chart[key], key

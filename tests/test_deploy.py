@@ -75,7 +75,7 @@ def test_the_pieces_fit_together(capsys: pytest.CaptureFixture[str]) -> None:
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert deployment["spec"]["replicas"] == 3
-    assert container["ports"] == [{"name": "https", "containerPort": 9443, "protocol": "TCP"}]
+    assert container["ports"] == [{"name": "https", "containerPort": 10250, "protocol": "TCP"}]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["securityContext"] == {
@@ -83,7 +83,14 @@ def test_the_pieces_fit_together(capsys: pytest.CaptureFixture[str]) -> None:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert pod["volumes"][0] == {"name": "certs", "secret": {"secretName": secret["metadata"]["name"]}}
+    assert secret["metadata"]["name"] == "hook-tls"
+    assert pod["volumes"][0] == {
+        "name": "certs",
+        "secret": {
+            "secretName": "hook-tls",
+            "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
+        },
+    }
     assert (
         service["spec"]["selector"]
         == deployment["spec"]["selector"]["matchLabels"]
@@ -94,7 +101,7 @@ def test_the_pieces_fit_together(capsys: pytest.CaptureFixture[str]) -> None:
         "serve",
         "/etc/secretpatch/config/config.yaml",
         "/etc/webhook/certs",
-        9443,
+        10250,
     )
 
 
@@ -121,7 +128,7 @@ def test_cert_manager_issues_the_certificate_and_injects_the_ca(capsys: pytest.C
     assert not by_kind(objects, "Secret")
     certificates = by_kind(objects, "Certificate")
     serving = next(c for c in certificates if not c["spec"].get("isCA"))
-    assert serving["spec"]["secretName"] == "flyte-pod-webhook"
+    assert serving["spec"]["secretName"] == "flyte-pod-webhook-tls"
     assert serving["spec"]["dnsNames"] == [
         "flyte-pod-webhook",
         "flyte-pod-webhook.flyte",
@@ -198,3 +205,43 @@ def test_the_operators_rules_and_templates_travel_as_config_maps(
         "/etc/secretpatch/templates",
         "/etc/webhook/certs",
     ]
+
+
+def test_a_disruption_budget_only_where_it_cannot_block_a_drain(capsys: pytest.CaptureFixture[str]) -> None:
+    (pdb,) = by_kind(manifests(capsys), "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    assert by_kind(manifests(capsys, "--replicas", "1"), "PodDisruptionBudget") == []
+
+
+def test_certs_and_manifests_name_the_secret_alike_and_honour_the_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """secretName and listenPort from Flyte's section are honoured; without them, both
+    commands name the Secret `<service>-tls`."""
+    code, out, _ = run_cli(capsys, "certs", "--service", "secretpatch", "--secret")
+    assert code == 0 and yaml.safe_load(out)["metadata"]["name"] == "secretpatch-tls"
+    (secret,) = by_kind(manifests(capsys, "--service", "secretpatch"), "Secret")
+    assert secret["metadata"]["name"] == "secretpatch-tls"
+    config = tmp_path / "config.yaml"
+    config.write_text("webhook:\n  secretManagerTypes: [GCP]\n  secretName: my-certs\n  listenPort: 8443\n")
+    objects = manifests(capsys, "--config", str(config), "--service", "secretpatch")
+    assert by_kind(objects, "Secret")[0]["metadata"]["name"] == "my-certs"
+    (deployment,) = by_kind(objects, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"][0]["containerPort"] == 8443
+    assert deployment["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "my-certs"
+    code, out, _ = run_cli(capsys, "certs", "--config", str(config), "--secret")
+    assert yaml.safe_load(out)["metadata"]["name"] == "my-certs"
+
+
+def test_running_manifests_again_with_a_cert_dir_changes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, first, err = run_cli(capsys, "manifests", "--cert-dir", str(tmp_path / "certs"))
+    assert code == 0 and "ca.key is the CA's private key" in err
+    assert (tmp_path / "certs" / "ca.key").stat().st_mode & 0o777 == 0o600
+    code, second, err = run_cli(capsys, "manifests", "--cert-dir", str(tmp_path / "certs"))
+    assert code == 0 and "reusing the certificates" in err
+    assert second == first
+    code, _, err = run_cli(capsys, "manifests", "--cert-dir", str(tmp_path / "certs"), "--service", "other")
+    assert code == 2 and "its certificate is for flyte-pod-webhook" in err

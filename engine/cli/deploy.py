@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
         for path in certs.write_files(bundle, args.out_dir):
             print(f"wrote {path}", file=sys.stderr)
     if args.secret is not None:
-        secret_name = args.secret or _flyte(args, "secretName", "flyte-pod-webhook")
+        secret_name = args.secret or default_secret_name(args, service)
         print(
             yaml.safe_dump(certs.secret_manifest(bundle, secret_name, args.namespace), sort_keys=False),
             end="",
@@ -101,6 +102,23 @@ def cmd_certs(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return ExitCode.OK
+
+
+# Without --config: Flyte's defaults written out, as the chart's values.yaml has them.
+DEFAULT_CONFIG = """webhook:
+  secretManagerTypes: [GCP]
+  gcpSecretManager:
+    sidecarImage: gcr.io/google.com/cloudsdktool/cloud-sdk:alpine
+    resources:
+      requests: {cpu: 200m, memory: 500Mi}
+      limits: {cpu: 200m, memory: 500Mi}
+"""
+
+
+def default_secret_name(args: argparse.Namespace, service: str) -> str:
+    """The certificate Secret's name: the config's secretName, else `<service>-tls`, as the
+    chart names it. `certs --secret` and `manifests` agree on it."""
+    return str(_flyte(args, "secretName", f"{service}-tls"))
 
 
 def cmd_webhook_config(args: argparse.Namespace) -> int:
@@ -143,39 +161,28 @@ def _webhook_options(args: argparse.Namespace) -> Any:
 
 def cmd_manifests(args: argparse.Namespace) -> int:
     from .. import __version__
-    from ..tools.manifests import DeployOptions, cluster_objects
+    from ..tools.manifests import CONTAINER_PORT, DeployOptions, cluster_objects, excluding_system_namespaces
 
     webhook = _webhook_options(args)
-    config_text = "webhook:\n  secretManagerTypes: [GCP]\n"
+    webhook = replace(
+        webhook,
+        side_effects="None",
+        namespace_selector=excluding_system_namespaces(webhook.namespace_selector, webhook.namespace),
+    )
+    config_text = DEFAULT_CONFIG
     folders: dict[str, dict[str, str]] = {}
     if args.config is not None:
-        from ..core.runtime import Engine
-        from ..tools.manifests import FOLDER_ROOT
-
-        config = Engine.from_config(args.config).config  # refuse a broken config here, not in the cluster
-        config_text = Path(args.config).read_text(encoding="utf-8")
-        data = yaml.safe_load(config_text) or {}
-        for kind, folder in (("rules", config.rules_dir), ("templates", config.templates_dir)):
-            if folder is None:
-                continue
-            folders[kind] = {
-                p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
-                for p in sorted(folder.rglob("*"))
-                if p.is_file() and "__pycache__" not in p.parts
-            }
-            own = data
-            for part in config.own_path:
-                own = own[part]
-            own[kind] = f"{FOLDER_ROOT}/{kind}"
-        if folders:
-            note = "# Written by secretpatch manifests: the rules and templates folders are ConfigMaps mounted here.\n"
-            config_text = note + yaml.safe_dump(data, sort_keys=False)
+        config_text, folders = _config_and_folders(args.config)
+    if args.replicas < 1:
+        raise UsageError("--replicas must be 1 or more")
     options = DeployOptions(
         webhook=webhook,
         image=args.image or f"secretpatch:{__version__}",
+        secret_name=args.secret_name or default_secret_name(args, webhook.service),
         replicas=args.replicas,
         cert_manager=args.cert_manager,
         config_text=config_text,
+        port=int(_flyte(args, "listenPort", CONTAINER_PORT)),
         folders=folders,
     )
     ca_pem, secret = None, None
@@ -183,10 +190,82 @@ def cmd_manifests(args: argparse.Namespace) -> int:
         _server_extra("manifests (its certificates)")
         from ..webhook import certs
 
-        bundle = certs.generate(webhook.service, webhook.namespace, days=args.days)
-        ca_pem, secret = bundle.ca_cert, certs.secret_manifest(bundle, webhook.service, webhook.namespace)
+        bundle = _bundle(args, webhook.service, webhook.namespace)
+        ca_pem, secret = bundle.ca_cert, certs.secret_manifest(bundle, options.secret_name, webhook.namespace)
+        secret["metadata"]["labels"] = {
+            "app.kubernetes.io/name": "secretpatch",
+            "app.kubernetes.io/instance": webhook.service,
+        }
     print(yaml.safe_dump_all(cluster_objects(options, ca_pem, secret), sort_keys=False), end="")
     return ExitCode.OK
+
+
+def _config_and_folders(path: Path) -> tuple[str, dict[str, dict[str, str]]]:
+    """The config file's text for the ConfigMap, and the operator's rules and templates, with
+    the config pointed at where the ConfigMaps are mounted."""
+    from ..core.runtime import Engine
+    from ..tools.manifests import FOLDER_ROOT, file_key
+
+    config = Engine.from_config(path).config  # refuse a broken config here, not in the cluster
+    text = Path(path).read_text(encoding="utf-8")
+    data = yaml.safe_load(text) or {}
+    folders: dict[str, dict[str, str]] = {}
+    for kind, folder in (("rules", config.rules_dir), ("templates", config.templates_dir)):
+        if folder is None:
+            continue
+        found = sorted(folder.glob("*.yaml")) if kind == "rules" else sorted(folder.rglob("*"))
+        files = {
+            p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
+            for p in found
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+        for name in files:
+            try:
+                file_key(name)
+            except ValueError as exc:
+                raise UsageError(f"{folder}: {exc}; rename it to put it in a ConfigMap") from None
+        folders[kind] = files
+        own = data
+        for part in config.own_path:
+            own = own.setdefault(part, {}) if isinstance(own, dict) else own
+        own[kind] = f"{FOLDER_ROOT}/{kind}"
+    if folders:
+        note = "# Written by secretpatch manifests: the rules and templates folders are ConfigMaps mounted here.\n"
+        text = note + yaml.safe_dump(data, sort_keys=False)
+    return text, folders
+
+
+def _bundle(args: argparse.Namespace, service: str, namespace: str) -> Any:
+    """The certificates: from --cert-dir when it has them (so that running `manifests` again
+    changes nothing), else new ones, written to --cert-dir when it is given."""
+    from ..webhook import certs
+
+    directory: Path | None = args.cert_dir
+    names = ("ca.crt", "ca.key", "tls.crt", "tls.key")
+    if directory is not None and all((directory / n).is_file() for n in names):
+        try:
+            bundle = certs.Bundle(*((directory / n).read_bytes() for n in names))
+            info = certs.describe(bundle.cert)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--cert-dir {directory}: cannot read its certificates: {exc}") from None
+        expected = certs.dns_names(service, namespace)
+        if not set(expected) <= set(info["sans"]):
+            raise UsageError(
+                f"--cert-dir {directory}: its certificate is for {', '.join(info['sans'])}, not "
+                f"{', '.join(expected)}; give another folder, or --service/--namespace to match"
+            )
+        print(f"reusing the certificates in {directory} (valid until {info['not_after']})", file=sys.stderr)
+        return bundle
+    bundle = certs.generate(service, namespace, days=args.days)
+    if directory is not None:
+        certs.write_files(bundle, directory)
+        print(
+            f"wrote new certificates to {directory}; ca.key is the CA's private key: keep it "
+            "private (it signs certificates the API server trusts for this webhook) and keep it "
+            "for the next run, which reuses these files",
+            file=sys.stderr,
+        )
+    return bundle
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -224,7 +303,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "--secret",
         nargs="?",
         const="",
-        help="print a kubernetes.io/tls Secret (default name: secretName, else flyte-pod-webhook)",
+        help="print a kubernetes.io/tls Secret (default name: secretName, else <service>-tls)",
     )
     certs.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
     certs.add_argument(
@@ -256,6 +335,15 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     manifests.add_argument(
         "--days", type=int, default=3650, help="validity of generated certificates (default 3650)"
+    )
+    manifests.add_argument(
+        "--cert-dir",
+        type=Path,
+        help="reuse the certificates in DIR (ca.crt, ca.key, tls.crt, tls.key), or write new ones "
+        "there, so that running manifests again changes no certificate",
+    )
+    manifests.add_argument(
+        "--secret-name", help="the certificate Secret (default: secretName, else <service>-tls)"
     )
     manifests.set_defaults(func=cmd_manifests)
 

@@ -1,6 +1,9 @@
-"""Kubernetes objects for running secretpatch: the Deployment, its Service, ConfigMaps and
-certificates, and the MutatingWebhookConfiguration (webhook_config.py), for
-`secretpatch manifests`."""
+"""Kubernetes objects for running secretpatch, for `secretpatch manifests`: the same objects
+the Helm chart (deploy/helm/secretpatch) renders with its defaults, for clusters without Helm.
+
+tests/test_chart.py renders both with equivalent settings and compares them object by object
+(labels Helm adds aside), so a change here or in the chart that makes them drift fails.
+"""
 
 from __future__ import annotations
 
@@ -11,157 +14,176 @@ from typing import Any
 
 from .webhook_config import WebhookOptions, webhook_configuration
 
+CONFIG_DIR = "/etc/secretpatch/config"
+FOLDER_ROOT = "/etc/secretpatch"
+CERT_DIR = "/etc/webhook/certs"
+# GKE private clusters' control planes reach nodes only on 443 and 10250 by default.
+CONTAINER_PORT = 10250
+GRACE_SECONDS = 25
+# Never sent to the webhook, with the webhook's own namespace, so its pods never wait on it.
+EXCLUDED_NAMESPACES = ("kube-system", "kube-node-lease")
+_FILE_PATH = re.compile(r"[-._a-zA-Z0-9/]+")
+
 
 @dataclass(frozen=True)
 class DeployOptions:
     webhook: WebhookOptions
     image: str
+    secret_name: str
     replicas: int = 2
     cert_manager: bool = False
     config_text: str = "webhook:\n  secretManagerTypes: [GCP]\n"
-    port: int = 9443
+    port: int = CONTAINER_PORT
     # The operator's own rules and templates: kind ("rules"/"templates") -> relative path -> text.
     folders: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-CONFIG_DIR = "/etc/secretpatch/config"
-FOLDER_ROOT = "/etc/secretpatch"
-
-
-def folder_key(index: int, path: str) -> str:
-    """A ConfigMap key for a file (keys cannot hold '/'); the volume maps it back to `path`."""
-    return f"f{index:03d}.{re.sub(r'[^-._a-zA-Z0-9]', '_', path)}"
+def file_key(path: str) -> str:
+    """A template path as a ConfigMap key (a key cannot hold '/'), as the chart writes it."""
+    if not _FILE_PATH.fullmatch(path):
+        raise ValueError(f"{path!r} is not a template path (letters, digits, '.', '-', '_' and '/')")
+    return path.replace("/", "__")
 
 
 def _labels(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "secretpatch", "app.kubernetes.io/instance": name}
 
 
-def _meta(name: str, namespace: str) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace, "labels": _labels(name)}
+def _meta(name: str, namespace: str, instance: str) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": _labels(instance)}
+
+
+def _probe(path: str, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "https", "scheme": "HTTPS"},
+        "periodSeconds": 5,
+        "failureThreshold": failures,
+    }
+
+
+def _pod_spec(options: DeployOptions) -> dict[str, Any]:
+    name = options.webhook.service
+    selector = _labels(name)
+    mounts = [
+        {"name": "certs", "mountPath": CERT_DIR, "readOnly": True},
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        *(
+            {"name": kind, "mountPath": f"{FOLDER_ROOT}/{kind}", "readOnly": True}
+            for kind in sorted(options.folders)
+        ),
+    ]
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "certs",
+            "secret": {
+                "secretName": options.secret_name,
+                "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
+            },
+        },
+        {"name": "config", "configMap": {"name": f"{name}-config"}},
+    ]
+    if "rules" in options.folders:
+        volumes.append({"name": "rules", "configMap": {"name": f"{name}-rules"}})
+    if "templates" in options.folders:
+        items = [{"key": file_key(path), "path": path} for path in sorted(options.folders["templates"])]
+        volumes.append({"name": "templates", "configMap": {"name": f"{name}-templates", "items": items}})
+    args = ["serve", "--config", f"{CONFIG_DIR}/config.yaml", "--cert-dir", CERT_DIR]
+    args += ["--port", str(options.port), "--grace", str(GRACE_SECONDS)]
+    return {
+        "serviceAccountName": name,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": GRACE_SECONDS + 5,
+        "securityContext": {
+            "fsGroup": 65532,
+            "runAsGroup": 65532,
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": selector},
+                        },
+                    }
+                ]
+            }
+        },
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector},
+            }
+        ],
+        "containers": [
+            {
+                "name": "secretpatch",
+                "image": options.image,
+                "imagePullPolicy": "IfNotPresent",
+                "args": args,
+                "ports": [{"name": "https", "containerPort": options.port, "protocol": "TCP"}],
+                "readinessProbe": _probe("/readyz", 3),
+                "livenessProbe": _probe("/healthz", 6),
+                # No CPU limit: throttling a webhook delays every pod the API server creates.
+                "resources": {"limits": {"memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "256Mi"}},
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "readOnlyRootFilesystem": True,
+                },
+                "volumeMounts": mounts,
+            }
+        ],
+        "volumes": volumes,
+    }
 
 
 def deployment(options: DeployOptions, config_hash: str) -> dict[str, Any]:
     name, namespace = options.webhook.service, options.webhook.namespace
-
-    def probe(path: str, failures: int) -> dict[str, Any]:
-        return {
-            "httpGet": {"path": path, "port": "https", "scheme": "HTTPS"},
-            "periodSeconds": 5,
-            "failureThreshold": failures,
-        }
-
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(name, namespace),
+        "metadata": _meta(name, namespace, name),
         "spec": {
             "replicas": options.replicas,
             "selector": {"matchLabels": _labels(name)},
+            # A new pod is ready before an old one goes: never fewer replicas.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {
-                    "labels": _labels(name),
-                    "annotations": {"secretpatch.io/config-hash": config_hash},
-                },
-                "spec": {
-                    "serviceAccountName": name,
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 65532,
-                        "runAsGroup": 65532,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "affinity": {
-                        "podAntiAffinity": {
-                            "preferredDuringSchedulingIgnoredDuringExecution": [
-                                {
-                                    "weight": 100,
-                                    "podAffinityTerm": {
-                                        "topologyKey": "kubernetes.io/hostname",
-                                        "labelSelector": {"matchLabels": _labels(name)},
-                                    },
-                                }
-                            ]
-                        }
-                    },
-                    "containers": [
-                        {
-                            "name": "secretpatch",
-                            "image": options.image,
-                            "args": [
-                                "serve",
-                                "--config",
-                                f"{CONFIG_DIR}/config.yaml",
-                                "--cert-dir",
-                                "/etc/webhook/certs",
-                                "--port",
-                                str(options.port),
-                            ],
-                            "ports": [{"name": "https", "containerPort": options.port, "protocol": "TCP"}],
-                            "readinessProbe": probe("/readyz", 3),
-                            "livenessProbe": probe("/healthz", 6),
-                            "resources": {
-                                "requests": {"cpu": "100m", "memory": "128Mi"},
-                                "limits": {"memory": "256Mi"},
-                            },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                            "volumeMounts": [
-                                {"name": "certs", "mountPath": "/etc/webhook/certs", "readOnly": True},
-                                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                                *(
-                                    {"name": kind, "mountPath": f"{FOLDER_ROOT}/{kind}", "readOnly": True}
-                                    for kind in sorted(options.folders)
-                                ),
-                            ],
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "certs", "secret": {"secretName": name}},
-                        {"name": "config", "configMap": {"name": f"{name}-config"}},
-                        *(
-                            {
-                                "name": kind,
-                                "configMap": {
-                                    "name": f"{name}-{kind}",
-                                    "items": [
-                                        {"key": folder_key(i, path), "path": path}
-                                        for i, path in enumerate(sorted(options.folders[kind]))
-                                    ],
-                                },
-                            }
-                            for kind in sorted(options.folders)
-                        ),
-                    ],
-                },
+                "metadata": {"labels": _labels(name), "annotations": {"checksum/config": config_hash}},
+                "spec": _pod_spec(options),
             },
         },
     }
 
 
-def _cert_manager(options: WebhookOptions) -> list[dict[str, Any]]:
+def _cert_manager(options: DeployOptions) -> list[dict[str, Any]]:
     """A self-signed CA and the serving certificate, renewed by cert-manager into the Secret."""
-    name, namespace = options.service, options.namespace
+    name, namespace = options.webhook.service, options.webhook.namespace
+
+    def meta(object_name: str) -> dict[str, Any]:
+        return _meta(object_name, namespace, name)
+
     return [
         {
             "apiVersion": "cert-manager.io/v1",
             "kind": "Issuer",
-            "metadata": _meta(f"{name}-selfsigned", namespace),
+            "metadata": meta(f"{name}-selfsigned"),
             "spec": {"selfSigned": {}},
         },
         {
             "apiVersion": "cert-manager.io/v1",
             "kind": "Certificate",
-            "metadata": _meta(f"{name}-ca", namespace),
+            "metadata": meta(f"{name}-ca"),
             "spec": {
                 "isCA": True,
-                "commonName": "secretpatch webhook CA",
-                "subject": {"organizations": ["flyte.org"]},
+                "commonName": f"{name} webhook CA",
                 "secretName": f"{name}-ca",
                 "duration": "87600h",
                 "privateKey": {"algorithm": "ECDSA", "size": 256},
@@ -171,15 +193,15 @@ def _cert_manager(options: WebhookOptions) -> list[dict[str, Any]]:
         {
             "apiVersion": "cert-manager.io/v1",
             "kind": "Issuer",
-            "metadata": _meta(f"{name}-ca", namespace),
+            "metadata": meta(f"{name}-ca"),
             "spec": {"ca": {"secretName": f"{name}-ca"}},
         },
         {
             "apiVersion": "cert-manager.io/v1",
             "kind": "Certificate",
-            "metadata": _meta(name, namespace),
+            "metadata": meta(name),
             "spec": {
-                "secretName": name,
+                "secretName": options.secret_name,
                 "commonName": f"{name}.{namespace}.svc",
                 "dnsNames": [name, f"{name}.{namespace}", f"{name}.{namespace}.svc"],
                 "duration": "8760h",
@@ -192,6 +214,15 @@ def _cert_manager(options: WebhookOptions) -> list[dict[str, Any]]:
     ]
 
 
+def config_hash(options: DeployOptions) -> str:
+    """Changes with the config, the rules and the templates: the pods roll when it does."""
+    digest = hashlib.sha256(options.config_text.encode())
+    for kind in sorted(options.folders):
+        for path, text in sorted(options.folders[kind].items()):
+            digest.update(f"{kind}/{path}\0{text}\0".encode())
+    return digest.hexdigest()
+
+
 def cluster_objects(
     options: DeployOptions, ca_pem: bytes | None, tls_secret: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
@@ -199,54 +230,75 @@ def cluster_objects(
     webhook = options.webhook
     name, namespace = webhook.service, webhook.namespace
     objects: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name, namespace)},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(name, namespace, name),
+            "automountServiceAccountToken": False,
+        },
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": _meta(f"{name}-config", namespace),
+            "metadata": _meta(f"{name}-config", namespace, name),
             "data": {"config.yaml": options.config_text},
         },
     ]
     if options.cert_manager:
-        objects += _cert_manager(webhook)
+        objects += _cert_manager(options)
     elif tls_secret is not None:
         objects.append(tls_secret)
     for kind in sorted(options.folders):
         files = options.folders[kind]
+        keyed = (
+            {path: text for path, text in files.items()}
+            if kind == "rules"
+            else {file_key(p): t for p, t in files.items()}
+        )
         objects.append(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "metadata": _meta(f"{name}-{kind}", namespace),
-                "data": {folder_key(i, path): files[path] for i, path in enumerate(sorted(files))},
+                "metadata": _meta(f"{name}-{kind}", namespace, name),
+                "data": dict(sorted(keyed.items())),
             }
         )
-    digest = hashlib.sha256(options.config_text.encode())
-    for kind in sorted(options.folders):
-        for path, text in sorted(options.folders[kind].items()):
-            digest.update(f"{kind}/{path}\0{text}\0".encode())
-    config_hash = digest.hexdigest()[:16]
-    objects += [
-        deployment(options, config_hash),
-        {
-            "apiVersion": "policy/v1",
-            "kind": "PodDisruptionBudget",
-            "metadata": _meta(name, namespace),
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": _labels(name)}},
-        },
+    objects.append(deployment(options, config_hash(options)))
+    if options.replicas >= 2:  # with one replica, a budget could only block node drains
+        objects.append(
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": _meta(name, namespace, name),
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _labels(name)}},
+            }
+        )
+    objects.append(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _meta(name, namespace),
+            "metadata": _meta(name, namespace, name),
             "spec": {
+                "type": "ClusterIP",
                 "selector": _labels(name),
                 "ports": [{"name": "https", "port": webhook.port, "targetPort": "https", "protocol": "TCP"}],
             },
-        },
-    ]
+        }
+    )
     configuration = webhook_configuration(ca_pem or b"", webhook)
+    configuration["metadata"]["labels"] = _labels(name)
     if options.cert_manager:
         configuration["metadata"]["annotations"] = {"cert-manager.io/inject-ca-from": f"{namespace}/{name}"}
         del configuration["webhooks"][0]["clientConfig"]["caBundle"]
     objects.append(configuration)
     return objects
+
+
+def excluding_system_namespaces(selector: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """A namespace selector that also leaves out kube-system, kube-node-lease and the
+    webhook's own namespace (as the chart's does)."""
+    excluded = list(dict.fromkeys([*EXCLUDED_NAMESPACES, namespace]))
+    expressions = [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded},
+        *selector.get("matchExpressions", []),
+    ]
+    return {**selector, "matchExpressions": expressions}

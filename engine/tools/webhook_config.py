@@ -32,6 +32,8 @@ class WebhookOptions:
     reinvocation_policy: str = "Never"
     failure_policy: str = "Fail"
     namespace_selector: dict[str, Any] = field(default_factory=dict)
+    # Flyte's value; the chart and `manifests` say None, which is what the webhook has.
+    side_effects: str = "NoneOnDryRun"
 
 
 def webhook_configuration(ca_pem: bytes, options: WebhookOptions) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def webhook_configuration(ca_pem: bytes, options: WebhookOptions) -> dict[str, A
                     }
                 ],
                 "failurePolicy": options.failure_policy,
-                "sideEffects": "NoneOnDryRun",
+                "sideEffects": options.side_effects,
                 "admissionReviewVersions": ["v1", "v1beta1"],
                 "objectSelector": {"matchLabels": {INJECT_LABEL: "true"}},
                 "namespaceSelector": options.namespace_selector,
