@@ -245,3 +245,30 @@ def test_running_manifests_again_with_a_cert_dir_changes_nothing(
     assert second == first
     code, _, err = run_cli(capsys, "manifests", "--cert-dir", str(tmp_path / "certs"), "--service", "other")
     assert code == 2 and "its certificate is for flyte-pod-webhook" in err
+
+
+def test_the_image_runs_the_python_the_tests_run_on_with_the_locked_dependencies() -> None:
+    """The Dockerfile's base is an exact Python release of this interpreter's minor version,
+    and it installs the lock, which holds every runtime dependency at a version pyproject
+    allows (scripts/lock_server.py writes it)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    text = (ROOT / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM python:(\d+)\.(\d+)\.(\d+)-slim-\w+", text, re.MULTILINE)
+    assert len(bases) == 2 and len(set(bases)) == 1, "both stages on one exact Python release"
+    assert tuple(map(int, bases[0][:2])) == sys.version_info[:2]
+    assert "-r requirements-server.lock" in text and "--no-deps ." in text
+    locked = {}
+    for line in (ROOT / "requirements-server.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            locked[canonicalize_name(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for spec in project["dependencies"] + project["optional-dependencies"]["server"]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{name} is not in requirements-server.lock; run scripts/lock_server.py"
+        assert requirement.specifier.contains(locked[name]), f"{name}=={locked[name]} breaks {spec}"
