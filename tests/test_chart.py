@@ -455,3 +455,85 @@ def test_the_chart_and_manifests_carry_an_operators_rules_and_templates_alike(
     assert sorted(ours) == sorted(chart)
     for key, obj in ours.items():
         assert obj == chart[key], key
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (["--set-string", "fullnameOverride=my_hook"], "at '/fullnameOverride'"),
+        (["--set-string", "webhook.name=Hook"], "at '/webhook/name'"),
+        (["--set", "config.secretpatch.limits.maxSecret=5"], "additional properties 'maxSecret' not allowed"),
+        (["--set", "config.secretpatch.limits.maxSecrets=0"], "at '/config/secretpatch/limits/maxSecrets'"),
+        (["--set", "certificates.certManager.issuerRef.kind=ClusterIssuer"], "missing property 'name'"),
+        (["--set", "templates.gcp__x\\.j2=x"], "invalid propertyName 'gcp__x.j2'"),
+        (["--set", "templates.\\.\\./escape\\.j2=x"], "invalid propertyName '../escape.j2'"),
+        (
+            [
+                "--set",
+                "existingTemplatesConfigMaps[0].name=t",
+                "--set",
+                "existingTemplatesConfigMaps[0].folder=..",
+            ],
+            "folder",
+        ),
+    ],
+)
+def test_names_paths_and_limits_the_cluster_or_the_engine_would_refuse_are_refused_by_the_schema(
+    setting: list[str], message: str
+) -> None:
+    """Found by an independent review: each rendered (or started) and then failed in the cluster."""
+    result = helm("template", "flyte", str(CHART), *setting, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_the_limits_the_schema_knows_are_the_engines() -> None:
+    import json
+
+    from secretpatch.core.limits import LIMIT_KEYS
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    limits = schema["properties"]["config"]["properties"]["secretpatch"]["properties"]["limits"]
+    assert sorted(limits["properties"]) == sorted(LIMIT_KEYS)
+
+
+def test_long_names_keep_certificates_cert_manager_accepts_and_volumes_kubernetes_accepts() -> None:
+    long_name = "flyte-production-secretpatch-webhook-eu-west1-and-more-x"
+    objects = render(
+        extra=(
+            "--set",
+            f"fullnameOverride={long_name}",
+            "--set",
+            "certificates.mode=certManager",
+            "--set",
+            "existingTemplatesConfigMaps[0].name=a",
+            "--set",
+            "existingTemplatesConfigMaps[0].folder=Vault_Templates",
+        )
+    )
+    for certificate in by_kind(objects, "Certificate"):
+        assert len(certificate["spec"].get("commonName", "")) <= 64
+    for version in ("1.31", "1.37"):
+        validate_object(one(objects, "Deployment"), version)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert pod["terminationGracePeriodSeconds"] == 35
+
+
+def test_the_release_namespace_may_be_let_in_for_single_namespace_setups() -> None:
+    (hook,) = one(
+        render(extra=("--set", "webhook.excludeReleaseNamespace=false")), "MutatingWebhookConfiguration"
+    )["webhooks"]
+    assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system", "kube-node-lease"]
+
+
+def test_the_service_monitor_verifies_with_the_given_ca_in_existing_secret_mode() -> None:
+    objects = render(
+        str(CHART / "ci" / "existing-secret-values.yaml"), extra=("--set", "serviceMonitor.enabled=true")
+    )
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["tlsConfig"]["ca"] == {
+        "configMap": {"name": "flyte-secretpatch-ca", "key": "ca.crt"}
+    }
+    ca_map = next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == "flyte-secretpatch-ca")
+    assert ca_map["data"]["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")

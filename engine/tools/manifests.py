@@ -92,7 +92,7 @@ def _pod_spec(options: DeployOptions) -> dict[str, Any]:
     return {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": GRACE_SECONDS + 5,
+        "terminationGracePeriodSeconds": GRACE_SECONDS + 10,
         "securityContext": {
             "fsGroup": 65532,
             "runAsGroup": 65532,
@@ -128,6 +128,8 @@ def _pod_spec(options: DeployOptions) -> dict[str, Any]:
                 "imagePullPolicy": "IfNotPresent",
                 "args": args,
                 "ports": [{"name": "https", "containerPort": options.port, "protocol": "TCP"}],
+                # Keep answering while the endpoint is removed from the Service.
+                "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
                 "readinessProbe": _probe("/readyz", 3),
                 "livenessProbe": _probe("/healthz", 6),
                 # No CPU limit: throttling a webhook delays every pod the API server creates.
@@ -183,7 +185,7 @@ def _cert_manager(options: DeployOptions) -> list[dict[str, Any]]:
             "metadata": meta(f"{name}-ca"),
             "spec": {
                 "isCA": True,
-                "commonName": f"{name} webhook CA",
+                "commonName": "secretpatch webhook CA",  # cert-manager refuses over 64 characters
                 "secretName": f"{name}-ca",
                 "duration": "87600h",
                 "privateKey": {"algorithm": "ECDSA", "size": 256},
@@ -202,12 +204,11 @@ def _cert_manager(options: DeployOptions) -> list[dict[str, Any]]:
             "metadata": meta(name),
             "spec": {
                 "secretName": options.secret_name,
-                "commonName": f"{name}.{namespace}.svc",
                 "dnsNames": [name, f"{name}.{namespace}", f"{name}.{namespace}.svc"],
                 "duration": "8760h",
                 "renewBefore": "720h",
                 "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-                "usages": ["server auth", "digital signature", "key encipherment"],
+                "usages": ["server auth", "digital signature"],
                 "issuerRef": {"name": f"{name}-ca", "kind": "Issuer"},
             },
         },
