@@ -537,3 +537,24 @@ def test_the_service_monitor_verifies_with_the_given_ca_in_existing_secret_mode(
     }
     ca_map = next(o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == "flyte-secretpatch-ca")
     assert ca_map["data"]["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_configmaps_an_operator_manages_roll_the_pods_at_the_next_upgrade(tmp_path: Path) -> None:
+    """Their content, read from the cluster when Helm renders, is part of a checksum."""
+
+    def checksum(api: Any, kubeconfig: Path, rules: str) -> str:
+        api.put(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "my-rules", "namespace": "flyte"},
+                "data": {"gcp.yaml": rules},
+            }
+        )
+        deployment = one(render_against(kubeconfig, "--set", "existingRulesConfigMap=my-rules"), "Deployment")
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/managed-config"])
+
+    with serving(tmp_path) as (api, kubeconfig):
+        first = checksum(api, kubeconfig, "name: gcp\n")
+        assert checksum(api, kubeconfig, "name: gcp\n") == first
+        assert checksum(api, kubeconfig, "name: gcp\nmanager: GCP\n") != first
