@@ -1,10 +1,12 @@
 """A stand-in for the Kubernetes API server, on 127.0.0.1, with just enough for helm's
 server-side dry run: the discovery documents of the kinds the chart renders, and GET of
-objects by name (404 unless one was put in `objects`).
+objects by name (404 unless one was put in `objects`), and for `secretpatch cluster-certs`
+creating (POST), replacing (PUT) and JSON-patching (PATCH) them.
 
 Helm's `lookup` is how the chart reuses its certificate Secret on upgrade, and it only
 answers against an API server: this lets tests run the real helm against a cluster that holds
-a given Secret, with no cluster at hand. It stores nothing helm sends and answers nothing else.
+a given Secret, with no cluster at hand; and `cluster-certs` to run its calls against
+something that keeps what it writes. It answers nothing else.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class FakeAPI:
         # "/api/v1/namespaces/<ns>/secrets/<name>" (the path helm GETs) -> the object
         self.objects: dict[str, dict[str, Any]] = {}
         self.paths: list[str] = []
+        self.writes: list[tuple[str, str]] = []
+        self.url = ""  # set once serving
 
     def put(self, obj: dict[str, Any]) -> None:
         kind, meta = obj["kind"], obj["metadata"]
@@ -80,6 +84,24 @@ class FakeAPI:
         found = self.objects.get(path)
         return (200, found) if found is not None else (404, NOT_FOUND)
 
+    def write(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+        import jsonpatch
+
+        self.writes.append((method, path))
+        if method == "POST":
+            path = f"{path}/{body['metadata']['name']}"
+            if path in self.objects:
+                return 409, {"kind": "Status", "code": 409, "message": "already exists"}
+            self.objects[path] = body
+            return 201, body
+        if path not in self.objects:
+            return 404, NOT_FOUND
+        if method == "PUT":
+            self.objects[path] = body
+        else:  # PATCH, application/json-patch+json
+            self.objects[path] = jsonpatch.apply_patch(self.objects[path], body)
+        return 200, self.objects[path]
+
 
 @contextmanager
 def serving(tmp_path: Path) -> Iterator[tuple[FakeAPI, Path]]:
@@ -91,7 +113,19 @@ def serving(tmp_path: Path) -> Iterator[tuple[FakeAPI, Path]]:
             pass
 
         def do_GET(self) -> None:
-            code, body = api.answer(self.path.split("?")[0])
+            self.reply(*api.answer(self.path.split("?")[0]))
+
+        def do_POST(self) -> None:
+            self.written()
+
+        do_PUT = do_PATCH = do_POST
+
+        def written(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"null")
+            self.reply(*api.write(self.command, self.path.split("?")[0], body))
+
+        def reply(self, code: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -102,6 +136,7 @@ def serving(tmp_path: Path) -> Iterator[tuple[FakeAPI, Path]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    api.url = f"http://127.0.0.1:{server.server_port}"
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\n"

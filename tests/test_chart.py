@@ -66,7 +66,15 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def test_there_is_a_values_file_for_each_case_the_chart_supports() -> None:
     names = {v.name.removesuffix("-values.yaml") for v in VALUES}
-    assert {"defaults", "cert-manager", "existing-secret", "ha", "custom-rules", "gke-private"} <= names
+    assert {
+        "defaults",
+        "cert-manager",
+        "existing-secret",
+        "ha",
+        "custom-rules",
+        "gke-private",
+        "gitops",
+    } <= names
 
 
 @pytest.mark.parametrize("values", VALUES, ids=lambda v: v.name)
@@ -558,3 +566,149 @@ def test_configmaps_an_operator_manages_roll_the_pods_at_the_next_upgrade(tmp_pa
         first = checksum(api, kubeconfig, "name: gcp\n")
         assert checksum(api, kubeconfig, "name: gcp\n") == first
         assert checksum(api, kubeconfig, "name: gcp\nmanager: GCP\n") != first
+
+
+def test_with_the_job_generator_every_render_is_the_same_and_the_job_may_touch_only_its_objects() -> None:
+    """For tools that render with `helm template` (Argo CD): nothing random in the objects."""
+    values = str(CHART / "ci" / "gitops-values.yaml")
+    first = helm("template", "flyte", str(CHART), "--namespace", "flyte", "-f", values).stdout
+    assert first == helm("template", "flyte", str(CHART), "--namespace", "flyte", "-f", values).stdout
+    objects = [o for o in yaml.safe_load_all(first) if o]
+    assert by_kind(objects, "Secret") == []
+    (hook,) = one(objects, "MutatingWebhookConfiguration")["webhooks"]
+    assert "caBundle" not in hook["clientConfig"]
+    job = one(objects, "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == [
+        "cluster-certs",
+        "--secret",
+        "flyte-secretpatch-tls",
+        "--webhook",
+        "flyte-secretpatch",
+        "--service",
+        "flyte-secretpatch",
+        "--namespace",
+        "flyte",
+        "--days",
+        "3650",
+    ]
+    role = one(objects, "Role")["rules"]
+    assert role[0] == {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["flyte-secretpatch-tls"],
+        "verbs": ["get", "update"],
+    }
+    assert one(objects, "ClusterRole")["rules"] == [
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations"],
+            "resourceNames": ["flyte-secretpatch"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    deployment_labels = one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    job_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert not deployment_labels.items() <= job_labels.items(), "the Job's pod is not one of the webhook's"
+
+
+def test_cluster_certs_makes_the_secret_once_keeps_it_and_writes_the_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the chart's Job runs, against a stand-in API server that keeps what it is sent."""
+    from cryptography import x509
+
+    from .conftest import run_cli
+
+    with serving(tmp_path) as (api, _):
+        objects = render(str(CHART / "ci" / "gitops-values.yaml"))
+        api.put(one(objects, "MutatingWebhookConfiguration"))
+        argv = [
+            "cluster-certs",
+            "--api-server",
+            api.url,
+            "--secret",
+            "flyte-secretpatch-tls",
+            "--webhook",
+            "flyte-secretpatch",
+            "--service",
+            "flyte-secretpatch",
+            "--namespace",
+            "flyte",
+        ]
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 0, err
+        assert "created (it does not exist); caBundle written to 1 webhook(s)" in err
+        secret = api.objects["/api/v1/namespaces/flyte/secrets/flyte-secretpatch-tls"]
+        webhooks = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/flyte-secretpatch"
+        assert api.objects[webhooks]["webhooks"][0]["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+        cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+        cert.verify_directly_issued_by(
+            x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+        )
+        # Again (the next upgrade): nothing is written.
+        writes = len(api.writes)
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 0 and "kept; caBundle written to 0 webhook(s)" in err
+        assert len(api.writes) == writes
+        # A certificate for another Service is replaced, and the new CA written.
+        code, _, err = run_cli(
+            capsys,
+            *[
+                a if a != "flyte-secretpatch" or i != argv.index("--service") + 1 else "other"
+                for i, a in enumerate(argv)
+            ],
+        )
+        assert code == 0 and "replaced (its certificate is not for other" in err
+        assert api.objects[webhooks]["webhooks"][0]["clientConfig"]["caBundle"] != secret["data"]["ca.crt"]
+        # Without the webhook configuration: a clear refusal.
+        del api.objects[webhooks]
+        code, _, err = run_cli(capsys, *argv)
+        assert (
+            code == 1
+            and "no MutatingWebhookConfiguration 'flyte-secretpatch'; install the chart first" in err
+        )
+
+
+def test_cluster_certs_renews_a_certificate_within_30_days_of_expiry() -> None:
+    import datetime
+
+    from secretpatch.webhook import certs, clustercerts
+
+    class Recorder:
+        def __init__(self, objects: dict[str, Any]) -> None:
+            self.objects, self.calls = objects, []
+
+        def call(self, method: str, path: str, body: Any = None, content_type: str = "") -> Any:
+            self.calls.append(method)
+            if method == "GET":
+                return self.objects.get(path)
+            if method == "PATCH":
+                import jsonpatch
+
+                body = jsonpatch.apply_patch(self.objects[path], body)
+            self.objects[path] = body
+            return body
+
+    pair = certs.generate("svc", "ns", days=40)
+    secret = certs.secret_manifest(pair, "svc-tls", "ns")
+    secret["metadata"]["resourceVersion"] = "7"
+    hooks = {"webhooks": [{"clientConfig": {}}]}
+    api = Recorder({"/api/v1/namespaces/ns/secrets/svc-tls": secret, f"{clustercerts.WEBHOOKS}/svc": hooks})
+    now = datetime.datetime.now(datetime.UTC)
+    kept = clustercerts.ensure(
+        api, namespace="ns", secret_name="svc-tls", webhook_name="svc", service="svc", days=365, now=now
+    )  # type: ignore[arg-type]
+    assert kept.secret == "kept"
+    later = clustercerts.ensure(
+        api,
+        namespace="ns",
+        secret_name="svc-tls",
+        webhook_name="svc",
+        service="svc",
+        days=365,
+        now=now + datetime.timedelta(days=15),
+    )  # type: ignore[arg-type]
+    assert later.secret.startswith("replaced (its certificate expires at")
+    assert api.objects["/api/v1/namespaces/ns/secrets/svc-tls"]["metadata"]["resourceVersion"] == "7"

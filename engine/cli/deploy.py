@@ -268,6 +268,41 @@ def _bundle(args: argparse.Namespace, service: str, namespace: str) -> Any:
     return bundle
 
 
+def cmd_cluster_certs(args: argparse.Namespace) -> int:
+    _server_extra("cluster-certs")
+    from ..webhook import clustercerts
+    from ..webhook.kubeapi import APIError, KubeAPI
+
+    namespace = args.namespace
+    if namespace is None:
+        try:
+            namespace = (
+                (Path("/var/run/secrets/kubernetes.io/serviceaccount") / "namespace").read_text().strip()
+            )
+        except OSError:
+            raise UsageError(
+                "give --namespace (not in a pod, so it cannot be read from the ServiceAccount)"
+            ) from None
+    try:
+        outcome = clustercerts.ensure(
+            KubeAPI.from_environment(args.api_server),
+            namespace=namespace,
+            secret_name=args.secret,
+            webhook_name=args.webhook,
+            service=args.service,
+            days=args.days,
+        )
+    except (APIError, LookupError) as exc:
+        print(f"secretpatch: cluster-certs: {exc}", file=sys.stderr)
+        return ExitCode.REJECTED
+    print(
+        f"Secret {namespace}/{args.secret}: {outcome.secret}; caBundle written to "
+        f"{outcome.webhooks} webhook(s) of {args.webhook}",
+        file=sys.stderr,
+    )
+    return ExitCode.OK
+
+
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     serve = commands.add_parser("serve", parents=[common], help="run the HTTPS webhook")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104
@@ -346,6 +381,26 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "--secret-name", help="the certificate Secret (default: secretName, else <service>-tls)"
     )
     manifests.set_defaults(func=cmd_manifests)
+
+    cluster = commands.add_parser(
+        "cluster-certs",
+        parents=[common],
+        help="make or keep the certificate Secret in the cluster and put its CA in the webhook configuration",
+        description="What the chart's certificate Job runs (certificates.selfSigned.generator: job). "
+        "The Secret is kept while its certificate is for the Service and more than 30 days from "
+        "expiry; otherwise a new CA and certificate replace it. Then every webhook of the "
+        "configuration gets the CA as its caBundle.",
+    )
+    cluster.add_argument("--secret", required=True, help="the certificate Secret")
+    cluster.add_argument("--webhook", required=True, help="the MutatingWebhookConfiguration")
+    cluster.add_argument("--service", required=True, help="the webhook's Service")
+    cluster.add_argument("--namespace", help="their namespace (default: the pod's)")
+    cluster.add_argument("--days", type=int, default=3650, help="validity of new certificates (default 3650)")
+    cluster.add_argument(
+        "--api-server",
+        help="the API server's URL (default: the cluster's, from inside a pod; or kubectl proxy's)",
+    )
+    cluster.set_defaults(func=cmd_cluster_certs)
 
 
 __all__ = ["add_commands"]
