@@ -41,6 +41,13 @@ def go_join(*parts: str) -> str:
 def gcloud_line(group: str, version: str) -> str:
     secret_dir = go_join(MOUNT_PATH, group).lower()
     secret_path = go_join(secret_dir, version).lower()
+    regional = group.split("/")
+    if len(regional) == 6 and regional[2] == "locations":  # gcloud needs --location for these
+        _, project, _, location, _, name = regional
+        return (
+            f"gcloud secrets versions access {version} --secret={name} --project={project} "
+            f"--location={location} --out-file={secret_path}; chmod +rX {secret_dir} {secret_path}"
+        )
     return (
         f"gcloud secrets versions access {group}/versions/{version} --out-file={secret_path} || "
         f"gcloud secrets versions access {version} --secret={group} --out-file={secret_path}; "

@@ -128,7 +128,8 @@ def test_on_refusal_admit_lets_the_pod_through_unchanged_with_a_warning_per_refu
         "secretpatch admitted the pod unchanged, without any of its secrets (onRefusal: admit): "
         "2 secret requests cannot be injected",
         'flyte.secrets/s1: group "a;b" is not valid: it must be a secret ID (1 to 255 letters, digits, '
-        "'-' or '_') or projects/<project-id-or-number>/secrets/<secret-id>",
+        "'-' or '_'), projects/<project-id-or-number>/secrets/<secret-id>, or "
+        "projects/<project-id-or-number>/locations/<location>/secrets/<secret-id>",
         "flyte.secrets/s2: mount_requirement ENV_VAR is not supported with GCP Secret Manager (the "
         "secret is written to a file); request FILE or ANY",
     ]

@@ -46,6 +46,10 @@ STORE = {
         "aliases": {"prod": "3"},
     },
     "projects/shared-secrets/secrets/Signing_Key": {"versions": {"7": "-----BEGIN KEY-----"}},
+    "projects/shared-secrets/locations/us-central1/secrets/Regional_Key": {
+        "versions": {"2": "regional-v2", "3": "regional-v3"},
+        "aliases": {"prod": "2"},
+    },
     f"projects/{PROJECT}/secrets/forbidden": {"versions": {"1": "x"}, "denied": True},
 }
 
@@ -140,6 +144,19 @@ def test_a_bare_name_is_fetched_by_the_fallback_and_a_full_name_by_the_first_for
     assert "Failed to find attribute [secret]" in bare["stderr"], "the first form must fail for a bare name"
     assert bare["code"] == 0
     assert full["stderr"] == "" and full["code"] == 0
+
+
+@pytest.mark.parametrize("version", ["3", "latest", "prod"])
+def test_a_regional_secret_is_fetched_with_its_location_and_lands_where_flytekit_reads_it(
+    tmp_path: Path, version: str
+) -> None:
+    group = "projects/shared-secrets/locations/us-central1/secrets/Regional_Key"
+    _, results, reads = start_pod(tmp_path, [{"group": group, "group_version": version}])
+    (fetch,) = results["init"]
+    assert fetch["code"] == 0 and fetch["stderr"] == ""
+    read = results["reads"][reads[f"{group}/{version}"]]
+    expected = {"3": "regional-v3", "latest": "regional-v3", "prod": "regional-v2"}[version]
+    assert read["ok"] is True and read["data"] == expected
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,17 @@ def test_there_are_at_least_thirty_hostile_values_per_field() -> None:
         ("projects/My-Project/secrets/s", False),
         ("projects/abc/secrets/s", False),
         ("projects/p-12345/secrets/", False),
-        ("projects/p-12345/locations/us/secrets/s", False),
+        ("projects/p-12345/locations/us/secrets/s", True),  # regional (a multi-region name)
+        ("projects/p-12345/locations/us-central1/secrets/s", True),
+        ("projects/123456789/locations/northamerica-northeast2/secrets/s", True),
+        ("projects/p-12345/locations/US-central1/secrets/s", False),
+        ("projects/p-12345/locations/us-central1/versions/1", False),
+        ("projects/p-12345/locations//secrets/s", False),
+        ("projects/p-12345/locations/us;id/secrets/s", False),
+        ("projects/p-12345/locations/../secrets/s", False),
+        ("projects/p-12345/locations/$(id)/secrets/s", False),
+        ("projects/p-12345/locations/us-central1/secrets/s/versions/1", False),
+        ("projects/p-12345/locations/us-central1-a/secrets/s", False),  # a zone
         ("projects/p-12345/secrets/s/versions/1", False),
         ("a.b", False),
         ("a/b", False),
