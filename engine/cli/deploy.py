@@ -1,4 +1,5 @@
-"""The commands that run or deploy the webhook: serve, certs, webhook-config, manifests.
+"""The commands that run the webhook and make its pieces: serve, certs, webhook-config.
+install.py puts them together for a cluster (manifests, cluster-certs).
 
 They need the `server` extra (uvicorn, cryptography, ...), imported only when one of them
 runs, so that `render` and `review` work with the engine's dependencies alone.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,11 @@ from .flags import limit_flags, webhook_flags
 from .io import ExitCode, UsageError, require
 
 
-def _server_extra(what: str) -> None:
+def require_server(what: str) -> None:
     require(what, "server", "cryptography", "uvicorn")
 
 
-def _flyte(args: argparse.Namespace, key: str, default: Any) -> Any:
+def flyte_key(args: argparse.Namespace, key: str, default: Any) -> Any:
     """A Flyte webhook key from --config, for defaults that flags override."""
     if args.config is None:
         return default
@@ -32,7 +32,7 @@ def _flyte(args: argparse.Namespace, key: str, default: Any) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _server_extra("serve")
+    require_server("serve")
     from ..core.runtime import Engine
     from ..webhook.connections import ConnectionLimits
     from ..webhook.run import ServeError, configure_logging, dev_cert_dir, serve
@@ -67,10 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    _server_extra("certs")
+    require_server("certs")
     from ..webhook import certs
 
-    service = args.service or _flyte(args, "serviceName", "flyte-pod-webhook")
+    service = args.service or flyte_key(args, "serviceName", "flyte-pod-webhook")
     if args.out_dir is None and args.secret is None:
         raise UsageError("say where the certificates go: --out-dir DIR, --secret NAME, or both")
     if args.renew:
@@ -105,20 +105,10 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 # Without --config: Flyte's defaults written out, as the chart's values.yaml has them.
-DEFAULT_CONFIG = """webhook:
-  secretManagerTypes: [GCP]
-  gcpSecretManager:
-    sidecarImage: gcr.io/google.com/cloudsdktool/cloud-sdk:alpine
-    resources:
-      requests: {cpu: 200m, memory: 500Mi}
-      limits: {cpu: 200m, memory: 500Mi}
-"""
-
-
 def default_secret_name(args: argparse.Namespace, service: str) -> str:
     """The certificate Secret's name: the config's secretName, else `<service>-tls`, as the
     chart names it. `certs --secret` and `manifests` agree on it."""
-    return str(_flyte(args, "secretName", f"{service}-tls"))
+    return str(flyte_key(args, "secretName", f"{service}-tls"))
 
 
 def cmd_webhook_config(args: argparse.Namespace) -> int:
@@ -130,14 +120,14 @@ def cmd_webhook_config(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read {args.ca_file}: {exc.strerror}") from None
     if b"BEGIN CERTIFICATE" not in ca:
         raise UsageError(f"{args.ca_file} is not a PEM certificate")
-    print(yaml.safe_dump(webhook_configuration(ca, _webhook_options(args)), sort_keys=False), end="")
+    print(yaml.safe_dump(webhook_configuration(ca, webhook_options(args)), sort_keys=False), end="")
     return ExitCode.OK
 
 
-def _webhook_options(args: argparse.Namespace) -> Any:
+def webhook_options(args: argparse.Namespace) -> Any:
     from ..tools.webhook_config import WebhookOptions
 
-    selector = _flyte(args, "namespaceSelector", {})
+    selector = flyte_key(args, "namespaceSelector", {})
     if args.namespace_selector is not None:
         try:
             selector = json.loads(args.namespace_selector)
@@ -148,159 +138,15 @@ def _webhook_options(args: argparse.Namespace) -> Any:
     if not 1 <= args.timeout_seconds <= 30:
         raise UsageError("timeoutSeconds must be between 1 and 30 (the API server's limits)")
     return WebhookOptions(
-        service=args.service or _flyte(args, "serviceName", "flyte-pod-webhook"),
+        service=args.service or flyte_key(args, "serviceName", "flyte-pod-webhook"),
         namespace=args.namespace,
         name=args.name,
-        port=args.port if args.port is not None else int(_flyte(args, "servicePort", 443)),
+        port=args.port if args.port is not None else int(flyte_key(args, "servicePort", 443)),
         timeout_seconds=args.timeout_seconds,
         reinvocation_policy=args.reinvocation_policy,
         failure_policy=args.failure_policy,
         namespace_selector=selector,
     )
-
-
-def cmd_manifests(args: argparse.Namespace) -> int:
-    from .. import __version__
-    from ..tools.manifests import CONTAINER_PORT, DeployOptions, cluster_objects, excluding_system_namespaces
-
-    webhook = _webhook_options(args)
-    webhook = replace(
-        webhook,
-        side_effects="None",
-        namespace_selector=excluding_system_namespaces(webhook.namespace_selector, webhook.namespace),
-    )
-    config_text = DEFAULT_CONFIG
-    folders: dict[str, dict[str, str]] = {}
-    if args.config is not None:
-        config_text, folders = _config_and_folders(args.config)
-    if args.replicas < 1:
-        raise UsageError("--replicas must be 1 or more")
-    options = DeployOptions(
-        webhook=webhook,
-        image=args.image or f"secretpatch:{__version__}",
-        secret_name=args.secret_name or default_secret_name(args, webhook.service),
-        replicas=args.replicas,
-        cert_manager=args.cert_manager,
-        config_text=config_text,
-        port=int(_flyte(args, "listenPort", CONTAINER_PORT)),
-        folders=folders,
-    )
-    ca_pem, secret = None, None
-    if not args.cert_manager:
-        _server_extra("manifests (its certificates)")
-        from ..webhook import certs
-
-        bundle = _bundle(args, webhook.service, webhook.namespace)
-        ca_pem, secret = bundle.ca_cert, certs.secret_manifest(bundle, options.secret_name, webhook.namespace)
-        secret["metadata"]["labels"] = {
-            "app.kubernetes.io/name": "secretpatch",
-            "app.kubernetes.io/instance": webhook.service,
-        }
-    print(yaml.safe_dump_all(cluster_objects(options, ca_pem, secret), sort_keys=False), end="")
-    return ExitCode.OK
-
-
-def _config_and_folders(path: Path) -> tuple[str, dict[str, dict[str, str]]]:
-    """The config file's text for the ConfigMap, and the operator's rules and templates, with
-    the config pointed at where the ConfigMaps are mounted."""
-    from ..core.runtime import Engine
-    from ..tools.manifests import FOLDER_ROOT, file_key
-
-    config = Engine.from_config(path).config  # refuse a broken config here, not in the cluster
-    text = Path(path).read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
-    folders: dict[str, dict[str, str]] = {}
-    for kind, folder in (("rules", config.rules_dir), ("templates", config.templates_dir)):
-        if folder is None:
-            continue
-        found = sorted(folder.glob("*.yaml")) if kind == "rules" else sorted(folder.rglob("*"))
-        files = {
-            p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
-            for p in found
-            if p.is_file() and "__pycache__" not in p.parts
-        }
-        for name in files:
-            try:
-                file_key(name)
-            except ValueError as exc:
-                raise UsageError(f"{folder}: {exc}; rename it to put it in a ConfigMap") from None
-        folders[kind] = files
-        own = data
-        for part in config.own_path:
-            own = own.setdefault(part, {}) if isinstance(own, dict) else own
-        own[kind] = f"{FOLDER_ROOT}/{kind}"
-    if folders:
-        note = "# Written by secretpatch manifests: the rules and templates folders are ConfigMaps mounted here.\n"
-        text = note + yaml.safe_dump(data, sort_keys=False)
-    return text, folders
-
-
-def _bundle(args: argparse.Namespace, service: str, namespace: str) -> Any:
-    """The certificates: from --cert-dir when it has them (so that running `manifests` again
-    changes nothing), else new ones, written to --cert-dir when it is given."""
-    from ..webhook import certs
-
-    directory: Path | None = args.cert_dir
-    names = ("ca.crt", "ca.key", "tls.crt", "tls.key")
-    if directory is not None and all((directory / n).is_file() for n in names):
-        try:
-            bundle = certs.Bundle(*((directory / n).read_bytes() for n in names))
-            info = certs.describe(bundle.cert)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--cert-dir {directory}: cannot read its certificates: {exc}") from None
-        expected = certs.dns_names(service, namespace)
-        if not set(expected) <= set(info["sans"]):
-            raise UsageError(
-                f"--cert-dir {directory}: its certificate is for {', '.join(info['sans'])}, not "
-                f"{', '.join(expected)}; give another folder, or --service/--namespace to match"
-            )
-        print(f"reusing the certificates in {directory} (valid until {info['not_after']})", file=sys.stderr)
-        return bundle
-    bundle = certs.generate(service, namespace, days=args.days)
-    if directory is not None:
-        certs.write_files(bundle, directory)
-        print(
-            f"wrote new certificates to {directory}; ca.key is the CA's private key: keep it "
-            "private (it signs certificates the API server trusts for this webhook) and keep it "
-            "for the next run, which reuses these files",
-            file=sys.stderr,
-        )
-    return bundle
-
-
-def cmd_cluster_certs(args: argparse.Namespace) -> int:
-    _server_extra("cluster-certs")
-    from ..webhook import clustercerts
-    from ..webhook.kubeapi import APIError, KubeAPI
-
-    namespace = args.namespace
-    if namespace is None:
-        try:
-            namespace = (
-                (Path("/var/run/secrets/kubernetes.io/serviceaccount") / "namespace").read_text().strip()
-            )
-        except OSError:
-            raise UsageError(
-                "give --namespace (not in a pod, so it cannot be read from the ServiceAccount)"
-            ) from None
-    try:
-        outcome = clustercerts.ensure(
-            KubeAPI.from_environment(args.api_server),
-            namespace=namespace,
-            secret_name=args.secret,
-            webhook_name=args.webhook,
-            service=args.service,
-            days=args.days,
-        )
-    except (APIError, LookupError) as exc:
-        print(f"secretpatch: cluster-certs: {exc}", file=sys.stderr)
-        return ExitCode.REJECTED
-    print(
-        f"Secret {namespace}/{args.secret}: {outcome.secret}; caBundle written to "
-        f"{outcome.webhooks} webhook(s) of {args.webhook}",
-        file=sys.stderr,
-    )
-    return ExitCode.OK
 
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -356,51 +202,6 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     hook.add_argument("--ca-file", type=Path, required=True, help="the CA certificate (ca.crt) for caBundle")
     webhook_flags(hook)
     hook.set_defaults(func=cmd_webhook_config)
-
-    manifests = commands.add_parser(
-        "manifests", parents=[common], help="print every object a cluster needs, for kubectl apply -f -"
-    )
-    webhook_flags(manifests)
-    manifests.add_argument(
-        "--image", help="the secretpatch image (default secretpatch:<version>; build it from the Dockerfile)"
-    )
-    manifests.add_argument("--replicas", type=int, default=2, help="webhook replicas (default 2)")
-    manifests.add_argument(
-        "--cert-manager", action="store_true", help="let cert-manager issue and renew the certificate"
-    )
-    manifests.add_argument(
-        "--days", type=int, default=3650, help="validity of generated certificates (default 3650)"
-    )
-    manifests.add_argument(
-        "--cert-dir",
-        type=Path,
-        help="reuse the certificates in DIR (ca.crt, ca.key, tls.crt, tls.key), or write new ones "
-        "there, so that running manifests again changes no certificate",
-    )
-    manifests.add_argument(
-        "--secret-name", help="the certificate Secret (default: secretName, else <service>-tls)"
-    )
-    manifests.set_defaults(func=cmd_manifests)
-
-    cluster = commands.add_parser(
-        "cluster-certs",
-        parents=[common],
-        help="make or keep the certificate Secret in the cluster and put its CA in the webhook configuration",
-        description="What the chart's certificate Job runs (certificates.selfSigned.generator: job). "
-        "The Secret is kept while its certificate is for the Service and more than 30 days from "
-        "expiry; otherwise a new CA and certificate replace it. Then every webhook of the "
-        "configuration gets the CA as its caBundle.",
-    )
-    cluster.add_argument("--secret", required=True, help="the certificate Secret")
-    cluster.add_argument("--webhook", required=True, help="the MutatingWebhookConfiguration")
-    cluster.add_argument("--service", required=True, help="the webhook's Service")
-    cluster.add_argument("--namespace", help="their namespace (default: the pod's)")
-    cluster.add_argument("--days", type=int, default=3650, help="validity of new certificates (default 3650)")
-    cluster.add_argument(
-        "--api-server",
-        help="the API server's URL (default: the cluster's, from inside a pod; or kubectl proxy's)",
-    )
-    cluster.set_defaults(func=cmd_cluster_certs)
 
 
 __all__ = ["add_commands"]

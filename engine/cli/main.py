@@ -1,5 +1,5 @@
 """The command line: argv parsed into one of the commands (render and review here, the
-others in deploy.py and operator.py), and every error turned into its exit code and one
+others in deploy.py, install.py and operator.py), and every error turned into its exit code and one
 message on stderr (io.ExitCode: 0 done; 1 a secret was rejected; 2 bad usage, unreadable
 input, or a broken config, rule or template).
 """
@@ -19,7 +19,7 @@ from .. import __version__
 from ..core.errors import InputError, LoadError, Rejected, RenderError
 from ..core.mutation import Mutation
 from ..core.runtime import Engine
-from . import deploy, operator
+from . import deploy, install, operator
 from .io import ExitCode, UsageError, read_document, read_pod
 
 
@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("review", metavar="REVIEW")
     review.set_defaults(func=cmd_review)
     deploy.add_commands(commands, common)
+    install.add_commands(commands, common)
     operator.add_commands(commands, common)
     return parser
 
