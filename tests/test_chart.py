@@ -475,6 +475,26 @@ def test_the_chart_and_manifests_carry_an_operators_rules_and_templates_alike(
         assert obj == chart[key], key
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("securityContext.capabilities=null", "missing property 'capabilities'"),
+        ("securityContext.allowPrivilegeEscalation=null", "missing property 'allowPrivilegeEscalation'"),
+        ("securityContext.allowPrivilegeEscalation=true", "at '/securityContext/allowPrivilegeEscalation'"),
+        ("securityContext.privileged=true", "at '/securityContext/privileged'"),
+        ("securityContext.capabilities.add={NET_ADMIN}", "at '/securityContext/capabilities/add/0'"),
+        ("securityContext.capabilities.drop={NET_RAW}", "at '/securityContext/capabilities/drop'"),
+        ("podSecurityContext=null", "missing property 'podSecurityContext'"),
+        ("podSecurityContext.seccompProfile=null", "missing property 'seccompProfile'"),
+        ("podSecurityContext.runAsNonRoot=false", "at '/podSecurityContext/runAsNonRoot'"),
+        ("podSecurityContext.runAsUser=0", "at '/podSecurityContext/runAsUser'"),
+    ],
+)
+def test_security_contexts_cannot_leave_the_restricted_profile(setting: str, message: str) -> None:
+    """Found by the review: each rendered a pod that the restricted profile refuses."""
+    assert message in refusal(["--set", setting])
+
+
 def test_the_limits_the_schema_knows_are_the_engines() -> None:
     import json
 
