@@ -357,3 +357,48 @@ def test_a_character_yaml_does_not_allow_is_one_line_naming_its_line(tmp_path: P
     assert str(caught.value).startswith(f"{tmp_path / 'rules' / 'gcp.yaml'}:{line}: invalid YAML: ")
     assert "\n" not in str(caught.value) and caught.value.source == "# a bell \x07"
     assert caught.value.excerpt().endswith(f"  {line} | # a bell \\x07")
+
+
+def test_what_a_rule_accepts_may_depend_on_its_values(tmp_path: Path) -> None:
+    """A setting under `accept` written as one expression over `values` is evaluated at load:
+    an operator's switch (secretpatch.values) can let a rule take ENV_VAR requests or make a
+    field optional, with no code."""
+    rule = GCP_RULE.replace(
+        "  mountRequirement:\n    ANY: true\n",
+        "  mountRequirement:\n    ANY: \"{{ true if values.keyFiles else 'turn keyFiles on for ANY' }}\"\n",
+    ).replace(
+        "    group_version:\n      required: true\n",
+        '    group_version:\n      required: "{{ not values.keyFiles }}"\n',
+    )
+    assert rule.count("values.keyFiles") == 2
+    default = engine_with(tmp_path, rule)
+    with pytest.raises(Rejected, match="turn keyFiles on for ANY"):
+        default.mutate(flyte_pod({"group": "a", "group_version": "1"}))
+    assert default.rules[0].fields["group_version"].required is True
+    (tmp_path / "config.yaml").write_text(
+        f"secretpatch:\n  rules: {tmp_path / 'rules'}\n  templates: {tmp_path / 'templates'}\n"
+        "  values:\n    gcp: {keyFiles: true}\n"
+    )
+    switched = Engine.from_config(tmp_path / "config.yaml")
+    assert switched.mutate(flyte_pod({"group": "a", "group_version": "1"})).patch
+    assert switched.rules[0].fields["group_version"].required is False
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('"{{ values.nosuch.deeper }}"', "has no attribute 'nosuch'"),
+        ('"{{ 1 // 0 }}"', "by zero"),
+        ('"{{ secret.group }}"', "'secret' is undefined"),
+        ('"{{ values.keyFiles + }}"', "unexpected"),
+        ('"{{ 3 }}"', "use true to accept, a refusal message, or an expression over values"),
+    ],
+)
+def test_an_expression_under_accept_that_fails_names_file_and_line(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    rule = GCP_RULE.replace("    FILE: true\n", f"    FILE: {setting}\n")
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, rule)
+    assert caught.value.line == line_of(rule, "    FILE: ")
+    assert message in caught.value.message

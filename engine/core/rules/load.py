@@ -96,8 +96,8 @@ def compile_rule(
         config_section=section,
         config_keys=tuple(config_keys),
         values=values,
-        mount=_mount(doc),
-        fields=_fields(doc),
+        mount=_mount(doc, env, values),
+        fields=_fields(doc, env, values),
     )
     texts = data.get("texts") or {}
     if not isinstance(texts, Mapping):
@@ -170,7 +170,33 @@ def _check_keys(
             raise doc.error((*path, key), f"unknown key {key!r}; {closest(key, valid)}")
 
 
-def _mount(doc: yamldoc.Doc) -> dict[str, bool | str]:
+_WHOLE_EXPRESSION = re.compile(r"\A\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\Z", re.DOTALL)
+
+
+def _by_values(
+    doc: yamldoc.Doc, path: tuple[str | int, ...], value: Any, env: jinja2.Environment, values: dict[str, Any]
+) -> Any:
+    """A rule setting written as one Jinja expression over `values` ("{{ ... }}"), evaluated
+    once, here: what the rule accepts may depend on an operator's switch
+    (`secretpatch.values`), and no request is needed to know it. Anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    match = _WHOLE_EXPRESSION.match(value.strip())
+    if match is None:
+        return value
+    try:
+        expression = env.compile_expression(match.group("expr"), undefined_to_none=False)
+        result = expression(values=values)
+    except jinja2.TemplateError as exc:
+        raise doc.error(path, f"{value.strip()!r}: {exc.message or exc}") from None
+    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        raise doc.error(path, f"{value.strip()!r}: {exc}") from None
+    if isinstance(result, jinja2.Undefined):
+        raise doc.error(path, f"{value.strip()!r} names something values do not have")
+    return result
+
+
+def _mount(doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]) -> dict[str, bool | str]:
     accept = doc.data.get("accept") or {}
     if not isinstance(accept, Mapping):
         raise doc.error(("accept",), "accept must be a mapping")
@@ -178,6 +204,9 @@ def _mount(doc: yamldoc.Doc) -> dict[str, bool | str]:
     mount = accept.get("mountRequirement", {"ANY": True, "FILE": True})
     if not isinstance(mount, Mapping):
         raise doc.error(("accept", "mountRequirement"), "mountRequirement must be a mapping")
+    mount = {
+        key: _by_values(doc, ("accept", "mountRequirement", key), v, env, values) for key, v in mount.items()
+    }
     for key, verdict in mount.items():
         if key not in MOUNT_TYPES:
             raise doc.error(
@@ -185,11 +214,14 @@ def _mount(doc: yamldoc.Doc) -> dict[str, bool | str]:
                 f"unknown mount requirement {key!r}; {closest(key, MOUNT_TYPES)}",
             )
         if verdict is not True and not (isinstance(verdict, str) and verdict):
-            raise doc.error(("accept", "mountRequirement", key), "use true to accept, or a refusal message")
+            raise doc.error(
+                ("accept", "mountRequirement", key),
+                "use true to accept, a refusal message, or an expression over values giving one of them",
+            )
     return dict(mount)
 
 
-def _fields(doc: yamldoc.Doc) -> dict[str, FieldRule]:
+def _fields(doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]) -> dict[str, FieldRule]:
     fields = (doc.data.get("accept") or {}).get("fields") or {}
     path: tuple[str | int, ...] = ("accept", "fields")
     if not isinstance(fields, Mapping):
@@ -201,9 +233,12 @@ def _fields(doc: yamldoc.Doc) -> dict[str, FieldRule]:
         if not isinstance(spec, Mapping):
             raise doc.error((*path, name), "a field's grammar must be a mapping")
         _check_keys(doc, (*path, name), spec, FIELD_KEYS)
-        required = spec.get("required", False)
+        required = _by_values(doc, (*path, name, "required"), spec.get("required", False), env, values)
         if not isinstance(required, bool):
-            raise doc.error((*path, name, "required"), "required must be true or false")
+            raise doc.error(
+                (*path, name, "required"),
+                "required must be true, false, or an expression over values giving one",
+            )
         rule = spec.get("rule")
         if not isinstance(rule, str) or not rule:
             raise doc.error(
