@@ -38,9 +38,12 @@ def go_join(*parts: str) -> str:
     return posixpath.normpath(joined) if joined else ""
 
 
-def gcloud_line(group: str, version: str) -> str:
+def gcloud_line(group: str, version: str, key: str = "", *, flyte2: bool = False) -> str:
     secret_dir = go_join(MOUNT_PATH, group).lower()
     secret_path = go_join(secret_dir, version).lower()
+    if flyte2 and not version:  # a Flyte 2 request: the latest version, into <group>/<key> or <key>
+        group, version = group or key, "latest"
+        secret_path = go_join(secret_dir, key).lower()
     regional = group.split("/")
     if len(regional) == 6 and regional[2] == "locations":  # gcloud needs --location for these
         _, project, _, location, _, name = regional
@@ -79,13 +82,16 @@ def reference_mutate(
     image: str = DEFAULT_IMAGE,
     resources: dict[str, Any] | None = None,
     flyte: str = "v2",
+    *,
+    flyte2_requests: bool = False,
 ) -> dict[str, Any]:
-    """The pod as Flyte 2.0 (`flyte="v2"`) or 1.16 (`"v1"`) mutates it."""
+    """The pod as Flyte 2.0 (`flyte="v2"`) or 1.16 (`"v1"`) mutates it; with
+    `flyte2_requests`, taking the requests of Flyte 2's SDK too."""
     add_env = _prepend_env if flyte == "v2" else _append_env_if_absent
     pod = copy.deepcopy(pod)
     spec = pod["spec"]
     for req in requests:
-        if not req.group or not req.group_version:
+        if not flyte2_requests and (not req.group or not req.group_version):
             raise RefRejected("group and group_version are required")
         if req.mount_requirement == "ENV_VAR":
             raise RefRejected("ENV_VAR")
@@ -98,7 +104,11 @@ def reference_mutate(
             {
                 "name": f"gcp-pull-secret-{len(inits)}",
                 "image": image,
-                "command": ["sh", "-ec", gcloud_line(req.group, req.group_version)],
+                "command": [
+                    "sh",
+                    "-ec",
+                    gcloud_line(req.group, req.group_version, req.key, flyte2=flyte2_requests),
+                ],
                 "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH}],
                 # requests or limits given replace that map of the default only
                 "resources": copy.deepcopy({**DEFAULT_RESOURCES, **(resources or {})}),

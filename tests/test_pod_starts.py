@@ -51,17 +51,26 @@ STORE = {
         "aliases": {"prod": "2"},
     },
     f"projects/{PROJECT}/secrets/forbidden": {"versions": {"1": "x"}, "denied": True},
+    f"projects/{PROJECT}/secrets/api-token": {"versions": {"1": "t1", "4": "t4"}},
 }
 
 
 def start_pod(
-    tmp_path: Path, requests: list[dict[str, str]], config: dict[str, Any] | None = None, **pod_spec: Any
+    tmp_path: Path,
+    requests: list[dict[str, str]],
+    config: dict[str, Any] | None = None,
+    read_at: dict[str, str] | None = None,
+    **pod_spec: Any,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Start the pod; the task reads each secret where flytekit looks for it, or at `read_at`
+    (name -> path under FLYTE_SECRETS_DEFAULT_DIR) where another runtime does."""
     pod = Engine.from_config(config).mutate(flyte_pod(*requests, **pod_spec)).pod
     task = pod["spec"]["containers"][0]
     env = {var["name"]: var.get("value", "") for var in task["env"]}
     reads = {}
-    for request in requests:
+    if read_at is not None:
+        reads = {name: f"{env['FLYTE_SECRETS_DEFAULT_DIR']}/{path}" for name, path in read_at.items()}
+    for request in requests if read_at is None else []:
         # flytekit: join(DEFAULT_DIR, lower(group), lower(version)[, lower(key)]), prefix on the last part
         parts = [env["FLYTE_SECRETS_DEFAULT_DIR"], request["group"].lower(), request["group_version"].lower()]
         if request.get("key"):
@@ -144,6 +153,23 @@ def test_a_bare_name_is_fetched_by_the_fallback_and_a_full_name_by_the_first_for
     assert "Failed to find attribute [secret]" in bare["stderr"], "the first form must fail for a bare name"
     assert bare["code"] == 0
     assert full["stderr"] == "" and full["code"] == 0
+
+
+def test_flyte_2_requests_read_the_latest_version_where_flyte_2_puts_secret_files(tmp_path: Path) -> None:
+    """flyte.Secret(key="api-token", mount=...) and flyte.Secret(key="x", group="db-password"):
+    no version, so the latest; a key without a group names the secret."""
+    _, results, reads = start_pod(
+        tmp_path,
+        [
+            {"key": "api-token", "mount_requirement": "FILE"},
+            {"group": "db-password", "key": "primary", "mount_requirement": "FILE"},
+        ],
+        config={"secretpatch": {"values": {"gcp": {"flyte2Requests": True}}}},
+        read_at={"api-token": "api-token", "db-password": "db-password/primary"},
+    )
+    assert [init["code"] for init in results["init"]] == [0, 0]
+    assert results["reads"][reads["api-token"]] == {"ok": True, "data": "t4"}
+    assert results["reads"][reads["db-password"]] == {"ok": True, "data": "hunter3"}
 
 
 @pytest.mark.parametrize("version", ["3", "latest", "prod"])

@@ -48,6 +48,15 @@ ENV = jinja2.Environment()
         ("{% for x in [1] %}{{ secret.env_var }}{% endfor %}", {}, {"env_var"}),
         ("{% macro m() %}{{ secret.key }}{% endmacro %}", {}, {"key"}),
         ("{{ values.mountPath }}", {"mountPath": "/x"}, set()),
+        # A value the rule may lack, with a default: known either way.
+        ("{% if values.new | default(false) and secret.key %}{{ secret.key }}{% endif %}", {}, set()),
+        (
+            "{% if values.new | default(false) and secret.key %}{{ secret.key }}{% endif %}",
+            {"new": True},
+            {"key"},
+        ),
+        ("{% if values.new | default(true) %}{{ secret.key }}{% endif %}", {}, {"key"}),
+        ("{% if values.new %}{{ secret.key }}{% endif %}", {}, {"key"}),  # missing: an error, so unknown
         # A block is defined whatever branch it is in: self.k() renders it from anywhere.
         (
             "{% if values.off %}{% block k %}{{ secret.key }}{% endblock %}{% endif %}{{ self.k() }}",

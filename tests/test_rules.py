@@ -367,7 +367,7 @@ def test_what_a_rule_accepts_may_depend_on_its_values(tmp_path: Path) -> None:
         "  mountRequirement:\n    ANY: true\n",
         "  mountRequirement:\n    ANY: \"{{ true if values.keyFiles else 'turn keyFiles on for ANY' }}\"\n",
     ).replace(
-        "    group_version:\n      required: true\n",
+        '    group_version:\n      required: "{{ not values.flyte2Requests }}"\n',
         '    group_version:\n      required: "{{ not values.keyFiles }}"\n',
     )
     assert rule.count("values.keyFiles") == 2

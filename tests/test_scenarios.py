@@ -102,7 +102,9 @@ def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str
     section = config.get("webhook", config).get("gcpSecretManager", {})
     # Quantities as Kubernetes writes them (tests/test_quantity.py checks the conversion).
     resources = canonical_resources(section.get("resources")) if section.get("resources") else None
-    requests = [Req(i.secret.group, i.secret.group_version) for i in mutation.injected]
+    requests = [Req(i.secret.group, i.secret.group_version, i.secret.key) for i in mutation.injected]
+    own = config.get("secretpatch") or (config.get("webhook") or {}).get("secretpatch") or {}
+    flyte2 = bool((own.get("values") or {}).get("gcp", {}).get("flyte2Requests"))
     labelled = pod["metadata"].get("labels", {}).get("inject-flyte-secrets") == "true"
     expected = reference_mutate(
         pod,
@@ -110,6 +112,7 @@ def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str
         section.get("sidecarImage", "gcr.io/google.com/cloudsdktool/cloud-sdk:alpine"),
         resources,
         flyte=profile,
+        flyte2_requests=flyte2,
     )
     assert applied == expected
     validate_pod(applied)

@@ -19,7 +19,7 @@ def lax(tmp_path: Path) -> Engine:
     """The GCP rule with a group grammar that accepts any printable ASCII."""
     rules = tmp_path / "rules"
     rules.mkdir()
-    start = GCP_RULE.index("    group:\n      required: true\n      pattern: >-\n")
+    start = GCP_RULE.index("    group:\n      required:")
     end = GCP_RULE.index("      rule:", start)
     (rules / "gcp.yaml").write_text(
         GCP_RULE[:start] + '    group:\n      required: true\n      pattern: "[ -~]+"\n' + GCP_RULE[end:]

@@ -62,6 +62,7 @@ def _request(field: str, value: str) -> dict[str, str]:
 
 
 KEY_FILES = Engine.from_config({"secretpatch": {"values": {"gcp": {"keyFiles": True}}}})
+FLYTE2 = Engine.from_config({"secretpatch": {"values": {"gcp": {"flyte2Requests": True}}}})
 
 
 @pytest.mark.parametrize("field", ["group", "group_version", "key"])
@@ -260,3 +261,21 @@ def test_the_names_of_secrets_in_audit_annotations_are_printable(tmp_path: Any) 
     ]
     secrets = response["auditAnnotations"]["secrets"]
     assert secrets.isascii() and secrets.isprintable() and len(secrets) < 250
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_with_flyte_2_requests_the_key_names_a_secret_and_a_file_and_keeps_its_grammar(value: str) -> None:
+    """A Flyte 2 request's key is read (the secret ID, the file name), so it is validated."""
+    with pytest.raises(Rejected) as caught:
+        FLYTE2.mutate(flyte_pod({"key": value, "mount_requirement": "FILE"}))
+    assert "flyte.secrets/s0: key " in caught.value.message
+    assert caught.value.message.isascii() and "\n" not in caught.value.message
+
+
+def test_flyte_2_requests_are_refused_unless_switched_on_and_env_var_ones_still_are(engine: Engine) -> None:
+    request = {"key": "api-token", "mount_requirement": "FILE"}
+    with pytest.raises(Rejected, match="group is empty"):
+        engine.mutate(flyte_pod(request))
+    assert FLYTE2.mutate(flyte_pod(request)).patch
+    with pytest.raises(Rejected, match="mount_requirement ENV_VAR is not supported"):
+        FLYTE2.mutate(flyte_pod({"key": "api-token", "mount_requirement": "ENV_VAR", "env_var": "API_TOKEN"}))

@@ -26,6 +26,8 @@ class _Unknown:
 
 
 UNKNOWN = _Unknown()
+# A `values` key the rule does not have: an error when rendered, unless `| default(...)` says.
+MISSING = _Unknown()
 
 
 class _Walk:
@@ -56,7 +58,7 @@ class _Walk:
         elif isinstance(node, nodes.And | nodes.Or):
             self.node(node.left)
             left = self.value(node.left)
-            decided = left is not UNKNOWN and (bool(left) is isinstance(node, nodes.Or))
+            decided = not isinstance(left, _Unknown) and (bool(left) is isinstance(node, nodes.Or))
             if not decided:  # the right side runs unless the left one settles the answer
                 self.node(node.right)
         else:
@@ -69,10 +71,11 @@ class _Walk:
         """An `if` (or `a if t else b`): a branch `values` rule out is not walked."""
         self.node(test)
         verdict = self.value(test)
-        if verdict is UNKNOWN or verdict:
+        unknown = isinstance(verdict, _Unknown)
+        if unknown or verdict:
             for child in body:
                 self.node(child)
-        if verdict is UNKNOWN or not verdict:
+        if unknown or not verdict:
             if elifs:
                 self.branches(elifs[0].test, elifs[0].body, elifs[1:], orelse)
             else:
@@ -80,20 +83,26 @@ class _Walk:
                     self.node(child)
 
     def value(self, node: nodes.Node) -> Any:
-        """The value of an expression made of constants, `values.x.y`, not, and, or; UNKNOWN
-        for anything else."""
+        """The value of an expression made of constants, `values.x.y` (with `| default(c)` for
+        a value a rule may lack), not, and, or; UNKNOWN for anything else."""
         if isinstance(node, nodes.Const):
             return node.value
+        if isinstance(node, nodes.Filter) and node.name in ("default", "d") and node.node is not None:
+            given = self.value(node.node)
+            if given is MISSING and len(node.args) == 1 and not node.kwargs:
+                return self.value(node.args[0])
+            return UNKNOWN if given is MISSING else given
         if isinstance(node, nodes.Not):
             inner = self.value(node.node)
-            return UNKNOWN if inner is UNKNOWN else not inner
+            return UNKNOWN if isinstance(inner, _Unknown) else not inner
         if isinstance(node, nodes.And | nodes.Or):
             left = self.value(node.left)
-            if left is UNKNOWN:
+            if isinstance(left, _Unknown):
                 return UNKNOWN
             if bool(left) is isinstance(node, nodes.Or):
                 return left
-            return self.value(node.right)
+            right = self.value(node.right)
+            return UNKNOWN if right is MISSING else right
         path: list[str] = []
         while isinstance(node, nodes.Getattr):
             path.append(node.attr)
@@ -103,8 +112,10 @@ class _Walk:
         found: Any = self.values
         for key in reversed(path):
             # Jinja's getattr finds a method first: `values.keys` is dict.keys, not the item.
-            if not isinstance(found, Mapping) or key not in found or hasattr(found, key):
+            if not isinstance(found, Mapping) or hasattr(found, key):
                 return UNKNOWN
+            if key not in found:
+                return MISSING
             found = found[key]
         return found
 
