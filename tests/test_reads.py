@@ -34,7 +34,7 @@ ENV = jinja2.Environment()
             "{% if values.n == 1 %}{{ secret.key }}{% elif values.on %}{{ secret.env_var }}"
             "{% else %}{{ secret.group }}{% endif %}",
             {"on": True, "n": 1},
-            {"key", "env_var"},  # a comparison is not evaluated: both sides count
+            {"key"},  # values.n == 1 is decided: the elif is never reached
         ),
         (
             "{% if values.off %}{{ secret.key }}{% elif values.on %}{{ secret.env_var }}"
@@ -57,6 +57,12 @@ ENV = jinja2.Environment()
         ),
         ("{% if values.new | default(true) %}{{ secret.key }}{% endif %}", {}, {"key"}),
         ("{% if values.new %}{{ secret.key }}{% endif %}", {}, {"key"}),  # missing: an error, so unknown
+        # Comparisons of known values are decided too.
+        ("{% if values.mode == 'on' %}{{ secret.env_var }}{% endif %}", {"mode": "off"}, set()),
+        ("{% if values.mode == 'on' %}{{ secret.env_var }}{% endif %}", {"mode": "on"}, {"env_var"}),
+        ("{% if values.mode != 'on' %}{{ secret.env_var }}{% endif %}", {"mode": "on"}, set()),
+        ("{% if values.mode == secret.key %}x{% endif %}", {"mode": "on"}, {"key"}),
+        ("{% if 1 < values.n %}{{ secret.key }}{% endif %}", {"n": 0}, {"key"}),  # only == and !=
         # A block is defined whatever branch it is in: self.k() renders it from anywhere.
         (
             "{% if values.off %}{% block k %}{{ secret.key }}{% endblock %}{% endif %}{{ self.k() }}",

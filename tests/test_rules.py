@@ -402,3 +402,27 @@ def test_an_expression_under_accept_that_fails_names_file_and_line(
         engine_with(tmp_path, rule)
     assert caught.value.line == line_of(rule, "    FILE: ")
     assert message in caught.value.message
+
+
+def test_a_fragment_can_be_switched_off_by_values_and_then_does_not_exist(tmp_path: Path) -> None:
+    """`when:` is evaluated at load: off, the fragment renders nothing and writes no list; a
+    mistake in it still stops loading."""
+    rule = GCP_RULE.replace(
+        "  - template: gcp/mount.yaml.j2\n",
+        '  - template: gcp/mount.yaml.j2\n    when: "{{ not values.keyFiles }}"\n',
+    )
+    assert rule != GCP_RULE
+    on = engine_with(tmp_path, rule)
+    assert [f.fragment.name for f in on.rules[0].fragments].count("gcp/mount.yaml.j2") == 1
+    assert on.mutate(POD).patch == Engine.from_config(None).mutate(POD).patch
+    (tmp_path / "config.yaml").write_text(
+        f"secretpatch:\n  rules: {tmp_path / 'rules'}\n  templates: {tmp_path / 'templates'}\n"
+        "  values:\n    gcp: {keyFiles: true}\n"
+    )
+    off = Engine.from_config(tmp_path / "config.yaml")
+    assert "gcp/mount.yaml.j2" not in [f.fragment.name for f in off.rules[0].fragments]
+    mounts = off.mutate(POD).pod["spec"]["containers"][0].get("volumeMounts")
+    assert mounts is None
+    broken = rule.replace('when: "{{ not values.keyFiles }}"', 'when: "{{ values.keyFiles + 1 }}"')
+    with pytest.raises(LoadError, match="when must be true, false"):
+        engine_with(tmp_path, broken)

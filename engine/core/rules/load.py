@@ -29,7 +29,7 @@ from .model import (
 RULE_KEYS = ("name", "manager", "configSection", "configKeys", "values", "accept", "texts", "fragments")
 ACCEPT_KEYS = ("mountRequirement", "fields")
 FIELD_KEYS = ("required", "pattern", "rule")
-FRAGMENT_KEYS = ("template", "merge", "into", "field")
+FRAGMENT_KEYS = ("template", "merge", "into", "field", "when")
 _LIST_NAME = re.compile(r"[a-z][A-Za-z]*")
 
 
@@ -297,7 +297,10 @@ def _fragment(
     values: dict[str, Any],
     *,
     profile: str,
-) -> FragmentSpec:
+) -> FragmentSpec | None:
+    """The fragment compiled, or None when its `when` (an expression over values, evaluated
+    here) is false: a fragment an operator's switch turns off does not exist, so it neither
+    renders nor counts as a writer of its lists (`mark_skippable`). It is still checked."""
     if not isinstance(entry, Mapping):
         raise doc.error(path, "a fragment must be a mapping with template, merge and into")
     _check_keys(doc, path, entry, FRAGMENT_KEYS)
@@ -326,4 +329,9 @@ def _fragment(
     if not isinstance(template, str):
         raise doc.error((*path, "template"), "template must name a template file")
     fragment = _located(doc, (*path, "template"), lambda: load_fragment(env, template, values))
+    when = _by_values(doc, (*path, "when"), entry.get("when", True), env, values)
+    if not isinstance(when, bool):
+        raise doc.error((*path, "when"), "when must be true, false, or an expression over values giving one")
+    if not when:
+        return None
     return FragmentSpec(fragment, mode, tuple(into), list_field, doc.line(path))

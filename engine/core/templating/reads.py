@@ -84,7 +84,7 @@ class _Walk:
 
     def value(self, node: nodes.Node) -> Any:
         """The value of an expression made of constants, `values.x.y` (with `| default(c)` for
-        a value a rule may lack), not, and, or; UNKNOWN for anything else."""
+        a value a rule may lack), ==, !=, not, and, or; UNKNOWN for anything else."""
         if isinstance(node, nodes.Const):
             return node.value
         if isinstance(node, nodes.Filter) and node.name in ("default", "d") and node.node is not None:
@@ -95,6 +95,11 @@ class _Walk:
         if isinstance(node, nodes.Not):
             inner = self.value(node.node)
             return UNKNOWN if isinstance(inner, _Unknown) else not inner
+        if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in ("eq", "ne"):
+            left, right = self.value(node.expr), self.value(node.ops[0].expr)
+            if isinstance(left, _Unknown) or isinstance(right, _Unknown):
+                return UNKNOWN
+            return (left == right) is (node.ops[0].op == "eq")
         if isinstance(node, nodes.And | nodes.Or):
             left = self.value(node.left)
             if isinstance(left, _Unknown):
