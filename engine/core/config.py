@@ -9,7 +9,7 @@ names the closest valid key, because a typo in a webhook config otherwise fails 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,11 +201,17 @@ def _managers(
     return DEFAULT_MANAGERS, (*section_path, "secretManagerTypes")
 
 
+def manager_spellings(rule_managers: Iterable[str] = ()) -> dict[str, str]:
+    """Manager names by their lower case, as Flyte 2.0 reads them whatever their case (`gcp`
+    is GCP): Flyte's types, Global, and the managers of the rules at hand."""
+    return {name.lower(): name for name in (*FLYTE_MANAGER_TYPES, GLOBAL_MANAGER, *sorted(rule_managers))}
+
+
 def flyte_managers(config: Config) -> tuple[str, ...]:
     """The secret managers Flyte 2.0 would try for this config, as its messages print them:
     Global first (always; a second time if the config lists it too, as Flyte does), then the
     configured ones in Flyte's spelling (`gcp` is GCP)."""
-    by_case = {name.lower(): name for name in (*FLYTE_MANAGER_TYPES, GLOBAL_MANAGER)}
+    by_case = manager_spellings()
     return (GLOBAL_MANAGER, *(by_case.get(name.lower(), name) for name in config.managers))
 
 

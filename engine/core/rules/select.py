@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import yamldoc
 from ..bundled import bundled_dir
-from ..config import FLYTE_MANAGER_TYPES, GLOBAL_MANAGER, Config, warn_ignored
+from ..config import FLYTE_MANAGER_TYPES, GLOBAL_MANAGER, Config, manager_spellings, warn_ignored
 from ..errors import LoadError
 from ..options import closest
 from ..templating.jinja import make_environment
@@ -45,7 +45,7 @@ def load_rules(config: Config, problems: list[LoadError] | None = None) -> tuple
         headers[name] = (doc, manager)
     managers = {manager for _, manager in headers.values()}
     # Flyte 2.0 reads manager names whatever their case (`gcp`).
-    by_case = {name.lower(): name for name in (*FLYTE_MANAGER_TYPES, GLOBAL_MANAGER, *sorted(managers))}
+    by_case = manager_spellings(managers)
     warnings: list[str] = []
     enabled = []
     given = ", ".join(config.managers)
