@@ -17,19 +17,16 @@ from .deploy import default_secret_name, flyte_key, require_server, webhook_opti
 from .flags import webhook_flags
 from .io import ExitCode, UsageError
 
-DEFAULT_CONFIG = """webhook:
-  secretManagerTypes: [GCP]
-  gcpSecretManager:
-    sidecarImage: gcr.io/google.com/cloudsdktool/cloud-sdk:alpine
-    resources:
-      requests: {cpu: 200m, memory: 500Mi}
-      limits: {cpu: 200m, memory: 500Mi}
-"""
-
 
 def cmd_manifests(args: argparse.Namespace) -> int:
     from .. import __version__
-    from ..tools.manifests import CONTAINER_PORT, DeployOptions, cluster_objects, excluding_system_namespaces
+    from ..tools.manifests import (
+        CONTAINER_PORT,
+        DEFAULT_CONFIG,
+        DeployOptions,
+        cluster_objects,
+        excluding_system_namespaces,
+    )
 
     webhook = webhook_options(args)
     webhook = replace(
@@ -59,11 +56,8 @@ def cmd_manifests(args: argparse.Namespace) -> int:
         from ..webhook import certs
 
         bundle = _bundle(args, webhook.service, webhook.namespace)
-        ca_pem, secret = bundle.ca_cert, certs.secret_manifest(bundle, options.secret_name, webhook.namespace)
-        secret["metadata"]["labels"] = {
-            "app.kubernetes.io/name": "secretpatch",
-            "app.kubernetes.io/instance": webhook.service,
-        }
+        secret = certs.secret_manifest(bundle, options.secret_name, webhook.namespace, webhook.service)
+        ca_pem = bundle.ca_cert
     print(yaml.safe_dump_all(cluster_objects(options, ca_pem, secret), sort_keys=False), end="")
     return ExitCode.OK
 

@@ -25,6 +25,17 @@ EXCLUDED_NAMESPACES = ("kube-system", "kube-node-lease")
 _FILE_PATH = re.compile(r"[-._a-zA-Z0-9/]+")
 
 
+# Without a config file: Flyte's defaults written out, as the chart's values.yaml has them.
+DEFAULT_CONFIG = """webhook:
+  secretManagerTypes: [GCP]
+  gcpSecretManager:
+    sidecarImage: gcr.io/google.com/cloudsdktool/cloud-sdk:alpine
+    resources:
+      requests: {cpu: 200m, memory: 500Mi}
+      limits: {cpu: 200m, memory: 500Mi}
+"""
+
+
 @dataclass(frozen=True)
 class DeployOptions:
     webhook: WebhookOptions
@@ -32,7 +43,7 @@ class DeployOptions:
     secret_name: str
     replicas: int = 2
     cert_manager: bool = False
-    config_text: str = "webhook:\n  secretManagerTypes: [GCP]\n"
+    config_text: str = DEFAULT_CONFIG
     port: int = CONTAINER_PORT
     # The operator's own rules and templates: kind ("rules"/"templates") -> relative path -> text.
     folders: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -250,11 +261,8 @@ def cluster_objects(
         objects.append(tls_secret)
     for kind in sorted(options.folders):
         files = options.folders[kind]
-        keyed = (
-            {path: text for path, text in files.items()}
-            if kind == "rules"
-            else {file_key(p): t for p, t in files.items()}
-        )
+        # Rule files sit in one folder; template paths need keys without '/' (file_key).
+        keyed = dict(files) if kind == "rules" else {file_key(p): t for p, t in files.items()}
         objects.append(
             {
                 "apiVersion": "v1",

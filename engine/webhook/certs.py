@@ -167,8 +167,9 @@ def write_files(bundle: Bundle, directory: Path) -> list[Path]:
     return written
 
 
-def secret_manifest(bundle: Bundle, name: str, namespace: str) -> dict[str, Any]:
-    """A kubernetes.io/tls Secret with ca.crt, tls.crt and tls.key (not the CA key)."""
+def secret_manifest(bundle: Bundle, name: str, namespace: str, instance: str | None = None) -> dict[str, Any]:
+    """A kubernetes.io/tls Secret with ca.crt, tls.crt and tls.key (not the CA key); with
+    `instance` (the webhook's Service), labelled as the rest of that installation is."""
 
     def encoded(data: bytes) -> str:
         return base64.b64encode(data).decode("ascii")
@@ -179,7 +180,10 @@ def secret_manifest(bundle: Bundle, name: str, namespace: str) -> dict[str, Any]
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/name": "secretpatch"},
+            "labels": {
+                "app.kubernetes.io/name": "secretpatch",
+                **({"app.kubernetes.io/instance": instance} if instance else {}),
+            },
         },
         "type": "kubernetes.io/tls",
         "data": {

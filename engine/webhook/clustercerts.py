@@ -72,11 +72,7 @@ def ensure(
         state = "kept"
     else:
         bundle = certs.generate(service, namespace, days=days)
-        body = certs.secret_manifest(bundle, secret_name, namespace)
-        body["metadata"]["labels"] = {
-            "app.kubernetes.io/name": "secretpatch",
-            "app.kubernetes.io/instance": service,
-        }
+        body = certs.secret_manifest(bundle, secret_name, namespace, service)
         if existing is None:
             api.call("POST", f"/api/v1/namespaces/{namespace}/secrets", body)
             state = f"created ({why})"
