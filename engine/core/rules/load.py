@@ -15,7 +15,7 @@ from ..compose.modes import MODES, EntryError, MergeMode
 from ..errors import LoadError, RenderError
 from ..options import DEFAULT_PROFILE, FLYTE_PROFILES, closest
 from ..requests import MOUNT_TYPES
-from ..templating.fragments import load_fragment
+from ..templating.fragments import load_fragment, single_expression
 from ..templating.jinja import TextTemplate
 from .model import (
     REQUEST_FIELDS,
@@ -170,9 +170,6 @@ def _check_keys(
             raise doc.error((*path, key), f"unknown key {key!r}; {closest(key, valid)}")
 
 
-_WHOLE_EXPRESSION = re.compile(r"\A\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\Z", re.DOTALL)
-
-
 def _by_values(
     doc: yamldoc.Doc, path: tuple[str | int, ...], value: Any, env: jinja2.Environment, values: dict[str, Any]
 ) -> Any:
@@ -181,19 +178,15 @@ def _by_values(
     (`secretpatch.values`), and no request is needed to know it. Anything else as it is."""
     if not isinstance(value, str):
         return value
-    match = _WHOLE_EXPRESSION.match(value.strip())
-    if match is None:
-        return value
     try:
-        expression = env.compile_expression(match.group("expr"), undefined_to_none=False)
-        result = expression(values=values)
+        evaluate = single_expression(env, value.strip())
+        if evaluate is None:
+            return value
+        return evaluate({"values": values})
     except jinja2.TemplateError as exc:
         raise doc.error(path, f"{value.strip()!r}: {exc.message or exc}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise doc.error(path, f"{value.strip()!r}: {exc}") from None
-    if isinstance(result, jinja2.Undefined):
-        raise doc.error(path, f"{value.strip()!r} names something values do not have")
-    return result
 
 
 def _mount(doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]) -> dict[str, bool | str]:

@@ -11,7 +11,7 @@ values are never parsed as YAML again, no value can add a key or a list item.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jinja2
@@ -46,6 +46,24 @@ class Dynamic:
         self.secret_reads = secret_reads
 
 
+def single_expression(env: jinja2.Environment, source: str) -> Callable[[Mapping[str, Any]], Any] | None:
+    """`source` that is exactly one `{{ expression }}`, compiled: given a context, it yields
+    whatever the expression yields (a mapping, a list, a boolean), and an undefined result is
+    an error, never an empty string. None for any other text."""
+    match = _SINGLE_EXPRESSION.match(source)
+    if match is None:
+        return None
+    expression = env.compile_expression(match.group("expr"), undefined_to_none=False)
+
+    def evaluate(context: Mapping[str, Any]) -> Any:
+        result = expression(**context)
+        if isinstance(result, jinja2.Undefined):
+            result._fail_with_undefined_error()
+        return result
+
+    return evaluate
+
+
 def _compile_value(env: jinja2.Environment, source: str, place: Place, values: Mapping[str, Any]) -> Dynamic:
     names = undeclared_names(env, source, place)
     secret_reads = reads(env.parse(source), "secret", values) if "secret" in names else frozenset()
@@ -59,16 +77,8 @@ def _compile_value(env: jinja2.Environment, source: str, place: Place, values: M
     fast = _interpolation(env, source)
     if fast is not None:
         return Dynamic(fast, place, names, secret_reads)
-    match = _SINGLE_EXPRESSION.match(source)
-    if match is not None:
-        expression = env.compile_expression(match.group("expr"), undefined_to_none=False)
-
-        def evaluate(context: Mapping[str, Any]) -> Any:
-            result = expression(**context)
-            if isinstance(result, jinja2.Undefined):
-                result._fail_with_undefined_error()
-            return result
-
+    evaluate = single_expression(env, source)
+    if evaluate is not None:
         return Dynamic(evaluate, place, names, secret_reads)
     template = env.from_string(source)
     return Dynamic(template.render, place, names, secret_reads)
@@ -213,24 +223,20 @@ def _mark_constants(tree: Any) -> Any:
     return tree
 
 
-def _dynamic_leaves(tree: Any) -> list[Dynamic]:
+def _dynamic_leaves(tree: Any) -> Iterator[Dynamic]:
+    """The leaves of a fragment tree still to be computed per secret."""
     if isinstance(tree, Dynamic):
-        return [tree]
-    if isinstance(tree, dict):
-        return [leaf for value in tree.values() for leaf in _dynamic_leaves(value)]
-    if isinstance(tree, list):
-        return [leaf for value in tree for leaf in _dynamic_leaves(value)]
-    return []
+        yield tree
+    elif isinstance(tree, dict):
+        for value in tree.values():
+            yield from _dynamic_leaves(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _dynamic_leaves(value)
 
 
 def _has_dynamic(tree: Any) -> bool:
-    if isinstance(tree, Dynamic):
-        return True
-    if isinstance(tree, dict):
-        return any(_has_dynamic(v) for v in tree.values())
-    if isinstance(tree, list):
-        return any(_has_dynamic(v) for v in tree)
-    return False
+    return next(_dynamic_leaves(tree), None) is not None
 
 
 def load_fragment(env: jinja2.Environment, name: str, values: Mapping[str, Any]) -> Fragment:
