@@ -147,7 +147,7 @@ class Engine:
                 if rule.reads_pod
                 else self._render_cached((rule, request, index))
             )
-            name = request.label()
+            name = request.label() if patch.track_sources else ""  # provenance only
             for spec, items in zip(rule.fragments, rendered.items, strict=True):
                 if patch.track_sources:
                     patch.source = (rule.name, spec.fragment.name, request.annotation, name)
