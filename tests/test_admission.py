@@ -175,3 +175,18 @@ def test_a_limit_under_admit_is_one_warning_for_the_pod() -> None:
     assert response["allowed"] is True and "patch" not in response
     assert response["warnings"][1] == "the pod asks for 3 secrets; secretpatch.limits.maxSecrets is 2"
     assert response["auditAnnotations"]["refused"] == "pod=limit"
+
+
+def test_admitting_the_most_refused_secrets_a_pod_may_carry_keeps_the_answer_small() -> None:
+    """The worst case of `onRefusal: admit`: limits.maxSecrets (500) requests, each refused.
+    Every one is decoded (bounded by maxSecrets and maxAnnotationChars before any is), yet
+    the answer stays a dozen short warnings and one bounded audit value."""
+    engine = Engine.from_config({"secretpatch": {"onRefusal": "admit"}})
+    limit = engine.config.limits.maxSecrets
+    pod = flyte_pod(*({"group": f"bad;{i}", "group_version": "1"} for i in range(limit)))
+    outcome = engine.review_outcome(admission_review(pod))
+    response = outcome.response["response"]
+    assert len(outcome.admitted) == limit
+    assert len(response["warnings"]) == 12 and response["warnings"][-1] == f"... and {limit - 10} more"
+    assert all(len(w) <= 300 for w in response["warnings"])
+    assert len(response["auditAnnotations"]["refused"]) <= 1100
