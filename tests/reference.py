@@ -26,6 +26,7 @@ class Req:
     group_version: str
     key: str = ""
     mount_requirement: str = "ANY"
+    annotation: str = ""  # flyte.secrets/sN, named by a failing batched fetch
 
 
 class RefRejected(Exception):
@@ -84,12 +85,16 @@ def reference_mutate(
     flyte: str = "v2",
     *,
     flyte2_requests: bool = False,
+    batched: int | None = None,
 ) -> dict[str, Any]:
     """The pod as Flyte 2.0 (`flyte="v2"`) or 1.16 (`"v1"`) mutates it; with
-    `flyte2_requests`, taking the requests of Flyte 2's SDK too."""
+    `flyte2_requests`, taking the requests of Flyte 2's SDK too. With `batched` (the
+    concurrency), secretpatch's `fetch: batched`: the same pod, but the first init container
+    added runs every gcloud line, `batched` at a time, and the others are not added."""
     add_env = _prepend_env if flyte == "v2" else _append_env_if_absent
     pod = copy.deepcopy(pod)
     spec = pod["spec"]
+    first = len(spec.get("initContainers") or [])
     for req in requests:
         if not flyte2_requests and (not req.group or not req.group_version):
             raise RefRejected("group and group_version are required")
@@ -124,4 +129,30 @@ def reference_mutate(
         for name, value in (("FLYTE_SECRETS_DEFAULT_DIR", MOUNT_PATH), ("FLYTE_SECRETS_FILE_PREFIX", "")):
             for container in inits + containers:
                 add_env(container, name, value)
+    if batched is not None and requests:
+        inits = spec["initContainers"]
+        lines = [init["command"][2] for init in inits[first:]]
+        names = [f"{req.annotation} ({req.group}/{req.group_version})" for req in requests]
+        inits[first]["command"][2] = batched_script(lines, names, batched)
+        del inits[first + 1 :]
     return pod
+
+
+def batched_script(lines: list[str], names: list[str], concurrency: int) -> str:
+    """The shell script of `fetch: batched`: each line in a background subshell, `concurrency`
+    at a time; every wait's failure counted and its secret named (names hold no quote); a
+    failure fails the script at the end."""
+    script = ["failed=0"]
+    for start in range(0, len(lines), concurrency):
+        wave = range(start, min(start + concurrency, len(lines)))
+        script += [f"( {lines[n]} ) & p{n - start}=$!" for n in wave]
+        script += [
+            f"wait \"$p{n - start}\" || {{ failed=$((failed + 1)); printf '%s\\n' "
+            f"'secretpatch: could not fetch {names[n]}' >&2; }}"
+            for n in wave
+        ]
+    script.append(
+        f'if [ "$failed" -ne 0 ]; then printf \'%s\\n\' "secretpatch: $failed of {len(lines)} secrets '
+        'could not be fetched" >&2; exit 1; fi'
+    )
+    return "\n".join(script)

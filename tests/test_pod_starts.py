@@ -60,10 +60,12 @@ def start_pod(
     requests: list[dict[str, str]],
     config: dict[str, Any] | None = None,
     read_at: dict[str, str] | None = None,
+    gcloud_env: dict[str, str] | None = None,
     **pod_spec: Any,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Start the pod; the task reads each secret where flytekit looks for it, or at `read_at`
-    (name -> path under FLYTE_SECRETS_DEFAULT_DIR) where another runtime does."""
+    (name -> path under FLYTE_SECRETS_DEFAULT_DIR) where another runtime does. `gcloud_env`
+    is given to the init containers (the stand-in gcloud's FAKE_GCLOUD_* settings)."""
     pod = Engine.from_config(config).mutate(flyte_pod(*requests, **pod_spec)).pod
     task = pod["spec"]["containers"][0]
     env = {var["name"]: var.get("value", "") for var in task["env"]}
@@ -95,6 +97,7 @@ def start_pod(
         "bin": str(bin_dir),
         "store": str(store),
         "project": PROJECT,
+        "env": gcloud_env or {},
     }
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     done = subprocess.run(
@@ -256,3 +259,87 @@ def test_without_key_files_a_keyed_secret_is_where_flyte_puts_it_and_flytekit_mi
     assert results["init"][0]["code"] == 0
     assert results["reads"][reads["db-password/3"]]["ok"] is False
     assert "/etc/flyte/secrets/db-password/3" in results["modes"]
+
+
+BATCHED = {"secretpatch": {"values": {"gcp": {"fetch": "batched"}}}}
+EVERY_KIND = [
+    {"group": "TestSecret", "group_version": "2"},
+    {"group": "db-password", "group_version": "latest"},
+    {"group": "db-password", "group_version": "prod"},
+    {"group": "projects/shared-secrets/secrets/Signing_Key", "group_version": "7"},
+    {"group": "projects/shared-secrets/locations/us-central1/secrets/Regional_Key", "group_version": "prod"},
+    {"group": "api-token", "group_version": "1"},
+]
+
+
+def test_a_batched_fetch_puts_every_secret_where_per_secret_fetches_do_with_one_init_container(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "batched").mkdir()
+    (tmp_path / "per-secret").mkdir()
+    batched_pod, batched, reads = start_pod(tmp_path / "batched", EVERY_KIND, config=BATCHED)
+    per_secret_pod, per_secret, _ = start_pod(tmp_path / "per-secret", EVERY_KIND)
+    assert [c["name"] for c in batched_pod["spec"]["initContainers"]] == ["gcp-pull-secret-0"]
+    assert len(per_secret_pod["spec"]["initContainers"]) == len(EVERY_KIND)
+    assert [c["code"] for c in batched["init"]] == [0]
+    assert batched["reads"] == per_secret["reads"]
+    assert all(read["ok"] for read in batched["reads"].values()), batched["reads"]
+    assert batched["reads"][
+        reads["projects/shared-secrets/locations/us-central1/secrets/Regional_Key/prod"]
+    ] == {
+        "ok": True,
+        "data": "regional-v2",
+    }
+    assert batched["modes"] == per_secret["modes"], "same files, same directories, same modes"
+
+
+def test_a_batched_fetch_fetches_every_secret_then_fails_naming_each_one_it_could_not_fetch(
+    tmp_path: Path,
+) -> None:
+    requests = [
+        {"group": "missing", "group_version": "1"},
+        {"group": "TestSecret", "group_version": "2"},
+        {"group": "forbidden", "group_version": "1"},
+        {"group": "db-password", "group_version": "1"},
+        {"group": "api-token", "group_version": "4"},
+    ]
+    _, results, reads = start_pod(tmp_path, requests, config=BATCHED)
+    (fetch,) = results["init"]
+    assert fetch["code"] == 1
+    stderr = fetch["stderr"]
+    assert (
+        "NOT_FOUND: Secret Version [projects/cluster-project/secrets/missing/versions/1] not found." in stderr
+    )
+    assert "PERMISSION_DENIED: Permission 'secretmanager.versions.access' denied" in stderr
+    assert "secretpatch: could not fetch flyte.secrets/s0 (missing/1)\n" in stderr
+    assert "secretpatch: could not fetch flyte.secrets/s2 (forbidden/1)\n" in stderr
+    assert stderr.count("secretpatch: could not fetch") == 2
+    assert stderr.endswith("secretpatch: 2 of 5 secrets could not be fetched\n")
+    # The others were fetched, in the same waves; the pod stops at the failed init container.
+    assert results["reads"][reads["api-token/4"]] == {"ok": True, "data": "t4"}
+    assert results["reads"][reads["missing/1"]]["ok"] is False
+
+
+@pytest.mark.parametrize(("secrets", "concurrency", "overlap"), [(6, 4, 4), (3, 4, 3), (5, 1, 1)])
+def test_a_batched_fetch_runs_at_most_fetch_concurrency_gcloud_processes_at_once(
+    tmp_path: Path, secrets: int, concurrency: int, overlap: int
+) -> None:
+    """The stand-in logs when each gcloud starts and ends; with a second of latency each, the
+    fetches of a wave overlap and no more than fetchConcurrency run at once."""
+    log = tmp_path / "gcloud.log"
+    requests = [{"group": "api-token", "group_version": "4", "key": f"k{n}"} for n in range(secrets)]
+    config = {"secretpatch": {"values": {"gcp": {"fetch": "batched", "fetchConcurrency": concurrency}}}}
+    _, results, _ = start_pod(
+        tmp_path,
+        requests,
+        config=config,
+        gcloud_env={"FAKE_GCLOUD_LOG": str(log), "FAKE_GCLOUD_LATENCY": "0.5"},
+    )
+    assert [c["code"] for c in results["init"]] == [0], results["init"]
+    running, most = 0, 0
+    events = sorted((float(at), kind) for kind, at in (line.split() for line in log.read_text().splitlines()))
+    for _, kind in sorted(events, key=lambda event: (event[0], event[1] == "start")):
+        running += 1 if kind == "start" else -1
+        most = max(most, running)
+    assert most == overlap
+    assert running == 0 and len(events) == 2 * secrets * 2, "each request's first form fails, then --secret"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from typing import Any
 
@@ -85,7 +86,10 @@ def task_pods(draw: st.DrawFn) -> tuple[dict[str, Any], list[Req]]:
         "metadata": {"name": "p", "labels": {"inject-flyte-secrets": "true"}, "annotations": annotations},
         "spec": spec,
     }
-    in_order = [r for _, r in sorted(zip(numbers, wanted, strict=True), key=lambda pair: pair[0])]
+    in_order = [
+        dataclasses.replace(r, annotation=f"flyte.secrets/s{n}")
+        for n, r in sorted(zip(numbers, wanted, strict=True), key=lambda pair: pair[0])
+    ]
     return pod, in_order
 
 
@@ -99,6 +103,21 @@ def test_the_patch_applies_and_gives_the_reference_pod(case: tuple[dict[str, Any
     applied = jsonpatch.apply_patch(pod, mutation.patch)
     assert applied == reference_mutate(pod, wanted)
     assert mutation.pod == applied
+    validate_pod(applied)
+
+
+@SETTINGS
+@given(task_pods(), st.integers(1, 6), st.sampled_from(["v2", "v1"]))
+def test_a_batched_fetch_gives_the_per_secret_pod_with_one_fetcher(
+    case: tuple[dict[str, Any], list[Req]], concurrency: int, profile: str
+) -> None:
+    """fetch: batched changes the init containers only: one fetcher where per-secret adds one
+    per secret, in the first one's place and name; every file, path, env and mount is the same."""
+    pod, wanted = case
+    gcp = {"fetch": "batched", "fetchConcurrency": concurrency}
+    engine = Engine.from_config({"secretpatch": {"flyte": profile, "values": {"gcp": gcp}}})
+    applied = jsonpatch.apply_patch(pod, engine.mutate(pod).patch)
+    assert applied == reference_mutate(pod, wanted, flyte=profile, batched=concurrency)
     validate_pod(applied)
 
 

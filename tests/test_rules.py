@@ -370,7 +370,7 @@ def test_what_a_rule_accepts_may_depend_on_its_values(tmp_path: Path) -> None:
         '    group_version:\n      required: "{{ not values.flyte2Requests }}"\n',
         '    group_version:\n      required: "{{ not values.keyFiles }}"\n',
     )
-    assert rule.count("values.keyFiles") == 2
+    assert rule.count("values.keyFiles") == GCP_RULE.count("values.keyFiles") + 2, "both replacements made"
     default = engine_with(tmp_path, rule)
     with pytest.raises(Rejected, match="turn keyFiles on for ANY"):
         default.mutate(flyte_pod({"group": "a", "group_version": "1"}))
@@ -426,3 +426,114 @@ def test_a_fragment_can_be_switched_off_by_values_and_then_does_not_exist(tmp_pa
     broken = rule.replace('when: "{{ not values.keyFiles }}"', 'when: "{{ values.keyFiles + 1 }}"')
     with pytest.raises(LoadError, match="when must be true, false"):
         engine_with(tmp_path, broken)
+
+
+MANIFEST_FRAGMENT = """\
+  - template: gcp/manifest.yaml.j2
+    per: pod
+    merge: set
+    into: [annotations]
+"""
+
+
+def test_a_per_pod_fragment_renders_once_with_every_secret_the_rule_took(tmp_path: Path) -> None:
+    """`per: pod`: one render per pod, seeing `secrets` in the pod's order (annotation, label,
+    texts), merged in its place among the first secret's fragments. Here a rule writes one
+    annotation listing every secret it fetched."""
+    rule = GCP_RULE.replace("fragments:\n", "fragments:\n" + MANIFEST_FRAGMENT, 1)
+    template = (
+        'secretpatch.io/fetched: "{% for s in secrets %}{{ s.annotation }}={{ s.label }}'
+        '{% if not loop.last %},{% endif %}{% endfor %}"\n'
+        'secretpatch.io/first-index: "{{ index | string }}"\n'
+    )
+    engine = engine_with(tmp_path, rule, {"gcp/manifest.yaml.j2": template})
+    pod = flyte_pod(
+        {"group": "b", "group_version": "2"},
+        {"group": "a", "group_version": "1"},
+        initContainers=[{"name": "setup", "image": "x"}],
+    )
+    pod["metadata"]["annotations"]["flyte.secrets/s10"] = pod["metadata"]["annotations"].pop(
+        "flyte.secrets/s0"
+    )
+    mutation = engine.mutate(pod)
+    annotations = mutation.pod["metadata"]["annotations"]
+    assert annotations["secretpatch.io/fetched"] == "flyte.secrets/s1=a/1,flyte.secrets/s10=b/2"
+    assert annotations["secretpatch.io/first-index"] == "1"
+    sets = [op for op in mutation.patch if op["path"].startswith("/metadata/annotations/secretpatch.io")]
+    assert len(sets) == 2, "rendered and merged once, not once per secret"
+    source = mutation.sources[mutation.patch.index(sets[0])]
+    assert (source.template, source.annotation, source.secret) == (
+        "gcp/manifest.yaml.j2",
+        "flyte.secrets/s1,flyte.secrets/s10",
+        "2 secrets",
+    )
+    assert mutation.patch[0]["path"] == "/metadata/annotations/secretpatch.io~1fetched", "first in place"
+    assert engine.mutate(flyte_pod()).patch == [], "no secrets, no per-pod render"
+
+
+@pytest.mark.parametrize(
+    ("per", "template", "message"),
+    [
+        (
+            "pod",
+            'x: "{{ secret.group }}"\n',
+            "unknown name 'secret' in '{{ secret.group }}'; per-pod fragment",
+        ),
+        ("pod", 'x: "{{ texts.command }}"\n', "unknown name 'texts'"),
+        ("secret", 'x: "{{ secrets | length }}"\n', "unknown name 'secrets'"),
+        ("each", 'x: "1"\n', "per must be 'secret' (rendered for each secret) or 'pod'"),
+    ],
+)
+def test_a_fragment_sees_only_the_names_of_its_kind(
+    tmp_path: Path, per: str, template: str, message: str
+) -> None:
+    rule = GCP_RULE.replace(
+        "fragments:\n", "fragments:\n" + MANIFEST_FRAGMENT.replace("per: pod", f"per: {per}"), 1
+    )
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, rule, {"gcp/manifest.yaml.j2": template})
+    assert message in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ("{fetch: batch}", "'batch' is not a valid value for fetch: it must be per-secret or batched"),
+        ("{fetch: batched, fetchConcurrency: 0}", "0 is not a valid value for fetchConcurrency"),
+        ("{fetch: batched, fetchConcurrency: '4'}", "'4' is not a valid value for fetchConcurrency"),
+        ("{fetchConcurrency: true}", "True is not a valid value for fetchConcurrency"),
+        ("{keyFiles: 'false'}", "'false' is not a valid value for keyFiles: it must be true or false"),
+    ],
+)
+def test_a_value_that_breaks_its_check_is_refused_at_the_config_key(
+    tmp_path: Path, values: str, message: str
+) -> None:
+    """A misspelt switch must not quietly pick a branch (`fetch: batch` would otherwise fetch
+    nothing: neither fetcher's `when` holds)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"secretpatch:\n  values:\n    gcp: {values}\n")
+    with pytest.raises(LoadError) as caught:
+        Engine.from_config(config)
+    assert (caught.value.file, caught.value.line) == (str(config), 3)
+    assert caught.value.message.startswith("secretpatch.values.gcp.")
+    assert message in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("checks", "message"),
+    [
+        ("  fetsh: {check: '{{ true }}', rule: x}\n", "no value named 'fetsh'; did you mean 'fetch'"),
+        ("  fetch: {check: 'yes', rule: x}\n", "check must be one expression over values"),
+        ("  fetch: {check: '{{ true }}'}\n", "a value check needs a 'rule'"),
+        ("  fetch: {check: '{{ true }}', rule: x, message: y}\n", "unknown key 'message'"),
+    ],
+)
+def test_a_broken_value_check_names_the_rule_file_and_line(tmp_path: Path, checks: str, message: str) -> None:
+    fetch = "  fetch:\n    check: \"{{ values.fetch in ['per-secret', 'batched'] }}\"\n    rule: must be per-secret or batched\n"
+    assert fetch in GCP_RULE
+    rule = GCP_RULE.replace(fetch, checks, 1)
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, rule)
+    assert caught.value.file == str(tmp_path / "rules" / "gcp.yaml")
+    assert caught.value.line == line_of(rule, checks.strip()[:8])
+    assert message in caught.value.message

@@ -102,9 +102,13 @@ def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str
     section = config.get("webhook", config).get("gcpSecretManager", {})
     # Quantities as Kubernetes writes them (tests/test_quantity.py checks the conversion).
     resources = canonical_resources(section.get("resources")) if section.get("resources") else None
-    requests = [Req(i.secret.group, i.secret.group_version, i.secret.key) for i in mutation.injected]
+    requests = [
+        Req(i.secret.group, i.secret.group_version, i.secret.key, annotation=i.secret.annotation)
+        for i in mutation.injected
+    ]
     own = config.get("secretpatch") or (config.get("webhook") or {}).get("secretpatch") or {}
-    flyte2 = bool((own.get("values") or {}).get("gcp", {}).get("flyte2Requests"))
+    gcp = (own.get("values") or {}).get("gcp", {})
+    flyte2 = bool(gcp.get("flyte2Requests"))
     labelled = pod["metadata"].get("labels", {}).get("inject-flyte-secrets") == "true"
     expected = reference_mutate(
         pod,
@@ -113,6 +117,7 @@ def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str
         resources,
         flyte=profile,
         flyte2_requests=flyte2,
+        batched=gcp.get("fetchConcurrency", 4) if gcp.get("fetch") == "batched" else None,
     )
     assert applied == expected
     validate_pod(applied)

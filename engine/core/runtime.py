@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import admission
 from .budget import BoundedCache, CacheStats, approx_size
@@ -24,7 +24,7 @@ from .jsontypes import AdmissionReviewResponse, is_object
 from .memo import ReviewMemo, key_of
 from .mutation import Injected, Mutation, Source
 from .requests import SecretRequest, decode_annotation, order_annotations, secret_annotations
-from .rules.model import Rendered, Rule, mark_skippable
+from .rules.model import PodRendered, Rendered, Rule, mark_skippable
 from .rules.select import load_rules
 
 
@@ -49,10 +49,15 @@ class Engine:
             "rule", limits.ruleCacheBytes, lambda request, _: approx_size(request)
         )
         self._rule_for = chosen.cached(self._choose_rule)
-        rendered: BoundedCache[tuple[Rule, SecretRequest, int], Rendered] = BoundedCache(
-            "render", limits.renderCacheBytes, lambda key, value: approx_size(key[1:]) + approx_size(value)
+        # A per-pod render is keyed by all the rule's requests and shares the budget.
+        rendered: BoundedCache[
+            tuple[Rule, SecretRequest | tuple[SecretRequest, ...], int], Rendered | PodRendered
+        ] = BoundedCache(
+            "render",
+            limits.renderCacheBytes,
+            lambda key, value: approx_size(key[1:]) + approx_size(value),
         )
-        self._render_cached = rendered.cached(lambda key: key[0].render(key[1], key[2], {}))
+        self._render_cached = rendered.cached(_render)
         self._encode = admission.PatchEncoder(limits.encoderCacheBytes)
         self._caches: list[BoundedCache[Any, Any]] = [decoded, chosen, rendered, self._encode.cache]
         # A rule whose templates read the pod makes patches depend on more than the memo sees.
@@ -139,18 +144,41 @@ class Engine:
             )
         merged: dict[tuple[int, str], int] = {}
         injected = []
+        # A rule with per-pod fragments renders them once, with all the secrets it took,
+        # and merges them in their place among the fragments of its first secret.
+        pending: dict[Rule, list[SecretRequest]] = {}
+        for request, rule in chosen:
+            if rule.per_pod:
+                pending.setdefault(rule, []).append(request)
         for request, rule in chosen:
             _check(deadline)
             index = patch.length("initContainers")
-            rendered = (
+            rendered: Rendered = (
                 rule.render(request, index, pod)
                 if rule.reads_pod
-                else self._render_cached((rule, request, index))
+                else cast(Rendered, self._render_cached((rule, request, index)))
             )
+            batch = pending.pop(rule, None)
+            whole: PodRendered | None = None
+            if batch is not None:
+                whole = (
+                    rule.render_pod(batch, index, pod)
+                    if rule.reads_pod
+                    else cast(PodRendered, self._render_cached((rule, tuple(batch), index)))
+                )
             name = request.label() if patch.track_sources else ""  # provenance only
-            for spec, items in zip(rule.fragments, rendered.items, strict=True):
-                if patch.track_sources:
-                    patch.source = (rule.name, spec.fragment.name, request.annotation, name)
+            for position, spec in enumerate(rule.fragments):
+                if spec.per == "pod":
+                    if whole is None or batch is None:
+                        continue
+                    items = whole.items[position]
+                    if patch.track_sources:  # every secret of the rule is its source
+                        every = ",".join(r.annotation for r in batch)
+                        patch.source = (rule.name, spec.fragment.name, every, f"{len(batch)} secrets")
+                else:
+                    items = rendered.items[position]
+                    if patch.track_sources:
+                        patch.source = (rule.name, spec.fragment.name, request.annotation, name)
                 try:
                     skipped = merged if spec.skip_merged else None
                     spec.mode.merge(patch, spec.into, spec.field, items, merged=skipped, token=id(spec))
@@ -301,6 +329,15 @@ class Engine:
             code=reasons[0][1],
             managers=self.managers,
         )
+
+
+def _render(key: tuple[Rule, SecretRequest | tuple[SecretRequest, ...], int]) -> Rendered | PodRendered:
+    """What the render cache holds: a rule's render of one request, or of all its requests
+    of a pod (`Rule.render_pod`), for a rule whose templates do not read the pod."""
+    rule, requests, index = key
+    if isinstance(requests, tuple):
+        return rule.render_pod(requests, index, {})
+    return rule.render(requests, index, {})
 
 
 def _check(deadline: float | None) -> None:

@@ -127,11 +127,13 @@ def _check_items(rule: Rule, sample: SecretRequest, versions: tuple[str, ...]) -
     import kubernetes_validate
 
     try:
-        rendered = rule.render(sample, 0, SAMPLE_POD)
+        rendered = rule.render(sample, 0, SAMPLE_POD).items
+        whole = rule.render_pod([sample], 0, SAMPLE_POD).items if rule.per_pod else rendered
     except RenderError as exc:
         return [_from_error(exc)]
     problems = []
-    for spec, items in zip(rule.fragments, rendered.items, strict=True):
+    for spec, each, once in zip(rule.fragments, rendered, whole, strict=True):
+        items = once if spec.per == "pod" else each
         if spec.mode.metadata:
             continue  # metadata keys: the whole-pod check below validates them
         for index, item in enumerate(items):

@@ -40,6 +40,7 @@ for container in plan["init_containers"]:
         "PATH": f"{plan['bin']}:/usr/bin:/bin",
         "FAKE_GCLOUD_STORE": plan["store"],
         "FAKE_GCLOUD_PROJECT": plan["project"],
+        **plan.get("env", {}),
     }
     env.update({var["name"]: var.get("value", "") for var in container.get("env", [])})
     done = subprocess.run(

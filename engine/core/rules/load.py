@@ -26,10 +26,22 @@ from .model import (
     Rule,
 )
 
-RULE_KEYS = ("name", "manager", "configSection", "configKeys", "values", "accept", "texts", "fragments")
+RULE_KEYS = (
+    "name",
+    "manager",
+    "configSection",
+    "configKeys",
+    "values",
+    "valueChecks",
+    "accept",
+    "texts",
+    "fragments",
+)
+CHECK_KEYS = ("check", "rule")
 ACCEPT_KEYS = ("mountRequirement", "fields")
 FIELD_KEYS = ("required", "pattern", "rule")
-FRAGMENT_KEYS = ("template", "merge", "into", "field", "when")
+FRAGMENT_KEYS = ("template", "merge", "into", "field", "when", "per")
+PER = ("secret", "pod")
 _LIST_NAME = re.compile(r"[a-z][A-Za-z]*")
 
 
@@ -128,6 +140,8 @@ def compile_rule(
     rule.reads = _request_fields_read(rule)
     try:
         rule.render(SAMPLE_REQUEST, 0, SAMPLE_POD)
+        if rule.per_pod:
+            rule.render_pod([SAMPLE_REQUEST], 0, SAMPLE_POD)
     except RenderError as exc:
         raise LoadError(
             f"{exc.message} (rendering a sample secret)", file=exc.file or doc.file, line=exc.line
@@ -187,6 +201,39 @@ def _by_values(
         raise doc.error(path, f"{value.strip()!r}: {exc.message or exc}") from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise doc.error(path, f"{value.strip()!r}: {exc}") from None
+
+
+def value_problems(
+    doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """The rule's `valueChecks` that `values` (defaults, then config) break, as (value name,
+    what it must be). Each check is one expression over values: a switch such as
+    `fetch: batched` that is misspelt must stop the load, not quietly pick the other branch."""
+    checks = doc.data.get("valueChecks") or {}
+    if not isinstance(checks, Mapping):
+        raise doc.error(("valueChecks",), "valueChecks must map value names to a check and a rule")
+    broken = []
+    for name, spec in checks.items():
+        path: tuple[str | int, ...] = ("valueChecks", name)
+        if name not in values:
+            raise doc.error(path, f"no value named {name!r}; {closest(str(name), sorted(values))}")
+        if not isinstance(spec, Mapping):
+            raise doc.error(path, "a value check must be a mapping with 'check' and 'rule'")
+        _check_keys(doc, path, spec, CHECK_KEYS)
+        rule = spec.get("rule")
+        if not isinstance(rule, str) or not rule.strip():
+            raise doc.error((*path, "rule"), "a value check needs a 'rule': what the value must be, in words")
+        source = spec.get("check")
+        if not isinstance(source, str) or single_expression(env, source.strip()) is None:
+            message = 'check must be one expression over values, such as "{{ values.x > 0 }}"'
+            raise doc.error((*path, "check"), message)
+        try:
+            verdict = _by_values(doc, (*path, "check"), source, env, values)
+        except LoadError:
+            verdict = False  # a value of the wrong type breaks its check
+        if verdict is not True:
+            broken.append((str(name), rule.strip()))
+    return broken
 
 
 def _mount(doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]) -> dict[str, bool | str]:
@@ -321,10 +368,17 @@ def _fragment(
     template = entry["template"]
     if not isinstance(template, str):
         raise doc.error((*path, "template"), "template must name a template file")
-    fragment = _located(doc, (*path, "template"), lambda: load_fragment(env, template, values))
+    per = entry.get("per", "secret")
+    if per not in PER:
+        raise doc.error(
+            (*path, "per"),
+            f"per must be 'secret' (rendered for each secret) or 'pod' (once, with every secret); "
+            f"got {per!r}",
+        )
+    fragment = _located(doc, (*path, "template"), lambda: load_fragment(env, template, values, per))
     when = _by_values(doc, (*path, "when"), entry.get("when", True), env, values)
     if not isinstance(when, bool):
         raise doc.error((*path, "when"), "when must be true, false, or an expression over values giving one")
     if not when:
         return None
-    return FragmentSpec(fragment, mode, tuple(into), list_field, doc.line(path))
+    return FragmentSpec(fragment, mode, tuple(into), list_field, doc.line(path), per)

@@ -48,15 +48,27 @@ class FragmentSpec:
     into: tuple[str, ...]
     field: str | None
     line: int | None
+    # "secret": rendered and merged for each secret; "pod": once per pod, with every secret
+    # the rule took (`secrets`), where the rule's first secret merges.
+    per: str = "secret"
     # Set by the engine: merging into a container twice is known to change nothing.
     skip_merged: bool = False
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """What a rule renders for one secret: its texts and each fragment's items."""
+    """What a rule renders for one secret: its texts and each fragment's items (none for a
+    fragment rendered per pod)."""
 
     texts: Mapping[str, str]
+    items: tuple[tuple[Mapping[str, Any], ...], ...]
+
+
+@dataclass(frozen=True)
+class PodRendered:
+    """What a rule's per-pod fragments render for all its secrets: each fragment's items, in
+    the order of `Rule.fragments` (none for a fragment rendered per secret)."""
+
     items: tuple[tuple[Mapping[str, Any], ...], ...]
 
 
@@ -107,17 +119,50 @@ class Rule:
                 return "invalid-field", f"{name} {quote_value(value)} is not valid: it {grammar.rule}"
         return None
 
+    @property
+    def per_pod(self) -> bool:
+        """Whether a fragment of the rule is rendered once per pod."""
+        return any(spec.per == "pod" for spec in self.fragments)
+
+    def _visible(self, request: SecretRequest) -> SecretRequest:
+        """The request as templates see it: a field no template reads is not validated, so
+        none may see it."""
+        unread = {name: "" for name in REQUEST_FIELDS if name not in self.reads and getattr(request, name)}
+        return replace(request, **unread) if unread else request
+
+    def _texts(self, request: SecretRequest, index: int, pod: Mapping[str, Any]) -> dict[str, Any]:
+        context: dict[str, Any] = {"secret": request, "index": index, "values": self.values, "pod": pod}
+        context["texts"] = {name: template.render(context) for name, template in self.texts.items()}
+        return context
+
     def render(self, request: SecretRequest, index: int, pod: Mapping[str, Any]) -> Rendered:
         """What the rule adds for one secret. The engine caches it by request and index when
         the rule's templates do not read the pod (`reads_pod`)."""
-        unread = {name: "" for name in REQUEST_FIELDS if name not in self.reads and getattr(request, name)}
-        if unread:  # a field no template reads is not validated, so none may see it
-            request = replace(request, **unread)
-        context: dict[str, Any] = {"secret": request, "index": index, "values": self.values, "pod": pod}
-        texts = {name: template.render(context) for name, template in self.texts.items()}
-        context["texts"] = texts
-        items = tuple(_items(spec, spec.fragment.render(context)) for spec in self.fragments)
-        return Rendered(texts, items)
+        context = self._texts(self._visible(request), index, pod)
+        items = tuple(
+            _items(spec, spec.fragment.render(context)) if spec.per == "secret" else ()
+            for spec in self.fragments
+        )
+        return Rendered(context["texts"], items)
+
+    def render_pod(
+        self, requests: Sequence[SecretRequest], index: int, pod: Mapping[str, Any]
+    ) -> PodRendered:
+        """What the rule's per-pod fragments add for all the secrets it took, in the pod's
+        order. They see `secrets`: for each, its annotation, its label (group/version,
+        escaped) and its texts rendered with this `index`; never a request's fields, which
+        the texts alone read (so `reads` stays what the texts and per-secret fragments read)."""
+        secrets = []
+        for request in requests:
+            visible = self._visible(request)
+            texts = self._texts(visible, index, pod)["texts"]
+            secrets.append({"annotation": visible.annotation, "label": visible.label(), "texts": texts})
+        context: dict[str, Any] = {"secrets": secrets, "index": index, "values": self.values, "pod": pod}
+        items = tuple(
+            _items(spec, spec.fragment.render(context)) if spec.per == "pod" else ()
+            for spec in self.fragments
+        )
+        return PodRendered(items)
 
 
 def _items(spec: FragmentSpec, value: Any) -> tuple[Mapping[str, Any], ...]:

@@ -18,7 +18,7 @@ from ..config import FLYTE_MANAGER_TYPES, GLOBAL_MANAGER, Config, manager_spelli
 from ..errors import LoadError
 from ..options import closest
 from ..templating.jinja import make_environment
-from .load import compile_rule, read_rule, rule_header
+from .load import compile_rule, read_rule, rule_header, value_problems
 from .model import Rule
 
 log = logging.getLogger("secretpatch")
@@ -94,7 +94,9 @@ def load_rules(config: Config, problems: list[LoadError] | None = None) -> tuple
     rules = []
     for doc in enabled:
         try:
-            rules.append(compile_rule(doc, env, rule_values(config, doc), problems, config.profile))
+            values = rule_values(config, doc)
+            _check_values(config, doc, env, values)
+            rules.append(compile_rule(doc, env, values, problems, config.profile))
         except LoadError as exc:
             if problems is None:
                 raise
@@ -106,6 +108,16 @@ def load_rules(config: Config, problems: list[LoadError] | None = None) -> tuple
     for message in warnings:
         log.warning(message)
     return rules, warnings + warn_ignored(config, consumed)
+
+
+def _check_values(config: Config, doc: yamldoc.Doc, env: Any, values: dict[str, Any]) -> None:
+    """Refuse values that break the rule's `valueChecks`, at the config key that set them."""
+    for name, rule in value_problems(doc, env, values):
+        rule_name = doc.data["name"]
+        message = f"{values[name]!r} is not a valid value for {name}: it {rule}"
+        if name in config.values.get(rule_name, {}):
+            raise config.error((*config.own_path, "values", rule_name, name), message)
+        raise doc.error(("values", name), message)
 
 
 def _position(config: Config, position: int) -> tuple[str | int, ...]:

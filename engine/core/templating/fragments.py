@@ -20,7 +20,7 @@ from jinja2 import nodes
 from .. import yamldoc
 from ..errors import LoadError, RenderError
 from ..jsontypes import copy_json, is_json_data
-from .jinja import CONTEXT_NAMES, PER_SECRET_NAMES, Place, template_source, undeclared_names
+from .jinja import PER_SECRET_NAMES, SEEN_BY, Place, template_source, undeclared_names
 from .reads import reads
 
 _SINGLE_EXPRESSION = re.compile(r"\A\{\{-?(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*?)-?\}\}\Z", re.DOTALL)
@@ -64,14 +64,17 @@ def single_expression(env: jinja2.Environment, source: str) -> Callable[[Mapping
     return evaluate
 
 
-def _compile_value(env: jinja2.Environment, source: str, place: Place, values: Mapping[str, Any]) -> Dynamic:
+def _compile_value(
+    env: jinja2.Environment, source: str, place: Place, values: Mapping[str, Any], per: str
+) -> Dynamic:
     names = undeclared_names(env, source, place)
     secret_reads = reads(env.parse(source), "secret", values) if "secret" in names else frozenset()
-    unknown = sorted(names - CONTEXT_NAMES - set(env.globals))
+    seen = SEEN_BY[per]
+    unknown = sorted(names - seen - set(env.globals))
     if unknown:
         raise LoadError(
             f"unknown name {unknown[0]!r} in {source.strip()!r}; "
-            f"templates see: {', '.join(sorted(CONTEXT_NAMES))}",
+            f"{'per-pod ' if per == 'pod' else ''}fragment templates see: {', '.join(sorted(seen))}",
             **place.where(),
         )
     fast = _interpolation(env, source)
@@ -239,8 +242,11 @@ def _has_dynamic(tree: Any) -> bool:
     return next(_dynamic_leaves(tree), None) is not None
 
 
-def load_fragment(env: jinja2.Environment, name: str, values: Mapping[str, Any]) -> Fragment:
-    """Read, parse and compile one fragment template, folding what depends only on values."""
+def load_fragment(
+    env: jinja2.Environment, name: str, values: Mapping[str, Any], per: str = "secret"
+) -> Fragment:
+    """Read, parse and compile one fragment template, folding what depends only on values;
+    `per` ("secret" or "pod") says which names it may read (jinja.SEEN_BY)."""
     source, filename = template_source(env, name)
     names: set[str] = set()
 
@@ -250,7 +256,7 @@ def load_fragment(env: jinja2.Environment, name: str, values: Mapping[str, Any])
         if isinstance(value, str) and _HAS_JINJA.search(value):
             # A block scalar's text starts on the line after its `|` or `>`.
             start = line + 1 if getattr(node, "style", None) in ("|", ">") else line
-            dynamic = _compile_value(env, value, Place(filename, start, lines), values)
+            dynamic = _compile_value(env, value, Place(filename, start, lines), values, per)
             names.update(dynamic.names)
             return dynamic
         return value

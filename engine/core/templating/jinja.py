@@ -23,9 +23,16 @@ from ..errors import LoadError, RenderError
 from ..quantity import canonical_resources
 from .reads import reads
 
-# Names a template may read. `values` is fixed at load time; the others change per secret.
-PER_SECRET_NAMES = frozenset({"secret", "index", "texts", "pod"})
+# Names a template may read. `values` is fixed at load time; the others change per secret
+# (`secrets`, every secret of the pod, is seen by per-pod fragments only; see rules/load.py).
+PER_SECRET_NAMES = frozenset({"secret", "index", "texts", "pod", "secrets"})
 CONTEXT_NAMES = PER_SECRET_NAMES | {"values"}
+# What each kind of template sees: texts and per-secret fragments one secret, per-pod
+# fragments every secret of the pod at once.
+SEEN_BY = {
+    "secret": CONTEXT_NAMES - {"secrets"},
+    "pod": frozenset({"secrets", "index", "pod", "values"}),
+}
 
 
 def shquote(value: object) -> str:
@@ -124,10 +131,10 @@ class TextTemplate:
         names = undeclared_names(env, source, Place(filename, 1, self.lines))
         self.names = names
         self.tree = env.parse(source)
-        unknown = sorted(names - CONTEXT_NAMES - set(env.globals))
+        unknown = sorted(names - SEEN_BY["secret"] - set(env.globals))
         if unknown:
             raise LoadError(
-                f"unknown name {unknown[0]!r}; templates see: {', '.join(sorted(CONTEXT_NAMES))}",
+                f"unknown name {unknown[0]!r}; text templates see: {', '.join(sorted(SEEN_BY['secret']))}",
                 **self._place(_first_line_naming(env, source, unknown[0])).where(),
             )
         try:
