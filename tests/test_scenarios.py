@@ -42,15 +42,24 @@ def with_own_keys(config: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]
     return config
 
 
-def load(name: str, profile: str = "v2") -> tuple[dict[str, Any], Engine, dict[str, Any]]:
+def load(
+    name: str, profile: str = "v2", *, batched: bool = False
+) -> tuple[dict[str, Any], Engine, dict[str, Any]]:
+    """The scenario's pod, its engine for the profile, and its config; with `batched`, the
+    config plus `fetch: batched` (two at a time, so that most scenarios have several waves)."""
     folder = SCENARIOS / name
     pod = yaml.safe_load((folder / "pod.yaml").read_text())
     config_file = folder / "config.yaml"
     config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-    if profile == "v2":
+    if batched:
+        config = with_own_keys(config or {}, {})
+        holder = config["webhook"] if "secretpatch" in config.get("webhook", {}) else config
+        values = holder["secretpatch"].setdefault("values", {}).setdefault("gcp", {})
+        values.update(fetch="batched", fetchConcurrency=2)
+    if profile == "v2" and not batched:
         engine = Engine.from_config(config_file if config_file.exists() else None)
     else:
-        engine = Engine.from_config(with_own_keys(config or {}, AS_FLYTE_1_16))
+        engine = Engine.from_config(with_own_keys(config or {}, AS_FLYTE_1_16 if profile == "v1" else {}))
     return pod, engine, config
 
 
@@ -90,10 +99,12 @@ def test_scenario_matches_its_golden_files(name: str, profile: str, snapshot: An
     snapshot.assert_match(yaml.safe_dump(mutation.pod, sort_keys=False), "pod.yaml")
 
 
+@pytest.mark.parametrize("fetch", ["as-configured", "batched"])
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("name", NAMES)
-def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str) -> None:
-    pod, engine, config = load(name, profile)
+def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str, fetch: str) -> None:
+    """Also with `fetch: batched`: the per-secret pod with one fetcher (tests/reference.py)."""
+    pod, engine, config = load(name, profile, batched=fetch == "batched")
     try:
         mutation = engine.mutate(pod)
     except Rejected:
