@@ -4,7 +4,10 @@ Called by tests/test_pod_starts.py as `unshare --mount --propagation private pyt
 driver.py PLAN`. /etc is overlaid (so nothing is written to the host's /etc) and
 /etc/flyte/secrets becomes a fresh memory filesystem, as the pod's emptyDir(medium: Memory)
 is. The init containers run in order with `sh -ec`, as root, with their env and the stand-in
-gcloud on PATH; the first that fails stops the pod. Then, as an unprivileged user (like a
+gcloud on PATH; the first that fails stops the pod. The plan's `container_start` (seconds,
+default 0) is slept before each init container, as the kubelet's cost of starting one, and
+`results["initialized"]` is the time from the first start to the moment the main container
+could start (bench/podstart.py reports it). Then, as an unprivileged user (like a
 task container's), each file flytekit would read is read back. Prints the results as JSON.
 """
 
@@ -13,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 with open(sys.argv[1]) as plan_file:
     plan = json.load(plan_file)
@@ -35,7 +39,9 @@ os.makedirs(plan["mount_path"], exist_ok=True)
 subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0777,size=16m", "tmpfs", plan["mount_path"]], check=True)
 
 results = {"init": [], "reads": {}}
+started = time.monotonic()
 for container in plan["init_containers"]:
+    time.sleep(plan.get("container_start", 0))
     env = {
         "PATH": f"{plan['bin']}:/usr/bin:/bin",
         "FAKE_GCLOUD_STORE": plan["store"],
@@ -49,6 +55,7 @@ for container in plan["init_containers"]:
     results["init"].append({"name": container["name"], "code": done.returncode, "stderr": done.stderr})
     if done.returncode != 0:
         break
+results["initialized"] = time.monotonic() - started
 
 
 def read_as_task_user(path):
