@@ -15,7 +15,7 @@ from typing import Any, cast
 from . import admission
 from .budget import BoundedCache, CacheStats, approx_size
 from .compose.modes import MountConflict, NameCollision
-from .compose.pod_patch import PodPatch, TooManyItems
+from .compose.pod_patch import Changed, PodPatch, TooManyItems
 from .compose.recorded import Recorded
 from .compose.view import PodView
 from .config import Config, flyte_managers, load_config
@@ -26,6 +26,10 @@ from .mutation import Injected, Mutation, Source
 from .requests import SecretRequest, decode_annotation, order_annotations, secret_annotations
 from .rules.model import PodRendered, Rendered, Rule, mark_skippable
 from .rules.select import load_rules
+
+# How far from the end of the init containers a re-invoked pod's injection is looked for:
+# other webhooks may have appended theirs after it (see Engine._carried).
+REPLAY_WINDOW = 16
 
 
 class Engine:
@@ -120,10 +124,54 @@ class Engine:
             reads.append(patch.view)
         try:
             injected = self._compose(patch, chosen, pod, deadline)
+            if patch.ops and not patch.added_singleton:
+                replay = self._replay(patch, chosen, pod, deadline, copy_items=copy_items)
+                if replay is not None:
+                    patch = replay
         except TooManyItems as exc:
             raise Rejected(str(exc), annotation="", code="limit") from None
+        if patch.replaying and patch.unchanged():
+            return Mutation(pod, [], tuple(injected))
         sources = tuple(Source(*source) for source in patch.sources)
         return Mutation(pod, patch.ops, tuple(injected), sources)
+
+    def _replay(
+        self,
+        first: PodPatch,
+        chosen: list[tuple[SecretRequest, Rule]],
+        pod: Mapping[str, Any],
+        deadline: float | None,
+        *,
+        copy_items: bool,
+    ) -> PodPatch | None:
+        """The injection composed as the pod's own, if the pod already carries it: it was
+        injected once and is reviewed again (reinvocationPolicy: IfNeeded, after another
+        webhook added containers), or its spec was copied from an injected pod. First
+        patches carry no marker, so the injection itself is looked for.
+
+        Tried only when composing added no pod-spec item by name (a fresh pod lacks the
+        secrets volume). The init containers are named by the number the pod had, so the
+        composition is replayed from each of the last REPLAY_WINDOW positions: its appends
+        must find their items where a first patch put them, as written, and the other
+        fragments fill what containers added since lack. The replays ask the first
+        composition's view, so the memo records their questions with the answer."""
+        length = first.view.length(("initContainers",)) or 0
+        for base in range(length - 1, max(length - REPLAY_WINDOW, 0) - 1, -1):
+            replay = PodPatch(
+                pod,
+                copy_items=copy_items,
+                max_items=self.config.limits.maxListItems,
+                track_sources=first.track_sources,
+                view=first.view,
+                replaying=True,
+            )
+            try:
+                self._compose(replay, chosen, pod, deadline, base=base)
+            except (Changed, Rejected):
+                continue
+            if replay.matched:
+                return replay
+        return None
 
     def _compose(
         self,
@@ -131,8 +179,11 @@ class Engine:
         chosen: list[tuple[SecretRequest, Rule]],
         pod: Mapping[str, Any],
         deadline: float | None,
+        *,
+        base: int | None = None,
     ) -> list[Injected]:
-        """Merge every chosen rule's fragments for every request, in Flyte's order."""
+        """Merge every chosen rule's fragments for every request, in Flyte's order. A replay
+        (see `_carried`) numbers init containers from `base`, where the first patch did."""
         limits = self.config.limits
         containers = patch.length("containers") + patch.length("initContainers")
         if containers > limits.maxContainers:
@@ -152,7 +203,10 @@ class Engine:
                 pending.setdefault(rule, []).append(request)
         for request, rule in chosen:
             _check(deadline)
-            index = patch.length("initContainers")
+            if base is None:
+                index = patch.length("initContainers")
+            else:
+                index = base + patch.matched.get(("initContainers",), 0)
             rendered: Rendered = (
                 rule.render(request, index, pod)
                 if rule.reads_pod

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..errors import quote_json
-from .pod_patch import CONTAINER_LISTS, Key, PodPatch, describe
+from .pod_patch import CONTAINER_LISTS, Changed, Key, PodPatch, describe
 
 # The metadata maps a `set` fragment may write.
 METADATA_MAPS = ("annotations", "labels")
@@ -187,6 +187,11 @@ class Append(MergeMode):
         else:
             found = patch.index_of(key, name)
             where = None if found is None else f"{describe(key)}[{found}]"
+        if patch.replaying:  # the pod carries the injection only if the item is there as written
+            if where is None or not patch.holds_written(key, name, item):
+                raise Changed(name)
+            patch.matched[key] = patch.matched.get(key, 0) + 1
+            return
         if where is not None:
             raise NameCollision(name, where)
         patch.add(key, item)
@@ -245,6 +250,8 @@ def add_unless_named(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None
         if taken is not None:
             other = patch.item_field(key, taken, "name")
             raise MountConflict(item["name"], path, f"{describe(key)}[{taken}]", other)
+    if len(key) == 1:
+        patch.added_singleton = True
     patch.add(key, item)
 
 

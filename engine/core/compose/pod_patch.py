@@ -27,6 +27,7 @@ from .view import (
     PodReader,
     PodView,
     TooManyItems,
+    canonical_json,
     describe,
     escape,
     pointer,
@@ -35,7 +36,11 @@ from .view import (
 # Containers and init containers share one namespace of names in a pod.
 CONTAINER_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers"})
 
-__all__ = ["CONTAINER_LISTS", "Key", "PodPatch", "TooManyItems", "describe"]
+__all__ = ["CONTAINER_LISTS", "Changed", "Key", "PodPatch", "TooManyItems", "describe"]
+
+
+class Changed(Exception):
+    """A replay (see PodPatch) would change the pod: it does not already carry the injection."""
 
 
 class PodPatch:
@@ -46,7 +51,14 @@ class PodPatch:
     `item_field` and `container_name_owner` only, and change it through `add`, `remove`
     and `set_keys`. This class reads the pod only through `reader`, typed as the
     `PodReader` protocol, so the type checker holds it to the questions the view records;
-    `view` is the same object, kept for its record (`view.reads`)."""
+    `view` is the same object, kept for its record (`view.reads`).
+
+    A replay (`replaying=True`, sharing the first composition's `view` so that the memo
+    records its questions too) composes as if the pod already carried the injection: an
+    append finds the item it would add already in the pod, as written, and is counted in
+    `matched`, or raises Changed (the injection is not there). Other fragments merge as
+    usual, filling what containers added since lack; `unchanged()` says at the end whether
+    that changed anything."""
 
     def __init__(
         self,
@@ -55,9 +67,16 @@ class PodPatch:
         copy_items: bool = True,
         max_items: int | None = None,
         track_sources: bool = True,
+        view: PodView | None = None,
+        replaying: bool = False,
     ) -> None:
-        self.view = PodView(pod, max_items)
+        self.view = PodView(pod, max_items) if view is None else view
         self.reader: PodReader = self.view
+        self.replaying = replaying
+        self.matched: dict[Key, int] = {}
+        # A pod-spec item a `once` fragment had to add (the secrets volume): then the pod does
+        # not carry the injection, and no replay is tried.
+        self.added_singleton = False
         self._max_items = max_items
         self._lists: dict[tuple[Any, ...], ListOverlay] = {}
         # The same lists by their key as the modes name them (indices as mutated so far),
@@ -278,6 +297,42 @@ class PodPatch:
         self._moved(key)
         if len(key) == 1 and key[0] in CONTAINER_LISTS:
             self._owners = None
+
+    def holds_written(self, key: Key, name: str, item: Mapping[str, Any]) -> bool:
+        """Whether the pod's own list at `key` holds an item named `name` with every field of
+        `item` as `item` has it (a replay's test for an append the pod already carries).
+        Fields `item` lacks are not compared: later fragments wrote some of them (the env
+        of an init container), and the replay checks those; other webhooks may add others."""
+        state = self._state(key)
+        if state.source is None:
+            return False
+        places = self.reader.positions(state.source, "name", name)
+        if not places:
+            return False
+        for field_name, value in item.items():
+            found = self.reader.item_field(state.source, places[0], field_name)
+            expected = value if type(value) is str else JsonValue(canonical_json(value), value)
+            if found != expected:
+                return False
+        return True
+
+    def unchanged(self) -> bool:
+        """After a replay: whether its operations leave the pod as it arrived. A prepend
+        removed original items and put new ones first; that is no change when it removed
+        exactly the first items and put back equal ones in their order."""
+        if any(op["path"].startswith("/metadata") for op in self.ops):
+            return False
+        for state in self._lists.values():
+            if state.back or state.created:
+                return False
+            if not state.front:
+                continue
+            if state.source is None or state.removed != list(range(len(state.front))):
+                return False
+            for index, item in enumerate(state.front):
+                if self.reader.item_json(state.source, index) != canonical_json(item):
+                    return False
+        return True
 
     def _moved(self, key: Key) -> None:
         """Items of the list at `key` changed places: the lists inside them are found anew."""

@@ -64,12 +64,23 @@ class PodReader(Protocol):
 
     def map_state(self, map_name: str) -> str: ...
 
+    def item_json(self, key: Key, index: int) -> str | None: ...
+
     def map_value(self, map_name: str, key: str) -> str | tuple[str] | None: ...
 
 
 def _index(key: tuple[str, int, str], shown: Key | None) -> int:
     """The container's index to name in a message: as the patch knows it, if given."""
     return shown[1] if shown is not None and len(shown) == 3 else key[1]
+
+
+def canonical_json(value: Any) -> str | None:
+    """`value` as JSON text with sorted keys, equal for equal JSON values (true is not 1);
+    None for a value that is not JSON (a Python caller's pod), equal to nothing."""
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
 
 
 def describe(key: Key) -> str:
@@ -150,6 +161,12 @@ class PodView:
         """The value of `field` of the item at `index` (None for a non-object or no field)."""
         return self.ask(("item-field", key, index, field))
 
+    def item_json(self, key: Key, index: int) -> str | None:
+        """The item at `index` of the list at `key` as canonical JSON text (sorted keys), None
+        when it is not JSON: what a re-invoked pod's items are compared with."""
+        answer: str | None = self.ask(("item-json", key, index))
+        return answer
+
     def map_state(self, map_name: str) -> str:
         """NO_METADATA, ABSENT or PRESENT for metadata.labels or metadata.annotations."""
         answer: str = self.ask(("map-state", map_name))
@@ -219,10 +236,11 @@ class PodView:
         value = item.get(field) if isinstance(item, Mapping) else None
         if value is None or type(value) is str:
             return value
-        try:  # compared exactly when replayed: JSON text tells true from 1
-            return JsonValue(json.dumps(value, sort_keys=True), value)
-        except (TypeError, ValueError):  # not JSON (a Python caller's pod): never equal to another
-            return JsonValue(None, value)
+        # Compared exactly when replayed: JSON text tells true from 1; not JSON, equal to none.
+        return JsonValue(canonical_json(value), value)
+
+    def _item_json(self, key: Key, index: int) -> str | None:
+        return canonical_json(self._list(key)[index])
 
     def _map_state(self, map_name: str) -> str:
         if not isinstance(self._metadata, Mapping):
@@ -249,6 +267,7 @@ _ANSWERS: dict[str, Callable[..., Any]] = {
     "positions": PodView._positions,
     "container-name": PodView._container_name,
     "item-field": PodView._item_field,
+    "item-json": PodView._item_json,
     "map-state": PodView._map_state,
     "map-value": PodView._map_value,
 }
