@@ -7,6 +7,7 @@ from Flyte's behaviour, the property tests that compare the two fail.
 from __future__ import annotations
 
 import copy
+import functools
 import posixpath
 from dataclasses import dataclass
 from typing import Any
@@ -90,11 +91,21 @@ def reference_mutate(
     """The pod as Flyte 2.0 (`flyte="v2"`) or 1.16 (`"v1"`) mutates it; with
     `flyte2_requests`, taking the requests of Flyte 2's SDK too. With `batched` (the
     concurrency), secretpatch's `fetch: batched`: the same pod, but the first init container
-    added runs every gcloud line, `batched` at a time, and the others are not added."""
+    added runs every gcloud line, `batched` at a time, and the others are not added.
+
+    A pod that already carries these init containers (secretpatch's re-invocation, not
+    Flyte's) gets none: only the volume, mounts and env that any container lacks."""
     add_env = _prepend_env if flyte == "v2" else _append_env_if_absent
     pod = copy.deepcopy(pod)
     spec = pod["spec"]
     first = len(spec.get("initContainers") or [])
+    fetchers = functools.partial(
+        _fetchers, requests, image, resources, flyte2_requests=flyte2_requests, batched=batched
+    )
+    carried = any(v.get("name") == VOLUME for v in spec.get("volumes") or []) and any(
+        _holds(spec["initContainers"], position, fetchers(position))
+        for position in range(max(first - REPLAY_WINDOW, 0), first)
+    )
     for req in requests:
         if not flyte2_requests and (not req.group or not req.group_version):
             raise RefRejected("group and group_version are required")
@@ -105,20 +116,8 @@ def reference_mutate(
             volumes.append({"name": VOLUME, "emptyDir": {"medium": "Memory"}})
         spec["volumes"] = volumes
         inits = spec.get("initContainers") or []
-        inits.append(
-            {
-                "name": f"gcp-pull-secret-{len(inits)}",
-                "image": image,
-                "command": [
-                    "sh",
-                    "-ec",
-                    gcloud_line(req.group, req.group_version, req.key, flyte2=flyte2_requests),
-                ],
-                "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH}],
-                # requests or limits given replace that map of the default only
-                "resources": copy.deepcopy({**DEFAULT_RESOURCES, **(resources or {})}),
-            }
-        )
+        if not carried:
+            inits.append(_fetcher(len(inits), req, image, resources, flyte2_requests))
         spec["initContainers"] = inits
         containers = spec.get("containers") or []
         for container in inits + containers:
@@ -129,13 +128,54 @@ def reference_mutate(
         for name, value in (("FLYTE_SECRETS_DEFAULT_DIR", MOUNT_PATH), ("FLYTE_SECRETS_FILE_PREFIX", "")):
             for container in inits + containers:
                 add_env(container, name, value)
-    if batched is not None and requests:
+    if batched is not None and requests and not carried:
         inits = spec["initContainers"]
         lines = [init["command"][2] for init in inits[first:]]
         names = [f"{req.annotation} ({req.group}/{req.group_version})" for req in requests]
         inits[first]["command"][2] = batched_script(lines, names, batched)
         del inits[first + 1 :]
     return pod
+
+
+REPLAY_WINDOW = 16  # how far from the end secretpatch looks for the init containers it added
+
+
+def _fetcher(index: int, req: Req, image: str, resources: Any, flyte2_requests: bool) -> dict[str, Any]:
+    return {
+        "name": f"gcp-pull-secret-{index}",
+        "image": image,
+        "command": ["sh", "-ec", gcloud_line(req.group, req.group_version, req.key, flyte2=flyte2_requests)],
+        "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH}],
+        # requests or limits given replace that map of the default only
+        "resources": copy.deepcopy({**DEFAULT_RESOURCES, **(resources or {})}),
+    }
+
+
+def _fetchers(
+    requests: list[Req],
+    image: str,
+    resources: Any,
+    start: int,
+    *,
+    flyte2_requests: bool,
+    batched: int | None,
+) -> list[dict[str, Any]]:
+    """The init containers a first patch adds from position `start`, as written then."""
+    each = [_fetcher(start + n, req, image, resources, flyte2_requests) for n, req in enumerate(requests)]
+    if batched is None or not each:
+        return each
+    names = [f"{req.annotation} ({req.group}/{req.group_version})" for req in requests]
+    each[0]["command"][2] = batched_script([f["command"][2] for f in each], names, batched)
+    return each[:1]
+
+
+def _holds(inits: list[dict[str, Any]], start: int, fetchers: list[dict[str, Any]]) -> bool:
+    """Whether the init containers from `start` are `fetchers`, each field as written (later
+    fields, such as the env a first patch adds, are not compared)."""
+    return start + len(fetchers) <= len(inits) and all(
+        all(inits[start + n].get(key) == value for key, value in fetcher.items())
+        for n, fetcher in enumerate(fetchers)
+    )
 
 
 def batched_script(lines: list[str], names: list[str], concurrency: int) -> str:

@@ -60,13 +60,21 @@ def start_pod(
     requests: list[dict[str, str]],
     config: dict[str, Any] | None = None,
     read_at: dict[str, str] | None = None,
+    *,
     gcloud_env: dict[str, str] | None = None,
+    reinvoke_after: Any = None,
     **pod_spec: Any,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Start the pod; the task reads each secret where flytekit looks for it, or at `read_at`
     (name -> path under FLYTE_SECRETS_DEFAULT_DIR) where another runtime does. `gcloud_env`
-    is given to the init containers (the stand-in gcloud's FAKE_GCLOUD_* settings)."""
-    pod = Engine.from_config(config).mutate(flyte_pod(*requests, **pod_spec)).pod
+    is given to the init containers (the stand-in gcloud's FAKE_GCLOUD_* settings). With
+    `reinvoke_after`, a function that changes the mutated pod as another webhook would, the
+    pod is reviewed again after it (reinvocationPolicy: IfNeeded)."""
+    engine = Engine.from_config(config)
+    pod = engine.mutate(flyte_pod(*requests, **pod_spec)).pod
+    if reinvoke_after is not None:
+        reinvoke_after(pod)
+        pod = engine.mutate(pod).pod
     task = pod["spec"]["containers"][0]
     env = {var["name"]: var.get("value", "") for var in task["env"]}
     reads = {}
@@ -343,3 +351,38 @@ def test_a_batched_fetch_runs_at_most_fetch_concurrency_gcloud_processes_at_once
         most = max(most, running)
     assert most == overlap
     assert running == 0 and len(events) == 2 * secrets * 2, "each request's first form fails, then --secret"
+
+
+def add_sidecars(pod: dict[str, Any]) -> None:
+    """What a mesh's injector does after secretpatch: an init container and a sidecar."""
+    pod["spec"]["initContainers"].append(
+        {"name": "mesh-init", "image": "mesh", "command": ["sh", "-ec", "true"]}
+    )
+    pod["spec"]["containers"].append({"name": "mesh-proxy", "image": "mesh"})
+
+
+@pytest.mark.parametrize("config", [None, BATCHED])
+def test_a_pod_reviewed_again_after_another_webhook_fetches_each_secret_once(
+    tmp_path: Path, config: dict[str, Any] | None
+) -> None:
+    log = tmp_path / "gcloud.log"
+    requests = [{"group": "TestSecret", "group_version": "2"}, {"group": "db-password", "group_version": "3"}]
+    pod, results, reads = start_pod(
+        tmp_path,
+        requests,
+        config=config,
+        gcloud_env={"FAKE_GCLOUD_LOG": str(log)},
+        reinvoke_after=add_sidecars,
+    )
+    fetchers = [c["name"] for c in pod["spec"]["initContainers"] if c["name"].startswith("gcp-pull-secret-")]
+    assert len(fetchers) == (1 if config else 2)
+    assert [c["code"] for c in results["init"]] == [0] * (len(fetchers) + 1)
+    assert log.read_text().count("start") == 2 * len(requests), (
+        "each secret fetched once (bare IDs: two calls)"
+    )
+    assert results["reads"][reads["TestSecret/2"]] == {"ok": True, "data": "s3cr3t-v2\n"}
+    assert results["reads"][reads["db-password/3"]] == {"ok": True, "data": "hunter3"}
+    proxy = pod["spec"]["containers"][-1]
+    assert {"name": "gcp-secret-vol", "readOnly": True, "mountPath": "/etc/flyte/secrets"} in proxy[
+        "volumeMounts"
+    ]

@@ -15,11 +15,13 @@ from typing import Any
 import jsonpatch
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 from secretpatch import Engine
 from secretpatch.core import runtime
 
 from .conftest import admission_review, flyte_pod
 from .kube import validate_pod
+from .reference import Req, reference_mutate
 from .test_properties import SETTINGS, task_pods
 from .test_scenarios import NAMES, PROFILES, load
 
@@ -164,3 +166,26 @@ def test_the_search_for_a_carried_injection_is_bounded(monkeypatch: pytest.Monke
     patch = engine.mutate(hostile).patch
     assert len(calls) == 1 + runtime.REPLAY_WINDOW
     assert any(op["path"] == "/spec/initContainers/-" for op in patch), "not carried: a fetcher is added"
+
+
+@SETTINGS
+@given(task_pods(), st.sampled_from(list(CONFIGS)), st.booleans(), st.booleans())
+def test_a_pod_changed_by_another_webhook_gets_what_the_reference_gives(
+    case: tuple[dict[str, Any], list[Req]], config: str, init: bool, main: bool
+) -> None:
+    """The reference (tests/reference.py) knows a pod that carries the injection: it adds no
+    fetcher and gives every container the volume's mount and the env."""
+    pod, wanted = case
+    engine = Engine.from_config(CONFIGS[config])
+    changed = injected(engine, pod)
+    if init:
+        changed["spec"].setdefault("initContainers", []).append(copy.deepcopy(OTHER_INIT))
+    if main:
+        changed["spec"]["containers"].append(copy.deepcopy(OTHER_MAIN))
+    expected = reference_mutate(
+        changed,
+        wanted,
+        flyte="v1" if config == "v1" else "v2",
+        batched=4 if config == "batched" else None,
+    )
+    assert injected(engine, changed) == expected
