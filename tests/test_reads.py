@@ -98,3 +98,36 @@ def test_the_fields_a_template_may_read(source: str, values: dict[str, Any], exp
 )
 def test_whatever_the_analysis_cannot_follow_counts_as_reading_every_field(source: str) -> None:
     assert reads(ENV.parse(source), "secret", {"keyFiles": False}) is None
+
+
+INCLUDED = {
+    "path.j2": "{% if values.keyFiles %}{{ secret.key }}{% else %}{{ secret.group }}{% endif %}",
+    "inner.j2": "{{ secret.env_var }}{% include 'path.j2' %}",
+    "cycle.j2": "{{ secret.group }}{% include 'cycle.j2' %}",
+    "rebinds.j2": "{% set secret = 1 %}",
+}
+
+
+def load(name: str) -> Any:
+    return ENV.parse(INCLUDED[name])
+
+
+@pytest.mark.parametrize(
+    ("source", "values", "expected"),
+    [
+        ("{% include 'path.j2' %}", {"keyFiles": False}, {"group"}),
+        ("{% include 'path.j2' %}", {"keyFiles": True}, {"key"}),
+        ("{% set p %}{% include 'inner.j2' %}{% endset %}{{ p }}", {"keyFiles": False}, {"env_var", "group"}),
+        ("{% if values.keyFiles %}{% include 'inner.j2' %}{% endif %}", {"keyFiles": False}, set()),
+        ("{% include 'cycle.j2' %}", {}, None),
+        ("{% include 'rebinds.j2' %}", {}, None),
+        ("{% include 'path.j2' without context %}", {"keyFiles": True}, None),
+    ],
+)
+def test_an_included_template_is_read_where_it_stands(
+    source: str, values: dict[str, Any], expected: set[str] | None
+) -> None:
+    """An include by name renders with the same context, so its reads count where it stands;
+    one the walk cannot follow (a cycle, a rebinding) reads everything."""
+    found = reads(ENV.parse(source), "secret", values, load)
+    assert found == (None if expected is None else frozenset(expected))

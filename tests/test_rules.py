@@ -537,3 +537,25 @@ def test_a_broken_value_check_names_the_rule_file_and_line(tmp_path: Path, check
     assert caught.value.file == str(tmp_path / "rules" / "gcp.yaml")
     assert caught.value.line == line_of(rule, checks.strip()[:8])
     assert message in caught.value.message
+
+
+def test_a_template_that_reads_the_pod_through_an_include_reads_the_pod(tmp_path: Path) -> None:
+    """The memo and the render cache are off for a rule whose templates read the pod; an
+    include must not hide that (nor the request fields it reads, which are then validated)."""
+    templates = {
+        "gcp/command.sh.j2": "{% include 'gcp/named.j2' %}",
+        "gcp/named.j2": "echo {{ pod.metadata.name | shquote }} {{ secret.key | shquote }}",
+    }
+    engine = engine_with(tmp_path, GCP_RULE, templates)
+    assert engine.rules[0].reads_pod and engine.memo is None
+    assert "key" in engine.rules[0].reads
+    mutation = engine.mutate(flyte_pod({"group": "a", "group_version": "1", "key": "k"}))
+    assert mutation.injected[0].texts["command"] == "echo task-pod k"
+
+
+def test_an_include_must_name_its_template(tmp_path: Path) -> None:
+    templates = {"gcp/command.sh.j2": "\n{% include values.which %}"}
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, GCP_RULE, templates)
+    assert caught.value.message == "include a template by its name, a constant string"
+    assert caught.value.line == 2

@@ -20,7 +20,7 @@ from jinja2 import nodes
 from .. import yamldoc
 from ..errors import LoadError, RenderError
 from ..jsontypes import copy_json, is_json_data
-from .jinja import PER_SECRET_NAMES, SEEN_BY, Place, template_source, undeclared_names
+from .jinja import PER_SECRET_NAMES, SEEN_BY, Place, parsed, template_source, undeclared_names
 from .reads import reads
 
 _SINGLE_EXPRESSION = re.compile(r"\A\{\{-?(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*?)-?\}\}\Z", re.DOTALL)
@@ -68,7 +68,11 @@ def _compile_value(
     env: jinja2.Environment, source: str, place: Place, values: Mapping[str, Any], per: str
 ) -> Dynamic:
     names = undeclared_names(env, source, place)
-    secret_reads = reads(env.parse(source), "secret", values) if "secret" in names else frozenset()
+    secret_reads = (
+        reads(env.parse(source), "secret", values, lambda name: parsed(env, name))
+        if "secret" in names
+        else frozenset()
+    )
     seen = SEEN_BY[per]
     unknown = sorted(names - seen - set(env.globals))
     if unknown:

@@ -86,6 +86,7 @@ class Place:
         return {"file": self.file, "line": line, "source": text}
 
 
+MAX_INCLUDE_DEPTH = 8
 _JINJA_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -96,11 +97,50 @@ def jinja_lines(source: str) -> tuple[str, ...]:
 
 
 def undeclared_names(env: jinja2.Environment, source: str, place: Place) -> frozenset[str]:
+    """The context names `source` reads, those of the templates it includes too: a template
+    that reads `pod` or `secret` through an include must count as reading them (the memo, the
+    render cache and the validation of request fields depend on it)."""
     try:
-        return frozenset(meta.find_undeclared_variables(env.parse(source)))
+        tree = env.parse(source)
+        names = set(meta.find_undeclared_variables(tree))
     except jinja2.TemplateSyntaxError as exc:
         # exc.lineno counts inside `source`, which starts at place.line
         raise LoadError(f"Jinja syntax error: {exc.message}", **place.where(exc.lineno or 1)) from None
+    for filename, included in included_trees(env, tree, place):
+        try:
+            names |= meta.find_undeclared_variables(included)
+        except jinja2.TemplateSyntaxError as exc:
+            raise LoadError(f"Jinja syntax error: {exc.message}", file=filename, line=exc.lineno) from None
+    return frozenset(names)
+
+
+def included_trees(
+    env: jinja2.Environment, tree: nodes.Template, place: Place, depth: int = 0
+) -> list[tuple[str, nodes.Template]]:
+    """The templates `tree` includes (file name and parsed tree), and those they include. An
+    include must name its template as a constant string, so that the loader can tell what
+    it reads."""
+    found: list[tuple[str, nodes.Template]] = []
+    for node in tree.find_all(nodes.Include):
+        name = node.template.value if isinstance(node.template, nodes.Const) else None
+        if not isinstance(name, str):
+            raise LoadError("include a template by its name, a constant string", **place.where(node.lineno))
+        if depth >= MAX_INCLUDE_DEPTH:
+            raise LoadError(
+                f"templates include each other more than {MAX_INCLUDE_DEPTH} deep", **place.where()
+            )
+        included = parsed(env, name)
+        found += [(template_source(env, name)[1], included), *included_trees(env, included, place, depth + 1)]
+    return found
+
+
+def parsed(env: jinja2.Environment, name: str) -> nodes.Template:
+    """The template called `name`, parsed."""
+    source, filename = template_source(env, name)
+    try:
+        return env.parse(source, name, filename)
+    except jinja2.TemplateSyntaxError as exc:
+        raise LoadError(f"Jinja syntax error: {exc.message}", file=filename, line=exc.lineno) from None
 
 
 def template_source(env: jinja2.Environment, name: str) -> tuple[str, str]:
@@ -130,6 +170,7 @@ class TextTemplate:
         self.lines = jinja_lines(source)
         names = undeclared_names(env, source, Place(filename, 1, self.lines))
         self.names = names
+        self.env = env
         self.tree = env.parse(source)
         unknown = sorted(names - SEEN_BY["secret"] - set(env.globals))
         if unknown:
@@ -144,7 +185,7 @@ class TextTemplate:
 
     def secret_reads(self, values: Mapping[str, Any]) -> frozenset[str] | None:
         """The fields of `secret` this template may read with these values (None: any)."""
-        return reads(self.tree, "secret", values)
+        return reads(self.tree, "secret", values, lambda name: parsed(self.env, name))
 
     def render(self, context: Mapping[str, Any]) -> str:
         try:

@@ -6,19 +6,22 @@ cannot reach a shell, a path or a pod, so a value Flyte injects there (`key: "a/
 refused. The analysis must never miss a read, so it is conservative: it skips only a branch
 that `values` alone rule out (`{% if values.keyFiles and secret.key %}` with keyFiles off),
 and it gives up, answering "the whole object", on anything it cannot follow: the object used
-other than through a constant attribute, a name rebound, another template included or
-imported. A block is read wherever it stands, since `self.<block>()` renders it from anywhere.
+other than through a constant attribute, a name rebound, another template imported or
+extended. A template included by name is read as if it stood there (it renders with the same
+context). A block is read wherever it stands, since `self.<block>()` renders it from anywhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import nodes
 
-# Statements that bring in another template, whose reads this walk does not see.
+# Statements that bring in another template, whose reads this walk does not see (an include
+# by name, it follows).
 _ELSEWHERE = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+Loader = Callable[[str], nodes.Template]
 
 
 class _Unknown:
@@ -31,16 +34,20 @@ MISSING = _Unknown()
 
 
 class _Walk:
-    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
+    def __init__(self, name: str, values: Mapping[str, Any], load: Loader | None) -> None:
         self.name = name
         self.values = values
+        self.load = load
+        self.including: list[str] = []
         self.attributes: set[str] = set()
         self.whole = False
 
     def node(self, node: nodes.Node) -> None:
         if self.whole:
             return
-        if isinstance(node, _ELSEWHERE):
+        if isinstance(node, nodes.Include) and self.load is not None and node.with_context:
+            self.include(node)
+        elif isinstance(node, _ELSEWHERE):
             self.whole = True
         elif isinstance(node, nodes.Name):
             if node.name == self.name:
@@ -64,6 +71,23 @@ class _Walk:
         else:
             for child in node.iter_child_nodes():
                 self.node(child)
+
+    def include(self, node: nodes.Include) -> None:
+        """The included template walked where it stands: it renders with the same context."""
+        name = node.template.value if isinstance(node.template, nodes.Const) else None
+        if not isinstance(name, str) or name in self.including or self.load is None:
+            self.whole = True  # a name computed at render time, or a cycle
+            return
+        tree = self.load(name)
+        if _rebinds(tree, self.name):
+            self.whole = True
+            return
+        self.including.append(name)
+        self.node(tree)
+        for block in tree.find_all(nodes.Block):
+            for child in block.body:
+                self.node(child)
+        self.including.pop()
 
     def branches(
         self, test: nodes.Node, body: list[nodes.Node], elifs: list[nodes.If], orelse: list[nodes.Node]
@@ -125,21 +149,27 @@ class _Walk:
         return found
 
 
-def reads(tree: nodes.Template, name: str, values: Mapping[str, Any]) -> frozenset[str] | None:
+def reads(
+    tree: nodes.Template, name: str, values: Mapping[str, Any], load: Loader | None = None
+) -> frozenset[str] | None:
     """The attributes of `name` that rendering `tree` may read, knowing `values`; None when
-    it may read the whole object (or the analysis cannot tell)."""
-    rebound = any(
-        node.name in (name, "values") and node.ctx in ("store", "param") for node in tree.find_all(nodes.Name)
-    )
-    if rebound:
+    it may read the whole object (or the analysis cannot tell). `load` parses a template by
+    name, so that an include is followed; without it, an include reads the whole object."""
+    if _rebinds(tree, name):
         return None
-    walk = _Walk(name, values)
+    walk = _Walk(name, values, load)
     walk.node(tree)
     # A block is defined whatever branch it sits in, and `self.<block>()` renders it anywhere.
     for block in tree.find_all(nodes.Block):
         for child in block.body:
             walk.node(child)
     return None if walk.whole else frozenset(walk.attributes)
+
+
+def _rebinds(tree: nodes.Template, name: str) -> bool:
+    return any(
+        node.name in (name, "values") and node.ctx in ("store", "param") for node in tree.find_all(nodes.Name)
+    )
 
 
 def _is_name(node: nodes.Node, name: str) -> bool:
