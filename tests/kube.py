@@ -9,8 +9,9 @@ import kubernetes_validate
 VERSIONS = ("1.31", kubernetes_validate.latest_version())
 
 
-def validate_pod(pod: dict[str, Any]) -> None:
-    for version in VERSIONS:
+def validate_pod(pod: dict[str, Any], oldest: str = VERSIONS[0]) -> None:
+    """Valid for `oldest` (a rule's minimumKubernetes) and the newest version we know."""
+    for version in (oldest, VERSIONS[1]):
         kubernetes_validate.validate(pod, version, strict=True)
 
 

@@ -79,3 +79,32 @@ def test_load_errors_in_several_templates_are_all_reported(
         for line in lines
     )
     assert lines[-1] == "lint: 2 problem(s)"
+
+
+@pytest.mark.parametrize(
+    ("values", "oldest"),
+    [
+        ("{envVars: fileKeyRef}", "1.35"),
+        ("{fetch: batched, flyte2Requests: true}", "1.31"),
+        ("{envVars: fileKeyRef, fetch: batched, flyte2Requests: true, keyFiles: true}", "1.35"),
+    ],
+)
+def test_every_switch_is_clean_against_the_oldest_kubernetes_the_rule_promises(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, values: str, oldest: str
+) -> None:
+    """minimumKubernetes: env vars from files (fileKeyRef) need 1.35, and lint checks the
+    patched pods against it; the fileKeyRef variables do not validate against 1.31."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"secretpatch:\n  values:\n    gcp: {values}\n")
+    assert main(["lint", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith(f"against Kubernetes {oldest}, 1.37.0") and lines[-1] == "lint: no problems"
+
+
+def test_env_vars_from_files_do_not_validate_against_kubernetes_1_31(tmp_path: Path) -> None:
+    from secretpatch.tools.lint import lint
+
+    config = tmp_path / "config.yaml"
+    config.write_text("secretpatch:\n  values:\n    gcp: {envVars: fileKeyRef}\n")
+    problems, _ = lint(config, versions=("1.31",))
+    assert any("fileKeyRef" in problem.message and "1.31" in problem.message for problem in problems)

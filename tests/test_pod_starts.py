@@ -40,6 +40,15 @@ def _namespaces_work() -> str | None:
 pytestmark = pytest.mark.skipif(_namespaces_work() is not None, reason=_namespaces_work() or "")
 
 STORE = {
+    "projects/cluster-project/secrets/multi-line": {"versions": {"1": "line one\nline two\n"}},
+    "projects/cluster-project/secrets/quoted": {"versions": {"1": "it's"}},
+    "projects/cluster-project/secrets/empty": {"versions": {"1": ""}},
+    "projects/cluster-project/secrets/huge": {"versions": {"1": "x" * 32769}},
+    "projects/cluster-project/secrets/just-fits": {"versions": {"1": "y" * 32768}},
+    "projects/cluster-project/secrets/crlf": {"versions": {"1": "a\r\nb"}},
+    "projects/cluster-project/secrets/nul": {"versions": {"1": "a\u0000b"}},
+    "projects/cluster-project/secrets/hash-and-spaces": {"versions": {"1": "  # not a comment = x  "}},
+    "projects/cluster-project/secrets/openai-key": {"versions": {"1": "sk-1", "2": "sk-2"}},
     f"projects/{PROJECT}/secrets/TestSecret": {"versions": {"1": "old", "2": "s3cr3t-v2\n"}},
     f"projects/{PROJECT}/secrets/db-password": {
         "versions": {"1": "hunter1", "3": "hunter3"},
@@ -106,6 +115,8 @@ def start_pod(
         "store": str(store),
         "project": PROJECT,
         "env": gcloud_env or {},
+        "containers": pod["spec"]["containers"],
+        "volumes": {"gcp-secret-vol": pod["spec"]["initContainers"][-1]["volumeMounts"][0]["mountPath"]},
     }
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     done = subprocess.run(
@@ -386,3 +397,82 @@ def test_a_pod_reviewed_again_after_another_webhook_fetches_each_secret_once(
     assert {"name": "gcp-secret-vol", "readOnly": True, "mountPath": "/etc/flyte/secrets"} in proxy[
         "volumeMounts"
     ]
+
+
+ENV_FILES = {"secretpatch": {"values": {"gcp": {"envVars": "fileKeyRef", "flyte2Requests": True}}}}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ENV_FILES,
+        {
+            "secretpatch": {
+                "values": {"gcp": {**ENV_FILES["secretpatch"]["values"]["gcp"], "fetch": "batched"}}
+            }
+        },
+    ],
+)
+def test_each_container_gets_the_secret_in_its_environment_read_from_the_env_file(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
+    """The kubelet (emulated after 1.35's parser) reads each variable from the env file the
+    fetcher wrote: the value exactly as stored, newlines and all; never in the pod spec."""
+    requests = [
+        {"group": "api-token", "group_version": "4", "mount_requirement": "ENV_VAR"},
+        {"group": "db-password", "group_version": "prod", "env_var": "DB_PASS"},
+        {
+            "group": "TestSecret",
+            "group_version": "2",
+            "mount_requirement": "FILE",
+            "env_var": "TEST_SECRET_PATH",
+        },
+        {"key": "openai-key", "mount_requirement": "ENV_VAR", "env_var": "OPENAI_API_KEY"},
+        {"group": "multi-line", "group_version": "1", "env_var": "MULTI"},
+        {"group": "hash-and-spaces", "group_version": "1", "env_var": "ODD"},
+        {"group": "just-fits", "group_version": "1", "env_var": "BIG"},
+    ]
+    pod, results, _ = start_pod(
+        tmp_path,
+        requests,
+        config=config,
+        read_at={},
+        containers=[{"name": "main", "image": "x"}, {"name": "side", "image": "y"}],
+    )
+    assert all(init["code"] == 0 for init in results["init"]), results["init"]
+    for name in ("main", "side"):
+        env = results["env"][name]
+        assert env["_FSEC_API-TOKEN_4"] == "t4", "no env_var: where flytekit looks, _FSEC_GROUP_VERSION"
+        assert env["DB_PASS"] == "hunter3"
+        assert env["TEST_SECRET_PATH"] == "/etc/flyte/secrets/testsecret/2"
+        assert env["OPENAI_API_KEY"] == "sk-2", "a Flyte 2 request: the latest version of its key"
+        assert env["MULTI"] == "line one\nline two\n"
+        assert env["ODD"] == "  # not a comment = x  ", "spaces, '#' and '=' inside the quotes are kept"
+        assert env["BIG"] == "y" * 32768
+    spec = json.dumps(pod)
+    assert "hunter3" not in spec and "sk-2" not in spec, "no value is in the pod spec"
+
+
+@pytest.mark.parametrize(
+    ("group", "reason"),
+    [
+        ("quoted", "holds a single quote ('), which an env file cannot carry"),
+        ("empty", "is empty, and Kubernetes reads an empty env-file value as no variable"),
+        ("huge", "is over 32768 bytes"),
+        ("crlf", "holds a carriage return or a NUL byte"),
+        ("nul", "holds a carriage return or a NUL byte"),
+    ],
+)
+def test_a_value_an_env_file_cannot_carry_fails_the_fetcher_naming_the_secret(
+    tmp_path: Path, group: str, reason: str
+) -> None:
+    """Never a truncated or altered value: the fetcher fails, and the task does not start."""
+    requests = [
+        {"group": "TestSecret", "group_version": "2"},
+        {"group": group, "group_version": "1", "env_var": "V"},
+    ]
+    _, results, _ = start_pod(tmp_path, requests, config=ENV_FILES, read_at={})
+    fetch = results["init"][-1]
+    assert fetch["code"] == 1
+    assert f"secretpatch: flyte.secrets/s1 ({group}, version 1): the value {reason}" in fetch["stderr"]
+    assert results["env"] == {}, "a failed init container: no container starts"

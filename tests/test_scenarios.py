@@ -110,6 +110,7 @@ def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str
     except Rejected:
         return
     applied = jsonpatch.apply_patch(pod, mutation.patch)
+    validate_pod(applied, engine.rules[0].minimum_kubernetes)
     section = config.get("webhook", config).get("gcpSecretManager", {})
     # Quantities as Kubernetes writes them (tests/test_quantity.py checks the conversion).
     resources = canonical_resources(section.get("resources")) if section.get("resources") else None
@@ -119,6 +120,10 @@ def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str
     ]
     own = config.get("secretpatch") or (config.get("webhook") or {}).get("secretpatch") or {}
     gcp = (own.get("values") or {}).get("gcp", {})
+    if gcp.get("envVars") == "fileKeyRef":
+        pytest.skip(
+            "env vars from files are not Flyte's: golden files and tests/test_pod_starts.py check them"
+        )
     flyte2 = bool(gcp.get("flyte2Requests"))
     labelled = pod["metadata"].get("labels", {}).get("inject-flyte-secrets") == "true"
     expected = reference_mutate(
@@ -131,7 +136,6 @@ def test_scenario_patch_applies_and_equals_the_reference(name: str, profile: str
         batched=gcp.get("fetchConcurrency", 4) if gcp.get("fetch") == "batched" else None,
     )
     assert applied == expected
-    validate_pod(applied)
 
 
 @pytest.mark.parametrize("profile", PROFILES)

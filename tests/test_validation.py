@@ -63,6 +63,44 @@ def _request(field: str, value: str) -> dict[str, str]:
 
 KEY_FILES = Engine.from_config({"secretpatch": {"values": {"gcp": {"keyFiles": True}}}})
 FLYTE2 = Engine.from_config({"secretpatch": {"values": {"gcp": {"flyte2Requests": True}}}})
+ENV_FILES = Engine.from_config({"secretpatch": {"values": {"gcp": {"envVars": "fileKeyRef"}}}})
+ENV_NAMES_REFUSED = [
+    *HOSTILE,
+    "1ABC",
+    "A-B",
+    "A.B",
+    "FLYTE_SECRETS_DEFAULT_DIR",
+    "FLYTE_SECRETS_FILE_PREFIX",
+    "A" * 254,
+]
+
+
+@pytest.mark.parametrize("mount", ["ENV_VAR", "ANY", "FILE"])
+@pytest.mark.parametrize("value", ENV_NAMES_REFUSED, ids=range(len(ENV_NAMES_REFUSED)))
+def test_with_env_files_a_hostile_env_var_is_refused_whatever_the_mount(value: str, mount: str) -> None:
+    """With envVars: fileKeyRef, env_var names a variable of every container (and, for the
+    env file, reaches a shell line quoted): it must be a plain name, and not one of the two
+    secretpatch sets; key, which may name the variable, keeps its grammar too."""
+    pod = flyte_pod({"group": "good", "group_version": "1", "mount_requirement": mount, "env_var": value})
+    with pytest.raises(Rejected) as caught:
+        ENV_FILES.mutate(pod)
+    assert "flyte.secrets/s0: env_var " in caught.value.message
+    assert "other than FLYTE_SECRETS_DEFAULT_DIR and FLYTE_SECRETS_FILE_PREFIX" in caught.value.message
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_with_env_files_a_hostile_key_is_refused(value: str) -> None:
+    pod = flyte_pod({"group": "good", "group_version": "1", "mount_requirement": "ENV_VAR", "key": value})
+    with pytest.raises(Rejected, match="flyte.secrets/s0: key "):
+        ENV_FILES.mutate(pod)
+
+
+def test_env_var_requests_are_refused_by_default_as_flyte_does_and_taken_with_env_files() -> None:
+    pod = flyte_pod({"group": "good", "group_version": "1", "mount_requirement": "ENV_VAR"})
+    with pytest.raises(Rejected, match="mount_requirement ENV_VAR is not supported with GCP Secret Manager"):
+        Engine.from_config(None).mutate(pod)
+    env = ENV_FILES.mutate(pod).pod["spec"]["containers"][0]["env"]
+    assert env[-1]["name"] == "_FSEC_GOOD_1" and "fileKeyRef" in env[-1]["valueFrom"]
 
 
 @pytest.mark.parametrize("field", ["group", "group_version", "key"])

@@ -28,6 +28,13 @@ SAMPLE_SECRETS = (
     ),
     SecretRequest("flyte.secrets/s2", "Token_2", "prod-alias", key="token"),
 )
+# Rendered too, not put in the sample pods (a rule may refuse them): what a rule renders for
+# secrets read from the environment (envVars: fileKeyRef).
+ENV_SAMPLES = (
+    SecretRequest("flyte.secrets/s3", "api-token", "2", mount_requirement="ENV_VAR", env_var="API_TOKEN"),
+    SecretRequest("flyte.secrets/s4", "db-password", "1", mount_requirement="ENV_VAR"),
+    SecretRequest("flyte.secrets/s5", "config", "3", mount_requirement="FILE", env_var="CONFIG_PATH"),
+)
 
 
 # A problem lint reports: what is wrong, and where (the file, the line and its text).
@@ -170,7 +177,6 @@ def lint(
     """The problems found, and a line or two saying what was checked."""
     import kubernetes_validate
 
-    versions = versions or ("1.31", kubernetes_validate.latest_version())
     try:
         config = load_config(source)
     except LoadError as exc:
@@ -181,9 +187,12 @@ def lint(
     except LoadError as exc:
         errors = collected or [exc]
         return [_from_error(e) for e in errors], []
+    if not versions:  # the oldest the rules promise (minimumKubernetes), and the newest known
+        oldest = max((rule.minimum_kubernetes for rule in rules), key=lambda v: tuple(map(int, v.split("."))))
+        versions = (oldest, kubernetes_validate.latest_version())
     problems: list[Problem] = []
     for rule in rules:
-        for sample in SAMPLE_SECRETS:
+        for sample in SAMPLE_SECRETS + ENV_SAMPLES:
             problems += _check_items(rule, sample, versions)
     engine = Engine(config, rules, warnings)
     refused: list[str] = []

@@ -33,11 +33,14 @@ RULE_KEYS = (
     "configKeys",
     "values",
     "valueChecks",
+    "minimumKubernetes",
     "accept",
     "texts",
     "fragments",
 )
 CHECK_KEYS = ("check", "rule")
+TEXT_KEYS = ("template", "when")
+DEFAULT_MINIMUM_KUBERNETES = "1.31"
 ACCEPT_KEYS = ("mountRequirement", "fields")
 FIELD_KEYS = ("required", "pattern", "rule")
 FRAGMENT_KEYS = ("template", "merge", "into", "field", "when", "per")
@@ -114,13 +117,12 @@ def compile_rule(
     texts = data.get("texts") or {}
     if not isinstance(texts, Mapping):
         raise doc.error(("texts",), "texts must map names to text templates")
-    for text_name, template in texts.items():
-        if not isinstance(template, str):
-            raise doc.error(("texts", text_name), "a text must name a template file")
+    for text_name, entry in texts.items():
+        template, when = _text_entry(doc, env, values, text_name, entry)
         text = attempt(
             lambda n=text_name, t=template: _located(doc, ("texts", n), lambda: TextTemplate(env, t))
         )
-        if text is not None:
+        if text is not None and when:
             rule.texts[text_name] = text
     fragments = data["fragments"]
     if not isinstance(fragments, list) or not fragments:
@@ -134,6 +136,7 @@ def compile_rule(
     if found and problems is not None:
         problems.extend(found)
         raise found[0]
+    rule.minimum_kubernetes = _minimum_kubernetes(doc, env, values)
     rule.reads_pod = any("pod" in t.names for t in rule.texts.values()) or any(
         "pod" in f.fragment.names for f in rule.fragments
     )
@@ -147,6 +150,39 @@ def compile_rule(
             f"{exc.message} (rendering a sample secret)", file=exc.file or doc.file, line=exc.line
         ) from None
     return rule
+
+
+def _minimum_kubernetes(doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]) -> str:
+    """The oldest Kubernetes minor version (`1.35`) the rule's patched pods are valid for, as
+    written or as an expression over values; 1.31 when the rule does not say."""
+    path: tuple[str | int, ...] = ("minimumKubernetes",)
+    version = _by_values(
+        doc, path, doc.data.get("minimumKubernetes", DEFAULT_MINIMUM_KUBERNETES), env, values
+    )
+    if not isinstance(version, str) or not re.fullmatch(r"1\.[0-9]{1,3}", version):
+        raise doc.error(
+            path,
+            f"minimumKubernetes must be a version such as '1.31', or an expression giving one; "
+            f"got {version!r}",
+        )
+    return version
+
+
+def _text_entry(
+    doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any], name: str, entry: Any
+) -> tuple[str, bool]:
+    """A `texts` entry: a template file, or {template, when} for a text that exists only
+    when an expression over values holds (it is still checked when it does not)."""
+    path: tuple[str | int, ...] = ("texts", name)
+    if isinstance(entry, str):
+        return entry, True
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("template"), str):
+        raise doc.error(path, "a text must name a template file, or be {template: FILE, when: EXPRESSION}")
+    _check_keys(doc, path, entry, TEXT_KEYS)
+    when = _by_values(doc, (*path, "when"), entry.get("when", True), env, values)
+    if not isinstance(when, bool):
+        raise doc.error((*path, "when"), "when must be true, false, or an expression over values giving one")
+    return entry["template"], when
 
 
 def _request_fields_read(rule: Rule) -> frozenset[str]:

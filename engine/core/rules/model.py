@@ -88,6 +88,8 @@ class Rule:
     # The request fields the rule's templates may read (set by the loader, which knows them
     # with the values): only these are validated, and only these reach the templates.
     reads: frozenset[str] = frozenset(REQUEST_FIELDS)
+    # The oldest Kubernetes minor version its patched pods are valid for (`secretpatch lint`).
+    minimum_kubernetes: str = "1.31"
 
     def refusal(self, request: SecretRequest) -> tuple[RefusalCode, str] | None:
         """Why this rule will not take the request (a metrics code and the reason), or None."""
@@ -177,21 +179,29 @@ def mark_skippable(rules: Sequence[Rule]) -> None:
     """A fragment may skip targets it has merged into when re-merging cannot change them.
 
     That holds when the mode is idempotent, the fragment renders the same items for every
-    secret, no other fragment writes the same lists, and no fragment reorders the container
-    lists the fragment walks.
+    secret, every other fragment that writes the same lists only adds items whose names are
+    not there yet (an idempotent mode that does not reorder: it can neither move nor
+    duplicate what this one put there), and no fragment reorders the container lists the
+    fragment walks.
     """
-    writers: dict[tuple[str, str | None], int] = {}
+    writers: dict[tuple[str, str | None], list[FragmentSpec]] = {}
     reordered: set[str] = set()
     specs = [spec for rule in rules for spec in rule.fragments]
     for spec in specs:
         for list_name in spec.into:
-            writers[(list_name, spec.field)] = writers.get((list_name, spec.field), 0) + 1
+            writers.setdefault((list_name, spec.field), []).append(spec)
             if spec.field is None and spec.mode.reorders:
                 reordered.add(list_name)
     for spec in specs:
+        others = [
+            other
+            for list_name in spec.into
+            for other in writers[(list_name, spec.field)]
+            if other is not spec
+        ]
         spec.skip_merged = (
             spec.mode.idempotent
             and spec.fragment.is_static
-            and all(writers[(list_name, spec.field)] == 1 for list_name in spec.into)
+            and all(other.mode.idempotent and not other.mode.reorders for other in others)
             and not (spec.field is not None and reordered & set(spec.into))
         )
