@@ -313,6 +313,7 @@ def test_the_config_the_pods_get_loads_and_injects_the_example_pod(values: Path,
     mutation = engine.mutate(flyte_pod({"group": "a", "group_version": "1"}))
     names = [c["name"] for c in mutation.pod["spec"]["initContainers"]]
     assert names == (["fetch-secret-0"] if "custom-rules" in values.name else ["gcp-pull-secret-0"])
+    assert engine.mutate(mutation.pod).patch == [], "a second review (IfNeeded) adds nothing"
     if "custom-rules" in values.name:
         assert engine.config.profile == "v1" and engine.config.on_refusal == "admit"
         assert mutation.pod["spec"]["initContainers"][0]["securityContext"]["runAsUser"] == 65532

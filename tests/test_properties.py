@@ -106,6 +106,15 @@ def test_the_patch_applies_and_gives_the_reference_pod(case: tuple[dict[str, Any
     validate_pod(applied)
 
 
+BATCHED = {
+    (k, profile): Engine.from_config(
+        {"secretpatch": {"flyte": profile, "values": {"gcp": {"fetch": "batched", "fetchConcurrency": k}}}}
+    )
+    for k in range(1, 7)
+    for profile in ("v2", "v1")
+}
+
+
 @SETTINGS
 @given(task_pods(), st.integers(1, 6), st.sampled_from(["v2", "v1"]))
 def test_a_batched_fetch_gives_the_per_secret_pod_with_one_fetcher(
@@ -114,8 +123,7 @@ def test_a_batched_fetch_gives_the_per_secret_pod_with_one_fetcher(
     """fetch: batched changes the init containers only: one fetcher where per-secret adds one
     per secret, in the first one's place and name; every file, path, env and mount is the same."""
     pod, wanted = case
-    gcp = {"fetch": "batched", "fetchConcurrency": concurrency}
-    engine = Engine.from_config({"secretpatch": {"flyte": profile, "values": {"gcp": gcp}}})
+    engine = BATCHED[(concurrency, profile)]
     applied = jsonpatch.apply_patch(pod, engine.mutate(pod).patch)
     assert applied == reference_mutate(pod, wanted, flyte=profile, batched=concurrency)
     validate_pod(applied)

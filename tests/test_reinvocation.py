@@ -30,6 +30,7 @@ CONFIGS = {
     "v1": {"secretpatch": {"flyte": "v1"}},
     "batched": {"secretpatch": {"values": {"gcp": {"fetch": "batched"}}}},
 }
+ENGINES = {name: Engine.from_config(config) for name, config in CONFIGS.items()}
 REQUESTS = (
     {"group": "a", "group_version": "1"},
     {"group": "projects/p-1234/secrets/b", "group_version": "2"},
@@ -128,8 +129,7 @@ def test_a_pod_asking_for_another_secret_than_the_one_it_carries_is_injected() -
 @given(task_pods())
 def test_any_pod_injected_once_is_a_fixed_point(case: tuple[dict[str, Any], Any]) -> None:
     pod, _ = case
-    for config in CONFIGS.values():
-        engine = Engine.from_config(config)
+    for engine in ENGINES.values():
         once = injected(engine, pod)
         assert engine.mutate(once).patch == []
 
@@ -176,7 +176,7 @@ def test_a_pod_changed_by_another_webhook_gets_what_the_reference_gives(
     """The reference (tests/reference.py) knows a pod that carries the injection: it adds no
     fetcher and gives every container the volume's mount and the env."""
     pod, wanted = case
-    engine = Engine.from_config(CONFIGS[config])
+    engine = ENGINES[config]
     changed = injected(engine, pod)
     if init:
         changed["spec"].setdefault("initContainers", []).append(copy.deepcopy(OTHER_INIT))

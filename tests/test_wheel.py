@@ -22,7 +22,8 @@ def templates_named_by_rules(archive: zipfile.ZipFile) -> set[str]:
     for name in archive.namelist():
         if name.startswith("secretpatch/_bundled/rules/") and name.endswith(".yaml"):
             rule = yaml.safe_load(archive.read(name))
-            named.update(rule.get("texts", {}).values())
+            texts = rule.get("texts", {}).values()  # a file, or {template: file, when: ...}
+            named.update(text["template"] if isinstance(text, dict) else text for text in texts)
             named.update(fragment["template"] for fragment in rule["fragments"])
     return named
 
