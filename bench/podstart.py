@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -43,6 +42,9 @@ from typing import Any
 
 from secretpatch import Engine
 from secretpatch.core.requests import encode_request
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "podstart"))
+from harness import install_gcloud, run_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "tests" / "podstart"
@@ -77,10 +79,7 @@ def start(pod: dict[str, Any], folder: Path, args: argparse.Namespace) -> float:
     }
     (folder / "store.json").write_text(json.dumps(store))
     bin_dir = folder / "bin"
-    bin_dir.mkdir()
-    gcloud = (HARNESS / "gcloud").read_text().replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1)
-    (bin_dir / "gcloud").write_text(gcloud)
-    (bin_dir / "gcloud").chmod(0o755)
+    install_gcloud(bin_dir)
     plan = {
         "mount_path": "/etc/flyte/secrets",
         "init_containers": pod["spec"]["initContainers"],
@@ -91,22 +90,7 @@ def start(pod: dict[str, Any], folder: Path, args: argparse.Namespace) -> float:
         "container_start": args.container_start,
         "env": {"FAKE_GCLOUD_STARTUP": str(args.startup), "FAKE_GCLOUD_LATENCY": str(args.latency)},
     }
-    (folder / "plan.json").write_text(json.dumps(plan))
-    done = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            sys.executable,
-            str(HARNESS / "driver.py"),
-            str(folder / "plan.json"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    done = run_plan(plan, folder, timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"podstart: the driver failed: {done.stderr.strip()}")
     results = json.loads(done.stdout)

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from secretpatch import Engine
 
 from .conftest import ROOT, flyte_pod
+from .podstart.harness import install_gcloud, run_plan
 
 HERE = ROOT / "tests" / "podstart"
 PROJECT = "cluster-project"
@@ -99,11 +99,7 @@ def start_pod(
     store = tmp_path / "store.json"
     store.write_text(json.dumps(STORE))
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "gcloud").write_text(
-        (HERE / "gcloud").read_text().replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1)
-    )
-    (bin_dir / "gcloud").chmod(0o755)
+    install_gcloud(bin_dir)
     for directory in (tmp_path, bin_dir):
         directory.chmod(0o755)
     store.chmod(0o644)
@@ -118,22 +114,7 @@ def start_pod(
         "containers": pod["spec"]["containers"],
         "volumes": {"gcp-secret-vol": pod["spec"]["initContainers"][-1]["volumeMounts"][0]["mountPath"]},
     }
-    (tmp_path / "plan.json").write_text(json.dumps(plan))
-    done = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            sys.executable,
-            str(HERE / "driver.py"),
-            str(tmp_path / "plan.json"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = run_plan(plan, tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     return pod, results, reads
