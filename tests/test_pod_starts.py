@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from secretpatch import Engine
 
-from .conftest import ROOT, flyte_pod
+from .conftest import flyte_pod
 from .podstart.harness import install_gcloud, run_plan
 
-HERE = ROOT / "tests" / "podstart"
 PROJECT = "cluster-project"
 
 
