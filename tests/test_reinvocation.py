@@ -189,3 +189,13 @@ def test_a_pod_changed_by_another_webhook_gets_what_the_reference_gives(
         batched=4 if config == "batched" else None,
     )
     assert injected(engine, changed) == expected
+
+
+def test_a_pod_that_carries_the_injection_is_answered_unchanged_and_counts_no_secret() -> None:
+    """The review of a carried pod is `unchanged`: the metrics and the audit log count each
+    secret once, when it was injected, not at every review of the same pod."""
+    engine = Engine.from_config(None)
+    once = injected(engine, flyte_pod(*REQUESTS))
+    outcome = engine.review_outcome(admission_review(once))
+    assert outcome.result == "unchanged" and outcome.secrets == ()
+    assert "patch" not in outcome.response["response"]

@@ -131,7 +131,7 @@ class Engine:
         except TooManyItems as exc:
             raise Rejected(str(exc), annotation="", code="limit") from None
         if patch.replaying and patch.unchanged():
-            return Mutation(pod, [], tuple(injected))
+            return Mutation(pod, [])  # carried: this review injects nothing, and counts none
         sources = tuple(Source(*source) for source in patch.sources)
         return Mutation(pod, patch.ops, tuple(injected), sources)
 
