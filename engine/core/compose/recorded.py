@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ..errors import InputError
-from .view import CONTAINER_ORDER, Key, PodView, Question
+from .view import CONTAINER_ORDER, JsonValue, Key, PodView, Question
 
 # What one recorded question holds besides its strings: the pair, the question and list-key
 # tuples, and a small answer (CPython 3.11, 64-bit: 56 + 72 + 64 + 28 bytes, rounded up).
@@ -26,7 +26,7 @@ class Recorded(NamedTuple):
 
     ordered: tuple[tuple[Question, Any], ...]
     lookups: Lookups
-    strings: int  # the characters of the values kept, for size()
+    strings: int  # the characters of the values and answers kept, for size()
 
     @classmethod
     def of(cls, reads: Mapping[Question, Any]) -> Recorded:
@@ -42,20 +42,25 @@ class Recorded(NamedTuple):
             else:
                 absent[(key, field)].add(value)
 
+        kept = 0  # characters of the ordered answers' texts
         for question, answer in reads.items():
             if question[0] == "positions":
                 found(question[1], question[2], question[3], answer)
             elif question[0] == "container-name":
                 for list_name, places in zip(CONTAINER_ORDER, answer, strict=True):
                     found((list_name,), "name", question[1], places)
+            elif isinstance(answer, JsonValue):  # compared by its text: the pod's object is not kept
+                kept += len(answer.text or "")
+                ordered.append((question, JsonValue(answer.text, None)))
             else:
+                kept += len(answer) if isinstance(answer, str) else 0
                 ordered.append((question, answer))
         lookups = tuple(
             (key, field, frozenset(values), tuple(present[(key, field)].items()))
             for (key, field), values in absent.items()
         )
         strings = sum(len(value) for _, _, values, places in lookups for value in [*values, *dict(places)])
-        return cls(tuple(ordered), lookups, strings)
+        return cls(tuple(ordered), lookups, strings + kept)
 
     def holds(self, view: PodView) -> bool:
         """Whether `view`'s pod gives every recorded answer. A question it cannot answer (a

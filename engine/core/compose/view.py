@@ -43,6 +43,9 @@ class JsonValue(NamedTuple):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JsonValue) and self.text is not None and self.text == other.text
 
+    def __ne__(self, other: object) -> bool:  # tuple's own would compare `value` too
+        return not self == other
+
     def __hash__(self) -> int:
         return hash(self.text)
 
