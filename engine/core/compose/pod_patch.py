@@ -11,6 +11,7 @@ old index followed by an `add` at `/0`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from .view import (
     PodReader,
     PodView,
     TooManyItems,
+    as_stored,
     canonical_json,
     describe,
     escape,
@@ -300,21 +302,22 @@ class PodPatch:
 
     def holds_written(self, key: Key, name: str, item: Mapping[str, Any]) -> bool:
         """Whether the pod's own list at `key` holds an item named `name` with every field of
-        `item` as `item` has it (a replay's test for an append the pod already carries).
-        Fields `item` lacks are not compared: later fragments wrote some of them (the env
-        of an init container), and the replay checks those; other webhooks may add others."""
+        `item` as `item` has it, once stored (a replay's test for an append the pod already
+        carries). Fields `item` lacks are not compared: later fragments wrote some of them
+        (the env of an init container), and the replay checks those; other webhooks may add
+        others."""
         state = self._state(key)
         if state.source is None:
             return False
         places = self.reader.positions(state.source, "name", name)
-        if not places:
+        stored = self.reader.item_json(state.source, places[0]) if places else None
+        if stored is None:
             return False
-        for field_name, value in item.items():
-            found = self.reader.item_field(state.source, places[0], field_name)
-            expected = value if type(value) is str else JsonValue(canonical_json(value), value)
-            if found != expected:
-                return False
-        return True
+        found = json.loads(stored)
+        return all(
+            canonical_json(found.get(field_name)) == canonical_json(value)
+            for field_name, value in as_stored(item).items()
+        )
 
     def unchanged(self) -> bool:
         """After a replay: whether its operations leave the pod as it arrived. A prepend
@@ -330,7 +333,7 @@ class PodPatch:
             if state.source is None or state.removed != list(range(len(state.front))):
                 return False
             for index, item in enumerate(state.front):
-                if self.reader.item_json(state.source, index) != canonical_json(item):
+                if self.reader.item_json(state.source, index) != canonical_json(as_stored(item)):
                     return False
         return True
 

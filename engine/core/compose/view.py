@@ -86,6 +86,18 @@ def canonical_json(value: Any) -> str | None:
         return None
 
 
+def as_stored(value: Any) -> Any:
+    """`value` as the API server stores it: Kubernetes' Go types drop an empty string, list or
+    map, and a null (`omitempty`), so `{name: X, value: ""}` comes back as `{name: X}`. A pod
+    reviewed again has been through that; what secretpatch renders has not."""
+    if isinstance(value, Mapping):
+        kept = {key: as_stored(item) for key, item in value.items()}
+        return {key: item for key, item in kept.items() if item not in ("", None, [], {})}
+    if isinstance(value, list):
+        return [as_stored(item) for item in value]
+    return value
+
+
 def describe(key: Key) -> str:
     if len(key) == 1:
         return f"spec.{key[0]}"
@@ -165,8 +177,9 @@ class PodView:
         return self.ask(("item-field", key, index, field))
 
     def item_json(self, key: Key, index: int) -> str | None:
-        """The item at `index` of the list at `key` as canonical JSON text (sorted keys), None
-        when it is not JSON: what a re-invoked pod's items are compared with."""
+        """The item at `index` of the list at `key` as stored (`as_stored`), in canonical JSON
+        text (sorted keys); None when it is not JSON: what a re-invoked pod's items are
+        compared with."""
         answer: str | None = self.ask(("item-json", key, index))
         return answer
 
@@ -243,7 +256,7 @@ class PodView:
         return JsonValue(canonical_json(value), value)
 
     def _item_json(self, key: Key, index: int) -> str | None:
-        return canonical_json(self._list(key)[index])
+        return canonical_json(as_stored(self._list(key)[index]))
 
     def _map_state(self, map_name: str) -> str:
         if not isinstance(self._metadata, Mapping):
