@@ -171,3 +171,48 @@ def test_depth_is_measured_without_recursion() -> None:
     assert too_deep(deep, 1000)
     assert not too_deep({"a": [1, {"b": 2}]}, 3)
     assert too_deep({"a": [1, {"b": 2}]}, 2)
+
+
+def test_a_patch_past_the_operations_cap_is_refused_before_it_is_built() -> None:
+    """Env vars from files add an item per secret to every container: 500 secrets in a pod of
+    199 containers would make a patch of 100,000 operations (35 MB), for a pod the API server
+    refuses anyway. The cap stops the composition as it passes it."""
+    engine = Engine.from_config(
+        {
+            "secretpatch": {
+                "values": {"gcp": {"envVars": "fileKeyRef"}},
+                "limits": {"maxPatchOperations": 2000},
+            }
+        }
+    )
+    many = [{"group": f"s{n}", "group_version": "1", "mount_requirement": "ENV_VAR"} for n in range(100)]
+    containers = [{"name": f"c{n}", "image": "x"} for n in range(30)]
+    with pytest.raises(Rejected) as caught:
+        engine.mutate(flyte_pod(*many, containers=containers))
+    assert caught.value.code == "limit"
+    assert "more than 2000 operations (secretpatch.limits.maxPatchOperations)" in caught.value.message
+    assert len(engine.mutate(flyte_pod(*many[:10], containers=containers)).patch) < 2000
+
+
+def test_a_container_that_could_not_start_is_refused_at_admission() -> None:
+    """A batched fetcher's script is one argument of `sh -ec`; past Linux's 128 KiB for one
+    argument the container would fail with "argument list too long" and the pod never run."""
+    engine = Engine.from_config(
+        {"secretpatch": {"values": {"gcp": {"fetch": "batched", "envVars": "fileKeyRef"}}}}
+    )
+    many = [
+        {"group": f"api-token-{n}", "group_version": "latest", "mount_requirement": "ENV_VAR"}
+        for n in range(74)
+    ]
+    with pytest.raises(Rejected) as caught:
+        engine.mutate(flyte_pod(*many))
+    assert caught.value.code == "limit"
+    assert (
+        caught.value.message.startswith(
+            "secretpatch refused the pod: gcp/fetch-all.yaml.j2 renders a string of "
+        )
+        or "gcp/fetch-all.yaml.j2 renders a string of " in caught.value.message
+    )
+    assert "Linux passes at most 131072 bytes in one" in caught.value.message
+    script = engine.mutate(flyte_pod(*many[:60])).pod["spec"]["initContainers"][0]["command"][2]
+    assert len(script.encode()) <= 131072

@@ -22,6 +22,9 @@ class Limits:
     maxAnnotationChars: int = 64 * 1024
     maxContainers: int = 200
     maxListItems: int = 4096
+    # Operations in one patch. Flyte's mutation of 500 secrets in a pod of 200 containers
+    # takes about 3,000; a patch far past that would make a pod the API server refuses.
+    maxPatchOperations: int = 10_000
     maxRequestBytes: int = 3 * 1024 * 1024
     maxJsonDepth: int = PARSER_DEPTH  # lower it to walk bodies for a stricter cap
     # Commas and opening brackets in a request body: what its parsed document may cost (50 to

@@ -24,7 +24,7 @@ from .jsontypes import AdmissionReviewResponse, is_object
 from .memo import ReviewMemo, key_of
 from .mutation import Injected, Mutation, Source
 from .requests import SecretRequest, decode_annotation, order_annotations, secret_annotations
-from .rules.model import PodRendered, Rendered, Rule, mark_skippable
+from .rules.model import ArgumentTooLong, PodRendered, Rendered, Rule, mark_skippable
 from .rules.select import load_rules
 
 # How far from the end of the init containers a re-invoked pod's injection is looked for:
@@ -119,6 +119,7 @@ class Engine:
             copy_items=copy_items,
             max_items=self.config.limits.maxListItems,
             track_sources=copy_items,
+            max_ops=self.config.limits.maxPatchOperations,
         )
         if reads is not None:
             reads.append(patch.view)
@@ -128,7 +129,7 @@ class Engine:
                 replay = self._replay(patch, chosen, pod, deadline, copy_items=copy_items)
                 if replay is not None:
                     patch = replay
-        except TooManyItems as exc:
+        except (TooManyItems, ArgumentTooLong) as exc:
             raise Rejected(str(exc), annotation="", code="limit") from None
         if patch.replaying and patch.unchanged():
             return Mutation(pod, [])  # carried: this review injects nothing, and counts none
@@ -164,6 +165,7 @@ class Engine:
                 track_sources=first.track_sources,
                 view=first.view,
                 replaying=True,
+                max_ops=self.config.limits.maxPatchOperations,
             )
             try:
                 self._compose(replay, chosen, pod, deadline, base=base)

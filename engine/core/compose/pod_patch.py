@@ -71,10 +71,12 @@ class PodPatch:
         track_sources: bool = True,
         view: PodView | None = None,
         replaying: bool = False,
+        max_ops: int | None = None,
     ) -> None:
         self.view = PodView(pod, max_items) if view is None else view
         self.reader: PodReader = self.view
         self.replaying = replaying
+        self._max_ops = max_ops
         self.matched: dict[Key, int] = {}
         # A pod-spec item a `once` fragment had to add (the secrets volume): then the pod does
         # not carry the injection, and no replay is tried.
@@ -254,6 +256,11 @@ class PodPatch:
     # ---- changes ---------------------------------------------------------------------------
 
     def _emit(self, op: PatchOp) -> None:
+        if self._max_ops is not None and len(self.ops) >= self._max_ops:
+            raise TooManyItems(
+                f"the patch would have more than {self._max_ops} operations "
+                f"(secretpatch.limits.maxPatchOperations); ask for fewer secrets in this pod"
+            )
         self.ops.append(op)
         if self.track_sources:
             self.sources.append(self.source)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..compose.modes import MergeMode, ShapeError
+from ..compose.pod_patch import CONTAINER_LISTS
 from ..errors import RefusalCode, RenderError, quote_value
 from ..requests import MAX_FIELD_LENGTH, SecretRequest
 from ..templating.fragments import Fragment
@@ -167,12 +168,37 @@ class Rule:
         return PodRendered(items)
 
 
+# Linux's MAX_ARG_STRLEN: the longest single argument or environment string exec takes. A
+# container whose command holds a longer one cannot start ("argument list too long").
+MAX_ARG_BYTES = 32 * 4096
+
+
+class ArgumentTooLong(Exception):
+    """A rendered container would not start: the engine refuses the pod, naming the limit."""
+
+
 def _items(spec: FragmentSpec, value: Any) -> tuple[Mapping[str, Any], ...]:
-    """The items a fragment rendered, in the shape its merge mode takes."""
+    """The items a fragment rendered, in the shape its merge mode takes; a container's
+    argument or environment string past MAX_ARG_BYTES raises ArgumentTooLong."""
     try:
-        return spec.mode.items(value)
+        items = spec.mode.items(value)
     except ShapeError as exc:
         raise RenderError(str(exc), file=spec.fragment.file) from None
+    if spec.field is None and CONTAINER_LISTS & set(spec.into):
+        strings = [s for item in items for field in ("command", "args") for s in item.get(field) or ()]
+    elif spec.field == "env":
+        strings = [f"{item['name']}={item.get('value', '')}" for item in items]
+    else:
+        return items
+    for text in strings:
+        size = len(text.encode()) if isinstance(text, str) else 0
+        if size > MAX_ARG_BYTES:
+            raise ArgumentTooLong(
+                f"{spec.fragment.name} renders a string of {size} bytes for a container's "
+                f"{'environment' if spec.field else 'command'}; Linux passes at most {MAX_ARG_BYTES} "
+                "bytes in one, so the container could not start; ask for fewer secrets in this pod"
+            )
+    return items
 
 
 def mark_skippable(rules: Sequence[Rule]) -> None:
