@@ -40,12 +40,19 @@ def go_join(*parts: str) -> str:
     return posixpath.normpath(joined) if joined else ""
 
 
+def file_path(group: str, version: str, key: str = "", *, flyte2: bool = False) -> str:
+    """Where the secret's file lands: <group>/<version>, or <group>/<key> (Flyte 2)."""
+    secret_dir = go_join(MOUNT_PATH, group).lower()
+    if flyte2 and not version:
+        return go_join(secret_dir, key).lower()
+    return go_join(secret_dir, version).lower()
+
+
 def gcloud_line(group: str, version: str, key: str = "", *, flyte2: bool = False) -> str:
     secret_dir = go_join(MOUNT_PATH, group).lower()
-    secret_path = go_join(secret_dir, version).lower()
+    secret_path = file_path(group, version, key, flyte2=flyte2)
     if flyte2 and not version:  # a Flyte 2 request: the latest version, into <group>/<key> or <key>
         group, version = group or key, "latest"
-        secret_path = go_join(secret_dir, key).lower()
     regional = group.split("/")
     if len(regional) == 6 and regional[2] == "locations":  # gcloud needs --location for these
         _, project, _, location, _, name = regional
@@ -132,7 +139,8 @@ def reference_mutate(
         inits = spec["initContainers"]
         lines = [init["command"][2] for init in inits[first:]]
         names = [f"{req.annotation} ({req.group}/{req.group_version})" for req in requests]
-        inits[first]["command"][2] = batched_script(lines, names, batched)
+        paths = [file_path(req.group, req.group_version, req.key, flyte2=flyte2_requests) for req in requests]
+        inits[first]["command"][2] = batched_script(lines, names, paths, batched)
         del inits[first + 1 :]
     return pod
 
@@ -165,7 +173,8 @@ def _fetchers(
     if batched is None or not each:
         return each
     names = [f"{req.annotation} ({req.group}/{req.group_version})" for req in requests]
-    each[0]["command"][2] = batched_script([f["command"][2] for f in each], names, batched)
+    paths = [file_path(req.group, req.group_version, req.key, flyte2=flyte2_requests) for req in requests]
+    each[0]["command"][2] = batched_script([f["command"][2] for f in each], names, paths, batched)
     return each[:1]
 
 
@@ -178,21 +187,27 @@ def _holds(inits: list[dict[str, Any]], start: int, fetchers: list[dict[str, Any
     )
 
 
-def batched_script(lines: list[str], names: list[str], concurrency: int) -> str:
-    """The shell script of `fetch: batched`: each line in a background subshell, `concurrency`
-    at a time; every wait's failure counted and its secret named (names hold no quote); a
-    failure fails the script at the end."""
+def batched_script(lines: list[str], names: list[str], paths: list[str], concurrency: int) -> str:
+    """The shell script of `fetch: batched`: the lines of one path as one job, in order
+    (jobs in order of their paths), `concurrency` jobs at a time; each line as a background
+    job waited for, its failure named (names hold no quote); any failure fails the script."""
+    jobs: dict[str, list[int]] = {}
+    for n, path in enumerate(paths):
+        jobs.setdefault(path, []).append(n)
+    ordered = [jobs[path] for path in sorted(jobs)]
     script = ["failed=0"]
-    for start in range(0, len(lines), concurrency):
-        wave = range(start, min(start + concurrency, len(lines)))
-        script += [f"( {lines[n]} ) & p{n - start}=$!" for n in wave]
-        script += [
-            f"wait \"$p{n - start}\" || {{ failed=$((failed + 1)); printf '%s\\n' "
-            f"'secretpatch: could not fetch {names[n]}' >&2; }}"
-            for n in wave
-        ]
+    for start in range(0, len(ordered), concurrency):
+        wave = ordered[start : start + concurrency]
+        for number, job in enumerate(wave):
+            members = "".join(
+                f" ( {lines[n]} ) & wait \"$!\" || {{ f=1; printf '%s\\n' "
+                f"'secretpatch: could not fetch {names[n]}' >&2; }};"
+                for n in job
+            )
+            script.append(f'( f=0;{members} exit "$f" ) & p{number}=$!')
+        script += [f'wait "$p{number}" || failed=1' for number in range(len(wave))]
     script.append(
-        f'if [ "$failed" -ne 0 ]; then printf \'%s\\n\' "secretpatch: $failed of {len(lines)} secrets '
-        'could not be fetched" >&2; exit 1; fi'
+        "if [ \"$failed\" -ne 0 ]; then printf '%s\\n' "
+        "'secretpatch: not every secret could be fetched; each is named above' >&2; exit 1; fi"
     )
     return "\n".join(script)

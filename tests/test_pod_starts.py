@@ -39,6 +39,8 @@ def _namespaces_work() -> str | None:
 pytestmark = pytest.mark.skipif(_namespaces_work() is not None, reason=_namespaces_work() or "")
 
 STORE = {
+    "projects/cluster-project/secrets/alpha": {"versions": {"1": "lower"}},
+    "projects/cluster-project/secrets/Alpha": {"versions": {"1": "upper"}},
     "projects/cluster-project/secrets/multi-line": {"versions": {"1": "line one\nline two\n"}},
     "projects/cluster-project/secrets/quoted": {"versions": {"1": "it's"}},
     "projects/cluster-project/secrets/empty": {"versions": {"1": ""}},
@@ -313,7 +315,7 @@ def test_a_batched_fetch_fetches_every_secret_then_fails_naming_each_one_it_coul
     assert "secretpatch: could not fetch flyte.secrets/s0 (missing/1)\n" in stderr
     assert "secretpatch: could not fetch flyte.secrets/s2 (forbidden/1)\n" in stderr
     assert stderr.count("secretpatch: could not fetch") == 2
-    assert stderr.endswith("secretpatch: 2 of 5 secrets could not be fetched\n")
+    assert stderr.endswith("secretpatch: not every secret could be fetched; each is named above\n")
     # The others were fetched, in the same waves; the pod stops at the failed init container.
     assert results["reads"][reads["api-token/4"]] == {"ok": True, "data": "t4"}
     assert results["reads"][reads["missing/1"]]["ok"] is False
@@ -326,7 +328,9 @@ def test_a_batched_fetch_runs_at_most_fetch_concurrency_gcloud_processes_at_once
     """The stand-in logs when each gcloud starts and ends; with a second of latency each, the
     fetches of a wave overlap and no more than fetchConcurrency run at once."""
     log = tmp_path / "gcloud.log"
-    requests = [{"group": "api-token", "group_version": "4", "key": f"k{n}"} for n in range(secrets)]
+    distinct = [("TestSecret", "1"), ("TestSecret", "2"), ("db-password", "1"), ("db-password", "3")]
+    distinct += [("api-token", "1"), ("api-token", "4")]
+    requests = [{"group": group, "group_version": version} for group, version in distinct[:secrets]]
     config = {"secretpatch": {"values": {"gcp": {"fetch": "batched", "fetchConcurrency": concurrency}}}}
     _, results, _ = start_pod(
         tmp_path,
@@ -456,3 +460,24 @@ def test_a_value_an_env_file_cannot_carry_fails_the_fetcher_naming_the_secret(
     assert fetch["code"] == 1
     assert f"secretpatch: flyte.secrets/s1 ({group}, version 1): the value {reason}" in fetch["stderr"]
     assert results["env"] == {}, "a failed init container: no container starts"
+
+
+def test_secrets_of_one_path_are_fetched_one_after_another_as_per_secret_mode_does(tmp_path: Path) -> None:
+    """alpha/1 and Alpha/1 are two secrets with one file (Flyte lower-cases paths): in one
+    job, in the pod's order, so the file holds the second, as per-secret mode leaves it;
+    concurrent writers would leave either, or a mix."""
+    log = tmp_path / "gcloud.log"
+    requests = [{"group": "Alpha", "group_version": "1"}, {"group": "alpha", "group_version": "1"}]
+    _, results, _ = start_pod(
+        tmp_path,
+        requests,
+        config=BATCHED,
+        gcloud_env={"FAKE_GCLOUD_LOG": str(log), "FAKE_GCLOUD_LATENCY": "0.3"},
+    )
+    assert [c["code"] for c in results["init"]] == [0]
+    assert results["reads"]["/etc/flyte/secrets/alpha/1"] == {"ok": True, "data": "lower"}
+    running, most = 0, 0
+    for line in sorted(log.read_text().splitlines(), key=lambda line: float(line.split()[1])):
+        running += 1 if line.startswith("start") else -1
+        most = max(most, running)
+    assert most == 1, "never two gcloud processes at once for one file"

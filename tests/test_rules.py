@@ -559,3 +559,12 @@ def test_an_include_must_name_its_template(tmp_path: Path) -> None:
         engine_with(tmp_path, GCP_RULE, templates)
     assert caught.value.message == "include a template by its name, a constant string"
     assert caught.value.line == 2
+
+
+def test_unique_must_be_a_boolean(tmp_path: Path) -> None:
+    rule = GCP_RULE.replace("    unique: true\n", "    unique: yes please\n", 1)
+    assert rule != GCP_RULE
+    with pytest.raises(LoadError) as caught:
+        engine_with(tmp_path, rule)
+    assert caught.value.message == "unique must be true or false"
+    assert caught.value.line == line_of(rule, "unique: yes please")

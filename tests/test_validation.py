@@ -317,3 +317,31 @@ def test_flyte_2_requests_are_refused_unless_switched_on_and_env_var_ones_still_
     assert FLYTE2.mutate(flyte_pod(request)).patch
     with pytest.raises(Rejected, match="mount_requirement ENV_VAR is not supported"):
         FLYTE2.mutate(flyte_pod({"key": "api-token", "mount_requirement": "ENV_VAR", "env_var": "API_TOKEN"}))
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "name"),
+    [
+        ({"group": "alpha", "env_var": "TOKEN"}, {"group": "beta", "env_var": "TOKEN"}, "TOKEN"),
+        (
+            {"group": "alpha", "env_var": "TOKEN"},
+            {"group": "cfg", "mount_requirement": "FILE", "env_var": "TOKEN"},
+            "TOKEN",
+        ),
+        (
+            {"group": "a_b", "mount_requirement": "ENV_VAR"},
+            {"group": "a", "group_version": "b_1", "mount_requirement": "ENV_VAR"},
+            "_FSEC_A_B_1",
+        ),
+    ],
+)
+def test_two_secrets_naming_one_variable_are_refused(
+    first: dict[str, str], second: dict[str, str], name: str
+) -> None:
+    """Only one value could reach the task: the pod is refused, naming both requests (the
+    fragment is `unique` in rules/gcp.yaml)."""
+    pod = flyte_pod({"group_version": "1", **first}, {"group_version": "1", **second})
+    with pytest.raises(Rejected) as caught:
+        ENV_FILES.mutate(pod)
+    assert caught.value.code == "name-collision"
+    assert f"flyte.secrets/s1: cannot add {name!r}: flyte.secrets/s0 adds it too" in caught.value.message

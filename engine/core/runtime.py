@@ -19,12 +19,12 @@ from .compose.pod_patch import Changed, PodPatch, TooManyItems
 from .compose.recorded import Recorded
 from .compose.view import PodView
 from .config import Config, flyte_managers, load_config
-from .errors import DeadlineExceeded, InputError, Rejected, RenderError
+from .errors import DeadlineExceeded, InputError, Rejected, RenderError, printable
 from .jsontypes import AdmissionReviewResponse, is_object
 from .memo import ReviewMemo, key_of
 from .mutation import Injected, Mutation, Source
 from .requests import SecretRequest, decode_annotation, order_annotations, secret_annotations
-from .rules.model import ArgumentTooLong, PodRendered, Rendered, Rule, mark_skippable
+from .rules.model import ArgumentTooLong, FragmentSpec, PodRendered, Rendered, Rule, mark_skippable
 from .rules.select import load_rules
 
 # How far from the end of the init containers a re-invoked pod's injection is looked for:
@@ -199,6 +199,8 @@ class Engine:
         injected = []
         # A rule with per-pod fragments renders them once, with all the secrets it took,
         # and merges them in their place among the fragments of its first secret.
+        # Who rendered each name of a `unique` fragment.
+        owners: dict[tuple[int, str], str] = {}
         pending: dict[Rule, list[SecretRequest]] = {}
         for request, rule in chosen:
             if rule.per_pod:
@@ -235,6 +237,8 @@ class Engine:
                     items = rendered.items[position]
                     if patch.track_sources:
                         patch.source = (rule.name, spec.fragment.name, request.annotation, name)
+                    if spec.unique:
+                        self._claim(owners, spec, items, request)
                 try:
                     skipped = merged if spec.skip_merged else None
                     spec.mode.merge(patch, spec.into, spec.field, items, merged=skipped, token=id(spec))
@@ -257,6 +261,27 @@ class Engine:
                     ) from None
             injected.append(Injected(request, rule.name, rendered.texts))
         return injected
+
+    def _claim(
+        self,
+        owners: dict[tuple[int, str], str],
+        spec: FragmentSpec,
+        items: tuple[Mapping[str, Any], ...],
+        request: SecretRequest,
+    ) -> None:
+        """Refuse a second secret that renders an item name of a `unique` fragment (two
+        requests for one environment variable): the pod would get one of them silently."""
+        for item in items:
+            owner = owners.setdefault((id(spec), item["name"]), request.annotation)
+            if owner != request.annotation:
+                raise Rejected(
+                    f"{request.annotation}: cannot add {printable(item['name'], limit=80)!r}: "
+                    f"{owner} adds it too ({spec.fragment.name}); give each secret a name of its own",
+                    annotation=request.annotation,
+                    secret=request.describe(),
+                    code="name-collision",
+                    managers=self.managers,
+                )
 
     @property
     def memo(self) -> ReviewMemo[Recorded, admission.Answer] | None:

@@ -43,7 +43,7 @@ TEXT_KEYS = ("template", "when")
 DEFAULT_MINIMUM_KUBERNETES = "1.31"
 ACCEPT_KEYS = ("mountRequirement", "fields")
 FIELD_KEYS = ("required", "pattern", "rule")
-FRAGMENT_KEYS = ("template", "merge", "into", "field", "when", "per")
+FRAGMENT_KEYS = ("template", "merge", "into", "field", "when", "per", "unique")
 PER = ("secret", "pod")
 _LIST_NAME = re.compile(r"[a-z][A-Za-z]*")
 
@@ -179,6 +179,9 @@ def _text_entry(
     if not isinstance(entry, Mapping) or not isinstance(entry.get("template"), str):
         raise doc.error(path, "a text must name a template file, or be {template: FILE, when: EXPRESSION}")
     _check_keys(doc, path, entry, TEXT_KEYS)
+    unique = entry.get("unique", False)
+    if not isinstance(unique, bool):
+        raise doc.error((*path, "unique"), "unique must be true or false")
     when = _by_values(doc, (*path, "when"), entry.get("when", True), env, values)
     if not isinstance(when, bool):
         raise doc.error((*path, "when"), "when must be true, false, or an expression over values giving one")
@@ -412,9 +415,12 @@ def _fragment(
             f"got {per!r}",
         )
     fragment = _located(doc, (*path, "template"), lambda: load_fragment(env, template, values, per))
+    unique = entry.get("unique", False)
+    if not isinstance(unique, bool):
+        raise doc.error((*path, "unique"), "unique must be true or false")
     when = _by_values(doc, (*path, "when"), entry.get("when", True), env, values)
     if not isinstance(when, bool):
         raise doc.error((*path, "when"), "when must be true, false, or an expression over values giving one")
     if not when:
         return None
-    return FragmentSpec(fragment, mode, tuple(into), list_field, doc.line(path), per)
+    return FragmentSpec(fragment, mode, tuple(into), list_field, doc.line(path), per, unique)

@@ -52,6 +52,8 @@ class FragmentSpec:
     # "secret": rendered and merged for each secret; "pod": once per pod, with every secret
     # the rule took (`secrets`), where the rule's first secret merges.
     per: str = "secret"
+    # Two secrets of a pod may not render items of the same name (the pod is refused).
+    unique: bool = False
     # Set by the engine: merging into a container twice is known to change nothing.
     skip_merged: bool = False
 
