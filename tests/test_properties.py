@@ -164,3 +164,22 @@ def test_any_group_and_version_is_either_valid_or_refused(group: str, version: s
     assert SECRET_ID.fullmatch(group) or PROJECT_FORM.fullmatch(group)
     assert VERSION.fullmatch(version) and version.lower() != "new"
     assert mutation.injected[0].texts["command"].count(";") == 1
+
+
+ENV_FILES = Engine.from_config({"secretpatch": {"values": {"gcp": {"envVars": "fileKeyRef"}}}})
+
+
+@SETTINGS
+@given(task_pods())
+def test_env_vars_from_files_change_nothing_for_secrets_read_from_files(
+    case: tuple[dict[str, Any], list[Req]],
+) -> None:
+    """With envVars: fileKeyRef a second fragment writes containers' env; requests that name
+    no variable (the strategy's: ANY or FILE, no env_var) get exactly the default pod, so
+    the env fragment is still merged once per container (rules.model.mark_skippable)."""
+    pod, _ = case
+    try:
+        expected = ENGINE.mutate(pod).patch
+    except Rejected:
+        return
+    assert ENV_FILES.mutate(pod).patch == expected
