@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from secretpatch import Engine
-from secretpatch.core import runtime
+from secretpatch.core import injection
 
 from .conftest import admission_review, flyte_pod
 from .kube import validate_pod
@@ -161,10 +161,11 @@ def test_the_search_for_a_carried_injection_is_bounded(monkeypatch: pytest.Monke
     hostile = copy.deepcopy(once)
     hostile["spec"]["initContainers"] = [{"name": f"c{n}", "image": "x"} for n in range(190)]
     calls = []
-    compose = engine._compose
-    monkeypatch.setattr(engine, "_compose", lambda *a, **k: calls.append(1) or compose(*a, **k))
+    composer = engine._composer
+    compose = composer.compose
+    monkeypatch.setattr(composer, "compose", lambda *a, **k: calls.append(1) or compose(*a, **k))
     patch = engine.mutate(hostile).patch
-    assert len(calls) == 1 + runtime.REPLAY_WINDOW
+    assert len(calls) == 1 + injection.REPLAY_WINDOW
     assert any(op["path"] == "/spec/initContainers/-" for op in patch), "not carried: a fetcher is added"
 
 

@@ -7,29 +7,24 @@ threads at once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from . import admission
 from .budget import BoundedCache, CacheStats, approx_size
-from .compose.modes import MountConflict, NameCollision
-from .compose.pod_patch import Changed, PodPatch, TooManyItems
+from .compose.pod_patch import PodPatch, TooManyItems
 from .compose.recorded import Recorded
 from .compose.view import PodView
 from .config import Config, flyte_managers, load_config
-from .errors import DeadlineExceeded, InputError, Rejected, RenderError, printable
+from .errors import InputError, Rejected, RenderError
+from .injection import Composer, RenderKey, check_deadline, render_uncached
 from .jsontypes import AdmissionReviewResponse, is_object
 from .memo import ReviewMemo, key_of
-from .mutation import Injected, Mutation, Source
+from .mutation import Mutation, Source
 from .requests import SecretRequest, decode_annotation, order_annotations, secret_annotations
-from .rules.model import ArgumentTooLong, FragmentSpec, PodRendered, Rendered, Rule, mark_skippable
+from .rules.model import ArgumentTooLong, PodRendered, Rendered, Rule, mark_skippable
 from .rules.select import load_rules
-
-# How far from the end of the init containers a re-invoked pod's injection is looked for:
-# other webhooks may have appended theirs after it (see Engine._carried).
-REPLAY_WINDOW = 16
 
 
 class Engine:
@@ -54,14 +49,12 @@ class Engine:
         )
         self._rule_for = chosen.cached(self._choose_rule)
         # A per-pod render is keyed by all the rule's requests and shares the budget.
-        rendered: BoundedCache[
-            tuple[Rule, SecretRequest | tuple[SecretRequest, ...], int], Rendered | PodRendered
-        ] = BoundedCache(
+        rendered: BoundedCache[RenderKey, Rendered | PodRendered] = BoundedCache(
             "render",
             limits.renderCacheBytes,
             lambda key, value: approx_size(key[1:]) + approx_size(value),
         )
-        self._render_cached = rendered.cached(_render)
+        self._composer = Composer(limits, rendered.cached(render_uncached), self.managers)
         self._encode = admission.PatchEncoder(limits.encoderCacheBytes)
         self._caches: list[BoundedCache[Any, Any]] = [decoded, chosen, rendered, self._encode.cache]
         # A rule whose templates read the pod makes patches depend on more than the memo sees.
@@ -94,7 +87,7 @@ class Engine:
         limits = self.config.limits
         chosen = []
         for name, value in order_annotations(annotations, limits.maxSecrets, limits.maxAnnotationChars):
-            _check(deadline)
+            check_deadline(deadline)
             request = self._decode((name, value))
             chosen.append((request, self._rule_for(request)))
         return chosen
@@ -124,9 +117,9 @@ class Engine:
         if reads is not None:
             reads.append(patch.view)
         try:
-            injected = self._compose(patch, chosen, pod, deadline)
+            injected = self._composer.compose(patch, chosen, pod, deadline)
             if patch.ops and not patch.added_singleton:
-                replay = self._replay(patch, chosen, pod, deadline, copy_items=copy_items)
+                replay = self._composer.replay(patch, chosen, pod, deadline, copy_items=copy_items)
                 if replay is not None:
                     patch = replay
         except (TooManyItems, ArgumentTooLong) as exc:
@@ -135,153 +128,6 @@ class Engine:
             return Mutation(pod, [])  # carried: this review injects nothing, and counts none
         sources = tuple(Source(*source) for source in patch.sources)
         return Mutation(pod, patch.ops, tuple(injected), sources)
-
-    def _replay(
-        self,
-        first: PodPatch,
-        chosen: list[tuple[SecretRequest, Rule]],
-        pod: Mapping[str, Any],
-        deadline: float | None,
-        *,
-        copy_items: bool,
-    ) -> PodPatch | None:
-        """The injection composed as the pod's own, if the pod already carries it: it was
-        injected once and is reviewed again (reinvocationPolicy: IfNeeded, after another
-        webhook added containers), or its spec was copied from an injected pod. First
-        patches carry no marker, so the injection itself is looked for.
-
-        Tried only when composing added no pod-spec item by name (a fresh pod lacks the
-        secrets volume). The init containers are named by the number the pod had, so the
-        composition is replayed from each of the last REPLAY_WINDOW positions: its appends
-        must find their items where a first patch put them, as written, and the other
-        fragments fill what containers added since lack. The replays ask the first
-        composition's view, so the memo records their questions with the answer."""
-        length = first.view.length(("initContainers",)) or 0
-        for base in range(length - 1, max(length - REPLAY_WINDOW, 0) - 1, -1):
-            replay = PodPatch(
-                pod,
-                copy_items=copy_items,
-                max_items=self.config.limits.maxListItems,
-                track_sources=first.track_sources,
-                view=first.view,
-                replaying=True,
-                max_ops=self.config.limits.maxPatchOperations,
-            )
-            try:
-                self._compose(replay, chosen, pod, deadline, base=base)
-            except (Changed, Rejected):
-                continue
-            if replay.matched:
-                return replay
-        return None
-
-    def _compose(
-        self,
-        patch: PodPatch,
-        chosen: list[tuple[SecretRequest, Rule]],
-        pod: Mapping[str, Any],
-        deadline: float | None,
-        *,
-        base: int | None = None,
-    ) -> list[Injected]:
-        """Merge every chosen rule's fragments for every request, in Flyte's order. A replay
-        (see `_carried`) numbers init containers from `base`, where the first patch did."""
-        limits = self.config.limits
-        containers = patch.length("containers") + patch.length("initContainers")
-        if containers > limits.maxContainers:
-            raise Rejected(
-                f"the pod has {containers} containers and init containers; "
-                f"secretpatch.limits.maxContainers is {limits.maxContainers}",
-                annotation="",
-                code="limit",
-            )
-        merged: dict[tuple[int, str], int] = {}
-        injected = []
-        # A rule with per-pod fragments renders them once, with all the secrets it took,
-        # and merges them in their place among the fragments of its first secret.
-        # Who rendered each name of a `unique` fragment.
-        owners: dict[tuple[int, str], str] = {}
-        pending: dict[Rule, list[SecretRequest]] = {}
-        for request, rule in chosen:
-            if rule.per_pod:
-                pending.setdefault(rule, []).append(request)
-        for request, rule in chosen:
-            _check(deadline)
-            if base is None:
-                index = patch.length("initContainers")
-            else:
-                index = base + patch.matched.get(("initContainers",), 0)
-            rendered: Rendered = (
-                rule.render(request, index, pod)
-                if rule.reads_pod
-                else cast(Rendered, self._render_cached((rule, request, index)))
-            )
-            batch = pending.pop(rule, None)
-            whole: PodRendered | None = None
-            if batch is not None:
-                whole = (
-                    rule.render_pod(batch, index, pod)
-                    if rule.reads_pod
-                    else cast(PodRendered, self._render_cached((rule, tuple(batch), index)))
-                )
-            name = request.label() if patch.track_sources else ""  # provenance only
-            for position, spec in enumerate(rule.fragments):
-                if spec.per == "pod":
-                    if whole is None or batch is None:
-                        continue
-                    items = whole.items[position]
-                    if patch.track_sources:  # every secret of the rule is its source
-                        every = ",".join(r.annotation for r in batch)
-                        patch.source = (rule.name, spec.fragment.name, every, f"{len(batch)} secrets")
-                else:
-                    items = rendered.items[position]
-                    if patch.track_sources:
-                        patch.source = (rule.name, spec.fragment.name, request.annotation, name)
-                    if spec.unique:
-                        self._claim(owners, spec, items, request)
-                try:
-                    skipped = merged if spec.skip_merged else None
-                    spec.mode.merge(patch, spec.into, spec.field, items, merged=skipped, token=id(spec))
-                except NameCollision as exc:
-                    raise Rejected(
-                        f"{request.annotation}: cannot add {exc.name!r}: {exc}; rename the pod's own item",
-                        annotation=request.annotation,
-                        secret=request.describe(),
-                        code="name-collision",
-                        managers=self.managers,
-                    ) from None
-                except MountConflict as exc:
-                    raise Rejected(
-                        f"{request.annotation}: cannot mount {exc.name!r} at {exc.path}: {exc}, and a "
-                        "container's mount paths must be unique; move the pod's own mount elsewhere",
-                        annotation=request.annotation,
-                        secret=request.describe(),
-                        code="mount-conflict",
-                        managers=self.managers,
-                    ) from None
-            injected.append(Injected(request, rule.name, rendered.texts))
-        return injected
-
-    def _claim(
-        self,
-        owners: dict[tuple[int, str], str],
-        spec: FragmentSpec,
-        items: tuple[Mapping[str, Any], ...],
-        request: SecretRequest,
-    ) -> None:
-        """Refuse a second secret that renders an item name of a `unique` fragment (two
-        requests for one environment variable): the pod would get one of them silently."""
-        for item in items:
-            owner = owners.setdefault((id(spec), item["name"]), request.annotation)
-            if owner != request.annotation:
-                raise Rejected(
-                    f"{request.annotation}: cannot add {printable(item['name'], limit=80)!r}: "
-                    f"{owner} adds it too ({spec.fragment.name}); give each secret a name of its own",
-                    annotation=request.annotation,
-                    secret=request.describe(),
-                    code="name-collision",
-                    managers=self.managers,
-                )
 
     @property
     def memo(self) -> ReviewMemo[Recorded, admission.Answer] | None:
@@ -330,7 +176,7 @@ class Engine:
         limits = self.config.limits
         ordered = order_annotations(self._annotations(pod), limits.maxSecrets, limits.maxAnnotationChars)
         for name, value in ordered:
-            _check(deadline)
+            check_deadline(deadline)
             if name == first.annotation:
                 continue
             try:
@@ -410,17 +256,3 @@ class Engine:
             code=reasons[0][1],
             managers=self.managers,
         )
-
-
-def _render(key: tuple[Rule, SecretRequest | tuple[SecretRequest, ...], int]) -> Rendered | PodRendered:
-    """What the render cache holds: a rule's render of one request, or of all its requests
-    of a pod (`Rule.render_pod`), for a rule whose templates do not read the pod."""
-    rule, requests, index = key
-    if isinstance(requests, tuple):
-        return rule.render_pod(requests, index, {})
-    return rule.render(requests, index, {})
-
-
-def _check(deadline: float | None) -> None:
-    if deadline is not None and time.monotonic() > deadline:
-        raise DeadlineExceeded("the review passed its deadline; its work was stopped")
