@@ -46,6 +46,7 @@ import platform
 import secrets
 import shutil
 import signal
+import socket
 import ssl
 import statistics
 import subprocess
@@ -62,7 +63,7 @@ from secretpatch import Engine
 from secretpatch.webhook import certs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import ROOT, free_port, realistic_pod, review_for, sibling, start_server
+from workload import ROOT, free_port, realistic_pod, review_for, sibling
 
 BASELINE = ROOT.parent / "shared" / "flyte-go-baseline"
 BINARY = "flytegcp-baseline"
@@ -354,7 +355,24 @@ class Server:
         self.stop()
         self.port = free_port()
         command = [part.replace("{port}", str(self.port)) for part in self.command]
-        self.process = start_server(command, self.port, self.cert_dir / "ca.crt")
+        log = self.cert_dir.parent / f"{self.side}.log"
+        with log.open("ab") as stderr:
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        context = ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # as workload.start_server, keeping the server's log
+            if self.process.poll() is not None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+                raise RuntimeError(f"{self.side} server exited with {self.process.returncode}: {tail}")
+            try:
+                with (
+                    socket.create_connection(("127.0.0.1", self.port), timeout=2) as raw,
+                    context.wrap_socket(raw, server_hostname="127.0.0.1"),
+                ):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the {self.side} server does not answer on port {self.port}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -14,17 +14,17 @@ from .. import yamldoc
 from ..compose.modes import MODES, EntryError, MergeMode
 from ..errors import LoadError, RenderError
 from ..options import DEFAULT_PROFILE, FLYTE_PROFILES, closest
-from ..requests import MOUNT_TYPES
-from ..templating.fragments import load_fragment, single_expression
+from ..templating.fragments import load_fragment
 from ..templating.jinja import TextTemplate
+from .accept import fields, mount
 from .model import (
     REQUEST_FIELDS,
     SAMPLE_POD,
     SAMPLE_REQUEST,
-    FieldRule,
     FragmentSpec,
     Rule,
 )
+from .settings import by_values, check_keys, minimum_kubernetes, text_entry
 
 RULE_KEYS = (
     "name",
@@ -38,11 +38,6 @@ RULE_KEYS = (
     "texts",
     "fragments",
 )
-CHECK_KEYS = ("check", "rule")
-TEXT_KEYS = ("template", "when")
-DEFAULT_MINIMUM_KUBERNETES = "1.31"
-ACCEPT_KEYS = ("mountRequirement", "fields")
-FIELD_KEYS = ("required", "pattern", "rule")
 FRAGMENT_KEYS = ("template", "merge", "into", "field", "when", "per", "unique")
 PER = ("secret", "pod")
 _LIST_NAME = re.compile(r"[a-z][A-Za-z]*")
@@ -61,7 +56,7 @@ def rule_header(doc: yamldoc.Doc) -> tuple[str, str]:
     data = doc.data
     if not isinstance(data, Mapping):
         raise doc.error((), "a rule file must be a mapping; see rules/gcp.yaml")
-    _check_keys(doc, (), data, RULE_KEYS)
+    check_keys(doc, (), data, RULE_KEYS)
     for key in ("name", "manager", "fragments"):
         if key not in data:
             raise doc.error((), f"the rule has no {key!r}")
@@ -111,14 +106,14 @@ def compile_rule(
         config_section=section,
         config_keys=tuple(config_keys),
         values=values,
-        mount=_mount(doc, env, values),
-        fields=_fields(doc, env, values),
+        mount=mount(doc, env, values),
+        fields=fields(doc, env, values),
     )
     texts = data.get("texts") or {}
     if not isinstance(texts, Mapping):
         raise doc.error(("texts",), "texts must map names to text templates")
     for text_name, entry in texts.items():
-        template, when = _text_entry(doc, env, values, text_name, entry)
+        template, when = text_entry(doc, env, values, text_name, entry)
         text = attempt(
             lambda n=text_name, t=template: _located(doc, ("texts", n), lambda: TextTemplate(env, t))
         )
@@ -136,7 +131,7 @@ def compile_rule(
     if found and problems is not None:
         problems.extend(found)
         raise found[0]
-    rule.minimum_kubernetes = _minimum_kubernetes(doc, env, values)
+    rule.minimum_kubernetes = minimum_kubernetes(doc, env, values)
     rule.reads_pod = any("pod" in t.names for t in rule.texts.values()) or any(
         "pod" in f.fragment.names for f in rule.fragments
     )
@@ -150,42 +145,6 @@ def compile_rule(
             f"{exc.message} (rendering a sample secret)", file=exc.file or doc.file, line=exc.line
         ) from None
     return rule
-
-
-def _minimum_kubernetes(doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]) -> str:
-    """The oldest Kubernetes minor version (`1.35`) the rule's patched pods are valid for, as
-    written or as an expression over values; 1.31 when the rule does not say."""
-    path: tuple[str | int, ...] = ("minimumKubernetes",)
-    version = _by_values(
-        doc, path, doc.data.get("minimumKubernetes", DEFAULT_MINIMUM_KUBERNETES), env, values
-    )
-    if not isinstance(version, str) or not re.fullmatch(r"1\.[0-9]{1,3}", version):
-        raise doc.error(
-            path,
-            f"minimumKubernetes must be a version such as '1.31', or an expression giving one; "
-            f"got {version!r}",
-        )
-    return version
-
-
-def _text_entry(
-    doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any], name: str, entry: Any
-) -> tuple[str, bool]:
-    """A `texts` entry: a template file, or {template, when} for a text that exists only
-    when an expression over values holds (it is still checked when it does not)."""
-    path: tuple[str | int, ...] = ("texts", name)
-    if isinstance(entry, str):
-        return entry, True
-    if not isinstance(entry, Mapping) or not isinstance(entry.get("template"), str):
-        raise doc.error(path, "a text must name a template file, or be {template: FILE, when: EXPRESSION}")
-    _check_keys(doc, path, entry, TEXT_KEYS)
-    unique = entry.get("unique", False)
-    if not isinstance(unique, bool):
-        raise doc.error((*path, "unique"), "unique must be true or false")
-    when = _by_values(doc, (*path, "when"), entry.get("when", True), env, values)
-    if not isinstance(when, bool):
-        raise doc.error((*path, "when"), "when must be true, false, or an expression over values giving one")
-    return entry["template"], when
 
 
 def _request_fields_read(rule: Rule) -> frozenset[str]:
@@ -213,125 +172,6 @@ def _located(doc: yamldoc.Doc, path: tuple[str | int, ...], build: Any) -> Any:
         if exc.file is None:
             raise doc.error(path, exc.message) from None
         raise
-
-
-def _check_keys(
-    doc: yamldoc.Doc, path: tuple[str | int, ...], data: Mapping[str, Any], valid: tuple[str, ...]
-) -> None:
-    for key in data:
-        if key not in valid:
-            raise doc.error((*path, key), f"unknown key {key!r}; {closest(key, valid)}")
-
-
-def _by_values(
-    doc: yamldoc.Doc, path: tuple[str | int, ...], value: Any, env: jinja2.Environment, values: dict[str, Any]
-) -> Any:
-    """A rule setting written as one Jinja expression over `values` ("{{ ... }}"), evaluated
-    once, here: what the rule accepts may depend on an operator's switch
-    (`secretpatch.values`), and no request is needed to know it. Anything else as it is."""
-    if not isinstance(value, str):
-        return value
-    try:
-        evaluate = single_expression(env, value.strip())
-        if evaluate is None:
-            return value
-        return evaluate({"values": values})
-    except jinja2.TemplateError as exc:
-        raise doc.error(path, f"{value.strip()!r}: {exc.message or exc}") from None
-    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-        raise doc.error(path, f"{value.strip()!r}: {exc}") from None
-
-
-def value_problems(
-    doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]
-) -> list[tuple[str, str]]:
-    """The rule's `valueChecks` that `values` (defaults, then config) break, as (value name,
-    what it must be). Each check is one expression over values: a switch such as
-    `fetch: batched` that is misspelt must stop the load, not quietly pick the other branch."""
-    checks = doc.data.get("valueChecks") or {}
-    if not isinstance(checks, Mapping):
-        raise doc.error(("valueChecks",), "valueChecks must map value names to a check and a rule")
-    broken = []
-    for name, spec in checks.items():
-        path: tuple[str | int, ...] = ("valueChecks", name)
-        if name not in values:
-            raise doc.error(path, f"no value named {name!r}; {closest(str(name), sorted(values))}")
-        if not isinstance(spec, Mapping):
-            raise doc.error(path, "a value check must be a mapping with 'check' and 'rule'")
-        _check_keys(doc, path, spec, CHECK_KEYS)
-        rule = spec.get("rule")
-        if not isinstance(rule, str) or not rule.strip():
-            raise doc.error((*path, "rule"), "a value check needs a 'rule': what the value must be, in words")
-        source = spec.get("check")
-        if not isinstance(source, str) or single_expression(env, source.strip()) is None:
-            message = 'check must be one expression over values, such as "{{ values.x > 0 }}"'
-            raise doc.error((*path, "check"), message)
-        try:
-            verdict = _by_values(doc, (*path, "check"), source, env, values)
-        except LoadError:
-            verdict = False  # a value of the wrong type breaks its check
-        if verdict is not True:
-            broken.append((str(name), rule.strip()))
-    return broken
-
-
-def _mount(doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]) -> dict[str, bool | str]:
-    accept = doc.data.get("accept") or {}
-    if not isinstance(accept, Mapping):
-        raise doc.error(("accept",), "accept must be a mapping")
-    _check_keys(doc, ("accept",), accept, ACCEPT_KEYS)
-    mount = accept.get("mountRequirement", {"ANY": True, "FILE": True})
-    if not isinstance(mount, Mapping):
-        raise doc.error(("accept", "mountRequirement"), "mountRequirement must be a mapping")
-    mount = {
-        key: _by_values(doc, ("accept", "mountRequirement", key), v, env, values) for key, v in mount.items()
-    }
-    for key, verdict in mount.items():
-        if key not in MOUNT_TYPES:
-            raise doc.error(
-                ("accept", "mountRequirement", key),
-                f"unknown mount requirement {key!r}; {closest(key, MOUNT_TYPES)}",
-            )
-        if verdict is not True and not (isinstance(verdict, str) and verdict):
-            raise doc.error(
-                ("accept", "mountRequirement", key),
-                "use true to accept, a refusal message, or an expression over values giving one of them",
-            )
-    return dict(mount)
-
-
-def _fields(doc: yamldoc.Doc, env: jinja2.Environment, values: dict[str, Any]) -> dict[str, FieldRule]:
-    fields = (doc.data.get("accept") or {}).get("fields") or {}
-    path: tuple[str | int, ...] = ("accept", "fields")
-    if not isinstance(fields, Mapping):
-        raise doc.error(path, "fields must map request fields to their grammar")
-    result = {}
-    for name, spec in fields.items():
-        if name not in REQUEST_FIELDS:
-            raise doc.error((*path, name), f"unknown request field {name!r}; {closest(name, REQUEST_FIELDS)}")
-        if not isinstance(spec, Mapping):
-            raise doc.error((*path, name), "a field's grammar must be a mapping")
-        _check_keys(doc, (*path, name), spec, FIELD_KEYS)
-        required = _by_values(doc, (*path, name, "required"), spec.get("required", False), env, values)
-        if not isinstance(required, bool):
-            raise doc.error(
-                (*path, name, "required"),
-                "required must be true, false, or an expression over values giving one",
-            )
-        rule = spec.get("rule")
-        if not isinstance(rule, str) or not rule:
-            raise doc.error(
-                (*path, name, "rule"), "each field needs a 'rule': the grammar in words, said on refusal"
-            )
-        pattern = spec.get("pattern")
-        compiled = None
-        if pattern is not None:
-            try:
-                compiled = re.compile(str(pattern))
-            except re.error as exc:
-                raise doc.error((*path, name, "pattern"), f"invalid regular expression: {exc}") from None
-        result[name] = FieldRule(name, required, compiled, rule.strip())
-    return result
 
 
 def _merge_mode(doc: yamldoc.Doc, path: tuple[str | int, ...], merge: Any, profile: str) -> MergeMode:
@@ -382,7 +222,7 @@ def _fragment(
     renders nor counts as a writer of its lists (`mark_skippable`). It is still checked."""
     if not isinstance(entry, Mapping):
         raise doc.error(path, "a fragment must be a mapping with template, merge and into")
-    _check_keys(doc, path, entry, FRAGMENT_KEYS)
+    check_keys(doc, path, entry, FRAGMENT_KEYS)
     for key in ("template", "merge", "into"):
         if key not in entry:
             raise doc.error(path, f"the fragment has no {key!r}")
@@ -418,7 +258,7 @@ def _fragment(
     unique = entry.get("unique", False)
     if not isinstance(unique, bool):
         raise doc.error((*path, "unique"), "unique must be true or false")
-    when = _by_values(doc, (*path, "when"), entry.get("when", True), env, values)
+    when = by_values(doc, (*path, "when"), entry.get("when", True), env, values)
     if not isinstance(when, bool):
         raise doc.error((*path, "when"), "when must be true, false, or an expression over values giving one")
     if not when:

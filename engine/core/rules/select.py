@@ -18,8 +18,9 @@ from ..config import FLYTE_MANAGER_TYPES, GLOBAL_MANAGER, Config, manager_spelli
 from ..errors import LoadError
 from ..options import closest
 from ..templating.jinja import make_environment
-from .load import compile_rule, read_rule, rule_header, value_problems
+from .load import compile_rule, read_rule, rule_header
 from .model import Rule
+from .settings import value_problems
 
 log = logging.getLogger("secretpatch")
 
