@@ -171,3 +171,26 @@ def test_with_on_refusal_admit_render_and_review_say_the_pod_goes_through_withou
     assert json.loads(out)["response"]["allowed"] is True
     assert err.splitlines()[0].startswith("secretpatch: warning: secretpatch admitted the pod unchanged")
     assert "mount_requirement ENV_VAR is not supported" in err.splitlines()[1]
+
+
+@pytest.mark.parametrize("where", ["before the command", "after the command"])
+def test_the_config_is_read_wherever_config_stands(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str
+) -> None:
+    """`secretpatch --config F render POD`, as --help shows it, and `secretpatch render --config
+    F POD` both read F (the command's own option once reset the one given before it)."""
+    config = tmp_path / "config.yaml"
+    config.write_text("secretpatch:\n  values:\n    gcp: {fetch: batched}\n")
+    pod = tmp_path / "pod.json"
+    pod.write_text(
+        json.dumps(flyte_pod({"group": "a", "group_version": "1"}, {"group": "b", "group_version": "1"}))
+    )
+    argv = ["--config", str(config), "render", str(pod)]
+    if where == "after the command":
+        argv = ["render", "--config", str(config), str(pod)]
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    fetchers = [
+        op for op in json.loads(out) if op["path"] in ("/spec/initContainers", "/spec/initContainers/-")
+    ]
+    assert len(fetchers) == 1, "one batched fetcher: the config was read"

@@ -88,18 +88,19 @@ def cmd_review(args: argparse.Namespace) -> int:
     return ExitCode.REJECTED if answer.get("warnings") else ExitCode.OK
 
 
+CONFIG_HELP = "Flyte's webhook config (a whole Flyte config or the section), YAML or JSON"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="FILE",
-        help="Flyte's webhook config (a whole Flyte config or the section), YAML or JSON",
-    )
     parser = argparse.ArgumentParser(
         prog="secretpatch",
         description="Inject GCP Secret Manager secrets into Flyte task pods, as Flyte's webhook does.",
-        parents=[common],
     )
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    # Each command takes --config too, after its name; given there it wins, and left out it
+    # must not reset the one given before the command (argparse would, with a default).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
     parser.add_argument("--version", action="version", version=f"secretpatch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
