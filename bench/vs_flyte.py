@@ -242,8 +242,17 @@ def patched_pod(review: bytes, answer: bytes) -> Any:
     pod = json.loads(review)["request"]["object"]
     patch = json.loads(base64.b64decode(json.loads(answer)["response"]["patch"]))
     patched = jsonpatch.apply_patch(pod, patch)
-    if patched["metadata"].get("creationTimestamp", "") is None:  # Go's Marshal of a zero time
+    # As the API server stores the pod: Go's json.Marshal of the typed pod adds a null
+    # creationTimestamp and an empty status, and drops `value: ""` (omitempty); neither changes it.
+    if patched["metadata"].get("creationTimestamp", "") is None:
         del patched["metadata"]["creationTimestamp"]
+    if patched.get("status") == {}:
+        del patched["status"]
+    for kind in ("initContainers", "containers"):
+        for container in patched["spec"].get(kind, []):
+            for var in container.get("env", []):
+                if var.get("value") == "":
+                    del var["value"]
     return patched
 
 
@@ -352,6 +361,16 @@ class Server:
         self.port = 0
 
     def start(self) -> None:
+        for attempt in range(3):  # a free port can be taken before the server binds it
+            try:
+                return self._start()
+            except RuntimeError as exc:
+                self.stop()
+                if attempt == 2:
+                    raise
+                print(f"\n{exc}; trying again")
+
+    def _start(self) -> None:
         self.stop()
         self.port = free_port()
         command = [part.replace("{port}", str(self.port)) for part in self.command]
@@ -511,7 +530,7 @@ def main() -> None:
             f"secretpatch against flytegcp-baseline ({go_version}): Python {platform.python_version()}, "
             f"{platform.machine()}, {len(cores)} core(s); review bodies "
             f"{', '.join(f'{size:.1f}' for size in sizes)} KiB for {', '.join(map(str, COUNTS))} secrets; "
-            f"{rounds} round(s)"
+            f"{rounds} round(s); load average at start {os.getloadavg()[0]:.2f}"
         )
         if not taskset:
             print("taskset not found: nothing is pinned to a core")

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf import text_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from secretpatch import Engine, InputError, Rejected
 from secretpatch.core.requests import (
     MAX_ANNOTATION_LENGTH,
     MAX_FIELD_LENGTH,
     MAX_TEXT_BYTES,
     STRING_FIELDS,
+    _parse_text,
     decode_annotation,
     decode_base32,
     encode_request,
+    read_marshalled,
     requested_secrets,
 )
 
-from .conftest import annotation, flyte_b32, flyte_pod
+from .conftest import annotation, flyte_b32, flyte_pod, proto_text
 
 
 @pytest.mark.parametrize(
@@ -209,3 +214,92 @@ def test_an_octal_look_alike_inside_a_string_is_left_alone() -> None:
         "02",
         "FILE",
     )
+
+
+# Texts near what Go's marshaller writes: the fast path must read each one it accepts exactly
+# as the protobuf parser does, and leave every other to the parser.
+_chars = st.sampled_from([*"aZ09-_./: \"\\#\t'", "\\n", '\\"', "\\101", "\\x41"])
+_words = st.lists(_chars, max_size=6).map("".join)
+_fields = st.sampled_from(["group", "group_version", "key", "env_var"])
+_lines = st.one_of(
+    st.builds(lambda f, w: f'{f}: "{w}"\n', _fields, _words),
+    st.builds(
+        lambda m: f"mount_requirement: {m}\n",
+        st.sampled_from(["ANY", "ENV_VAR", "FILE", "1", "02", "0x2", "7"]),
+    ),
+    st.builds(lambda f, w: f'{f}:"{w}"\n', _fields, _words),
+    st.builds(lambda f, w: f"{f}: '{w}'\n", _fields, _words),
+    st.builds(lambda f, w: f'{f}: "{w}" "{w}"\n', _fields, _words),
+    st.builds(lambda f, w: f'  {f} : "{w}"  # note\n', _fields, _words),
+    st.sampled_from(["", "\n", "# comment\n", "unknown: 1\n"]),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(_lines, max_size=6).map("".join)
+    | st.builds(
+        lambda g, v, k, m, e: "".join(
+            line
+            for line in (
+                f'group: "{g}"\n' if g else "",
+                f'group_version: "{v}"\n' if v else "",
+                f'key: "{k}"\n' if k else "",
+                f"mount_requirement: {m}\n" if m != "ANY" else "",
+                f'env_var: "{e}"\n' if e else "",
+            )
+        ),
+        _words,
+        _words,
+        _words,
+        st.sampled_from(["ANY", "ENV_VAR", "FILE"]),
+        _words,
+    )
+)
+def test_the_fast_path_reads_what_the_parser_reads_and_nothing_else(text: str) -> None:
+    fast = read_marshalled(text)
+    try:
+        message = _parse_text(text)
+    except (text_format.ParseError, ValueError):
+        assert fast is None, "the fast path accepted a text the parser refuses"
+        return
+    if fast is None:
+        return  # the parser reads it: the slow path stays right
+    mount = message.mount_requirement
+    assert fast == (
+        message.group,
+        message.group_version,
+        message.key,
+        ("ANY", "ENV_VAR", "FILE")[mount],
+        message.env_var,
+    )
+
+
+def test_every_annotation_flyte_writes_takes_the_fast_path() -> None:
+    """Go's marshaller's output for the requests of every scenario (the conftest encoder
+    writes it as Go does) never reaches the parser."""
+    for fields in (
+        {"group": "TestSecret", "group_version": "2"},
+        {
+            "group": "projects/p-1/secrets/s",
+            "group_version": "latest",
+            "key": "k.1",
+            "mount_requirement": "FILE",
+        },
+        {"key": "openai-key", "mount_requirement": "ENV_VAR", "env_var": "OPENAI_API_KEY"},
+    ):
+        assert read_marshalled(proto_text(**fields)) is not None
+
+
+_FLYTE = "abcdefghijklmnopqrstuvwxyz123456"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=_FLYTE, max_size=120).filter(lambda v: len(v) % 8 in (0, 2, 4, 5, 7)))
+def test_base32_is_read_as_the_standard_decoder_reads_it(value: str) -> None:
+    """decode_base32 reads the symbols with int(s, 32) in C; it gives what base64.b32decode
+    gives on the same value, trailing bits and all."""
+    import base64
+
+    rfc = value.translate(str.maketrans(_FLYTE, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"))
+    assert decode_base32(value) == base64.b32decode(rfc + "=" * (-len(rfc) % 8))

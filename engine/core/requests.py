@@ -10,7 +10,6 @@ hostile annotation means.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +32,9 @@ _ANNOTATION_NAME = re.compile(r"flyte\.secrets/s([-A-Za-z0-9_.]{0,62})")
 _FLYTE_ALPHABET = "abcdefghijklmnopqrstuvwxyz123456"
 _RFC4648_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _TO_RFC4648 = str.maketrans(_FLYTE_ALPHABET, _RFC4648_ALPHABET)
+# The same 32 symbols as the digits of int(s, 32), which reads them in C (base64.b32decode
+# loops in Python: 14 us for a request, against 2).
+_TO_DIGITS = str.maketrans(_FLYTE_ALPHABET, "0123456789abcdefghijklmnopqrstuv")
 _FLYTE_BASE32 = re.compile(f"[{_FLYTE_ALPHABET}]*")
 # Lengths an unpadded base32 string can have: 8k plus 0, 2, 4, 5 or 7 characters.
 _VALID_TAIL = frozenset({0, 2, 4, 5, 7})
@@ -129,11 +131,12 @@ def decode_base32(value: str) -> bytes:
         raise ValueError(f"not Flyte base32: character {quote_value(bad)} is outside a-z and 1-6")
     if len(value) % 8 not in _VALID_TAIL:
         raise ValueError(f"not Flyte base32: a length of {len(value)} characters is impossible")
-    padded = value.translate(_TO_RFC4648) + "=" * (-len(value) % 8)
-    try:
-        return base64.b32decode(padded)
-    except binascii.Error as exc:
-        raise ValueError(f"not Flyte base32: {exc}") from None
+    if not value:
+        return b""
+    # Each symbol is 5 bits; the bits past the last whole byte are not data (RFC 4648).
+    bits = 5 * len(value)
+    number = int(value.translate(_TO_DIGITS), 32)
+    return (number >> (bits % 8)).to_bytes(bits // 8, "big")
 
 
 def decode_annotation(name: str, value: str) -> SecretRequest:
@@ -154,6 +157,10 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
         raise _unreadable(
             name, f"the decoded request holds {what} at offset {hostile.start()}, which no request has"
         )
+    marshalled = read_marshalled(text)
+    if marshalled is not None:
+        group, group_version, key, mount_requirement, env_var = marshalled
+        return SecretRequest(name, group, group_version, key, mount_requirement, env_var)
     try:
         message = _parse_text(text)
     except text_format.ParseError as exc:
@@ -169,6 +176,29 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
         mount_requirement=MOUNT_TYPES[mount] if 0 <= mount < len(MOUNT_TYPES) else str(mount),
         env_var=message.env_var,  # type: ignore[attr-defined]
     )
+
+
+# What Go's proto.MarshalTextString writes for a request, which is what every Flyte annotation
+# holds: each field that is set, in field order, on a line of its own, a string without
+# escapes (a request that needs one is rarer than rare). Such a text means exactly what the
+# protobuf package's parser reads from it (tests/test_secrets.py checks that on generated
+# texts, and that every near miss goes to the parser), and one regular expression reads it in
+# a microsecond where the parser, pure Python, takes 25 to 40. Anything else goes to the parser.
+_PLAIN_STRING = r'"([ !#-\[\]-~]*)"'
+_MARSHALLED = re.compile(
+    rf"(?:group: {_PLAIN_STRING}\n)?(?:group_version: {_PLAIN_STRING}\n)?(?:key: {_PLAIN_STRING}\n)?"
+    rf"(?:mount_requirement: (ENV_VAR|FILE)\n)?(?:env_var: {_PLAIN_STRING}\n)?"
+)
+
+
+def read_marshalled(text: str) -> tuple[str, str, str, str, str] | None:
+    """(group, group_version, key, mount_requirement, env_var) of a text exactly as Go's
+    marshaller writes it; None for any other text, which the protobuf parser reads."""
+    found = _MARSHALLED.fullmatch(text)
+    if found is None:
+        return None
+    group, group_version, key, mount_requirement, env_var = found.groups()
+    return (group or "", group_version or "", key or "", mount_requirement or "ANY", env_var or "")
 
 
 # Go's strconv.ParseInt(s, 0, 32), which Flyte's text parser uses for an enum given as a
