@@ -375,7 +375,7 @@ class Server:
         self.port = free_port()
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         log = self.cert_dir.parent / f"{self.side}.log"
-        with log.open("ab") as stderr:
+        with log.open("wb") as stderr:  # this start only: secretpatch logs every review
             self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         context = ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
         deadline = time.monotonic() + 30
@@ -439,6 +439,8 @@ def run_wrk(server: Server, connections: int, seconds: float, script: Path, pin:
             f"-c{connections}",
             f"-d{max(1, round(seconds))}s",
             "--latency",
+            "--timeout",
+            "10s",  # the API server's timeout for a webhook (wrk's default, 2 s, drops the tail)
             "-s",
             str(script),
             f"https://127.0.0.1:{server.port}{PATH}",

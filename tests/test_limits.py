@@ -216,3 +216,21 @@ def test_a_container_that_could_not_start_is_refused_at_admission() -> None:
     assert "Linux passes at most 131072 bytes in one" in caught.value.message
     script = engine.mutate(flyte_pod(*many[:60])).pod["spec"]["initContainers"][0]["command"][2]
     assert len(script.encode()) <= 131072
+
+
+def test_a_cached_render_is_charged_for_what_it_holds_of_its_own() -> None:
+    """Every render of a rule hands out the same objects for its constant parts (the volume,
+    the env, the init container's resources): the render cache charges them once, in the
+    rule, not in every entry, and does not walk them."""
+    from secretpatch.core.budget import approx_size
+    from secretpatch.core.requests import SecretRequest
+
+    rule = Engine.from_config(None).rules[0]
+    first = rule.render(SecretRequest("flyte.secrets/s0", "a", "1"), 0, {})
+    second = rule.render(SecretRequest("flyte.secrets/s1", "b", "2"), 1, {})
+    volume, init = first.items[0][0], first.items[1][0]
+    assert volume is second.items[0][0] and id(volume) in rule.shared
+    assert init["resources"] is second.items[1][0]["resources"] and id(init["resources"]) in rule.shared
+    own = approx_size(first, rule.shared)
+    assert own < approx_size(first) - approx_size(init["resources"])
+    assert own >= approx_size(first.texts), "what the render made is counted"

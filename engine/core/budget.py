@@ -22,14 +22,17 @@ V = TypeVar("V")
 ENTRY_OVERHEAD = 200
 
 
-def approx_size(value: Any) -> int:
+def approx_size(value: Any, shared: frozenset[int] = frozenset()) -> int:
     """The bytes `value` holds, counting each object once per reference (shared objects are
-    counted twice: an upper bound). Walks mappings, lists, tuples, sets and objects with a
-    `__dict__`, without recursion."""
+    counted twice: an upper bound), except the objects whose ids are in `shared`, which are
+    held elsewhere for as long (a rule's constant fragments). Walks mappings, lists, tuples,
+    sets and objects with a `__dict__`, without recursion."""
     total = 0
     stack = [value]
     while stack:
         node = stack.pop()
+        if shared and id(node) in shared:
+            continue
         total += sys.getsizeof(node)
         kind = type(node)
         if kind is dict:

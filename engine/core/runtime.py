@@ -52,7 +52,7 @@ class Engine:
         rendered: BoundedCache[RenderKey, Rendered | PodRendered] = BoundedCache(
             "render",
             limits.renderCacheBytes,
-            lambda key, value: approx_size(key[1:]) + approx_size(value),
+            lambda key, value: approx_size(key[1:]) + approx_size(value, key[0].shared),
         )
         self._composer = Composer(limits, rendered.cached(render_uncached), self.managers)
         self._encode = admission.PatchEncoder(limits.encoderCacheBytes)

@@ -132,6 +132,7 @@ def compile_rule(
         problems.extend(found)
         raise found[0]
     rule.minimum_kubernetes = minimum_kubernetes(doc, env, values)
+    rule.shared = frozenset().union(*(spec.fragment.shared() for spec in rule.fragments))
     rule.reads_pod = any("pod" in t.names for t in rule.texts.values()) or any(
         "pod" in f.fragment.names for f in rule.fragments
     )

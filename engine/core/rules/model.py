@@ -93,6 +93,8 @@ class Rule:
     reads: frozenset[str] = frozenset(REQUEST_FIELDS)
     # The oldest Kubernetes minor version its patched pods are valid for (`secretpatch lint`).
     minimum_kubernetes: str = "1.31"
+    # The objects its renders share (see Fragment.shared), set by the loader.
+    shared: frozenset[int] = frozenset()
 
     def refusal(self, request: SecretRequest) -> tuple[RefusalCode, str] | None:
         """Why this rule will not take the request (a metrics code and the reason), or None."""

@@ -163,6 +163,24 @@ class Fragment:
             return self.static
         return _render_tree(self.tree, context)
 
+    def shared(self) -> frozenset[int]:
+        """The ids of the objects every render hands out as they are (the static fragment,
+        its constant subtrees): a cache that counts its entries' bytes counts them once, in
+        the rule, not again in every entry (and skips walking them)."""
+        if self.is_static:
+            return frozenset({id(self.static)})
+        found: set[int] = set()
+        stack = [self.tree]
+        while stack:
+            node = stack.pop()
+            if type(node) is Const:
+                found.add(id(node.value))
+            elif isinstance(node, dict):
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+        return frozenset(found)
+
     @property
     def secret_reads(self) -> frozenset[str] | None:
         """The fields of `secret` the fragment may read (None: any); values are folded in."""
