@@ -183,3 +183,30 @@ def test_env_vars_from_files_change_nothing_for_secrets_read_from_files(
     except Rejected:
         return
     assert ENV_FILES.mutate(pod).patch == expected
+
+
+PATHS = {
+    (keys, flyte2): Engine.from_config(
+        {"secretpatch": {"values": {"gcp": {"fetch": "batched", "keyFiles": keys, "flyte2Requests": flyte2}}}}
+    ).rules[0]
+    for keys in (False, True)
+    for flyte2 in (False, True)
+}
+
+
+@SETTINGS
+@given(requests, st.booleans(), st.booleans(), st.booleans())
+def test_the_path_text_is_where_the_gcloud_line_writes(
+    req: Req, keys: bool, flyte2: bool, no_version: bool
+) -> None:
+    """gcp/path.txt.j2 (texts.path: the env of a FILE request, the batched jobs) and
+    command.sh.j2 (the gcloud line, which computes its path itself to stay fast) agree, with
+    every switch that moves the file."""
+    from secretpatch.core.requests import SecretRequest
+
+    rule = PATHS[(keys, flyte2)]
+    version = "" if no_version and flyte2 else req.group_version
+    key = req.key or ("k" if no_version and flyte2 else "")
+    request = SecretRequest("flyte.secrets/s0", req.group, version, key, req.mount_requirement)
+    texts = rule.render(request, 0, {}).texts
+    assert f"--out-file={texts['path']}" in texts["command"]
