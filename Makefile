@@ -40,6 +40,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/hostile.py
+	$(BIN)/python bench/vs_flyte.py
 
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz --engine 100000 --server 5000
