@@ -24,7 +24,7 @@ from .model import (
     FragmentSpec,
     Rule,
 )
-from .settings import by_values, check_keys, minimum_kubernetes, text_entry
+from .settings import check_keys, minimum_kubernetes, text_entry, when_of
 
 RULE_KEYS = (
     "name",
@@ -259,9 +259,6 @@ def _fragment(
     unique = entry.get("unique", False)
     if not isinstance(unique, bool):
         raise doc.error((*path, "unique"), "unique must be true or false")
-    when = by_values(doc, (*path, "when"), entry.get("when", True), env, values)
-    if not isinstance(when, bool):
-        raise doc.error((*path, "when"), "when must be true, false, or an expression over values giving one")
-    if not when:
+    if not when_of(doc, path, entry, env, values):
         return None
     return FragmentSpec(fragment, mode, tuple(into), list_field, doc.line(path), per, unique)

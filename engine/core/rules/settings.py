@@ -106,10 +106,19 @@ def text_entry(
     if not isinstance(entry, Mapping) or not isinstance(entry.get("template"), str):
         raise doc.error(path, "a text must name a template file, or be {template: FILE, when: EXPRESSION}")
     check_keys(doc, path, entry, TEXT_KEYS)
-    unique = entry.get("unique", False)
-    if not isinstance(unique, bool):
-        raise doc.error((*path, "unique"), "unique must be true or false")
+    return entry["template"], when_of(doc, path, entry, env, values)
+
+
+def when_of(
+    doc: yamldoc.Doc,
+    path: tuple[str | int, ...],
+    entry: Mapping[str, Any],
+    env: jinja2.Environment,
+    values: dict[str, Any],
+) -> bool:
+    """An entry's `when` (a fragment's, a text's): true, false, or one expression over values
+    giving one; true when the entry has none."""
     when = by_values(doc, (*path, "when"), entry.get("when", True), env, values)
     if not isinstance(when, bool):
         raise doc.error((*path, "when"), "when must be true, false, or an expression over values giving one")
-    return entry["template"], when
+    return when
