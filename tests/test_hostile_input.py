@@ -3,6 +3,7 @@ hostile-load work; the server's side is in test_hostile_load.py)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import tracemalloc
 from typing import Any
@@ -193,3 +194,42 @@ def test_a_body_of_nested_brackets_is_refused_before_parsing(unit: bytes) -> Non
     body = b"[" + b",".join([unit] * (3_000_000 // len(unit))) + b"]"
     with pytest.raises(Malformed, match="JSON items or more; secretpatch.limits.maxJsonItems is 262144"):
         BodyReader(Engine.from_config(None)).check(body)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    """{"x": {"x": ...}} `depth` levels deep, built without recursion."""
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+def _review(pod: dict[str, Any]) -> dict[str, Any]:
+    """The AdmissionReview, built by hand: a helper that copies the pod would recurse."""
+    request = {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE"}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {**request, "object": pod},
+    }
+
+
+def test_a_field_nested_past_the_recursion_limit_is_answered_not_a_crash() -> None:
+    """The server's body parser takes 1,024 levels, Python's recursion limit is 1,000: a pod
+    field 990 levels deep that secretpatch reads as JSON (a conflicting mount's name, a
+    fetcher compared on a second review) gets an answer, never a RecursionError."""
+    engine = Engine.from_config(None)
+    conflict = flyte_pod({"group": "a", "group_version": "1"})
+    conflict["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": _nested(990), "mountPath": "/etc/flyte/secrets"}
+    ]
+    response = engine.review(_review(conflict))["response"]
+    assert response["allowed"] is False and "already mounts <dict> there" in response["status"]["message"]
+
+    once = engine.mutate(flyte_pod({"group": "a", "group_version": "1"})).pod
+    once["spec"]["initContainers"][0]["image"] = _nested(990)  # not the fetcher as written
+    response = engine.review(_review(once))["response"]
+    appended = [
+        op for op in json.loads(base64.b64decode(response["patch"])) if op["path"] == "/spec/initContainers/-"
+    ]
+    assert response["allowed"] is True and len(appended) == 1

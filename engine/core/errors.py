@@ -136,7 +136,7 @@ def quote_json(value: Any, limit: int = 64) -> str:
     """Any JSON value from a request made safe to print: its JSON, ASCII only, shortened."""
     try:
         text = json.dumps(value, ensure_ascii=True)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # not JSON, or nested past the limit
         text = f"<{type(value).__name__}>"
     if len(text) <= limit:
         return text

@@ -79,10 +79,12 @@ def _index(key: tuple[str, int, str], shown: Key | None) -> int:
 
 def canonical_json(value: Any) -> str | None:
     """`value` as JSON text with sorted keys, equal for equal JSON values (true is not 1);
-    None for a value that is not JSON (a Python caller's pod), equal to nothing."""
+    None for a value that is not JSON (a Python caller's pod) or is nested past Python's
+    recursion limit (a pod's field 990 levels deep, which the API server lets through),
+    equal to nothing."""
     try:
         return json.dumps(value, sort_keys=True)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
 
 
@@ -256,7 +258,11 @@ class PodView:
         return JsonValue(canonical_json(value), value)
 
     def _item_json(self, key: Key, index: int) -> str | None:
-        return canonical_json(as_stored(self._list(key)[index]))
+        try:
+            stored = as_stored(self._list(key)[index])
+        except RecursionError:  # nested past the recursion limit: equal to nothing
+            return None
+        return canonical_json(stored)
 
     def _map_state(self, map_name: str) -> str:
         if not isinstance(self._metadata, Mapping):
