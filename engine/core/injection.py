@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from .compose.modes import MountConflict, NameCollision
 from .compose.pod_patch import Changed, PodPatch
-from .errors import DeadlineExceeded, Rejected, printable
+from .errors import DeadlineExceeded, RefusalCode, Rejected, printable
 from .limits import Limits
 from .mutation import Injected
 from .requests import SecretRequest
@@ -50,7 +50,7 @@ class Composer:
         base: int | None = None,
     ) -> list[Injected]:
         """Merge every chosen rule's fragments for every request, in Flyte's order. A replay
-        (see `_carried`) numbers init containers from `base`, where the first patch did."""
+        (see `replay`) numbers init containers from `base`, where the first patch did."""
         limits = self.limits
         containers = patch.length("containers") + patch.length("initContainers")
         if containers > limits.maxContainers:
@@ -62,10 +62,10 @@ class Composer:
             )
         merged: dict[tuple[int, str], int] = {}
         injected = []
-        # A rule with per-pod fragments renders them once, with all the secrets it took,
-        # and merges them in their place among the fragments of its first secret.
         # Who rendered each name of a `unique` fragment.
         owners: dict[tuple[int, str], str] = {}
+        # A rule with per-pod fragments renders them once, with all the secrets it took,
+        # and merges them in their place among the fragments of its first secret.
         pending: dict[Rule, list[SecretRequest]] = {}
         for request, rule in chosen:
             if rule.per_pod:
@@ -108,21 +108,17 @@ class Composer:
                     skipped = merged if spec.skip_merged else None
                     spec.mode.merge(patch, spec.into, spec.field, items, merged=skipped, token=id(spec))
                 except NameCollision as exc:
-                    raise Rejected(
-                        f"{request.annotation}: cannot add {exc.name!r}: {exc}; rename the pod's own item",
-                        annotation=request.annotation,
-                        secret=request.describe(),
-                        code="name-collision",
-                        managers=self.managers,
+                    raise self._refusal(
+                        request,
+                        f"cannot add {exc.name!r}: {exc}; rename the pod's own item",
+                        "name-collision",
                     ) from None
                 except MountConflict as exc:
-                    raise Rejected(
-                        f"{request.annotation}: cannot mount {exc.name!r} at {exc.path}: {exc}, and a "
-                        "container's mount paths must be unique; move the pod's own mount elsewhere",
-                        annotation=request.annotation,
-                        secret=request.describe(),
-                        code="mount-conflict",
-                        managers=self.managers,
+                    raise self._refusal(
+                        request,
+                        f"cannot mount {exc.name!r} at {exc.path}: {exc}, and a container's mount paths "
+                        "must be unique; move the pod's own mount elsewhere",
+                        "mount-conflict",
                     ) from None
             injected.append(Injected(request, rule.name, rendered.texts))
         return injected
@@ -178,19 +174,32 @@ class Composer:
         for item in items:
             owner = owners.setdefault((id(spec), item["name"]), request.annotation)
             if owner != request.annotation:
-                raise Rejected(
-                    f"{request.annotation}: cannot add {printable(item['name'], limit=80)!r}: "
-                    f"{owner} adds it too ({spec.fragment.name}); give each secret a name of its own",
-                    annotation=request.annotation,
-                    secret=request.describe(),
-                    code="name-collision",
-                    managers=self.managers,
+                raise self._refusal(
+                    request,
+                    f"cannot add {printable(item['name'], limit=80)!r}: {owner} adds it too "
+                    f"({spec.fragment.name}); give each secret a name of its own",
+                    "name-collision",
                 )
 
+    def _refusal(self, request: SecretRequest, reason: str, code: RefusalCode) -> Rejected:
+        return refused_secret(request, reason, code, self.managers)
 
-def render_uncached(
-    key: tuple[Rule, SecretRequest | tuple[SecretRequest, ...], int],
-) -> Rendered | PodRendered:
+
+def refused_secret(
+    request: SecretRequest, reason: str, code: RefusalCode, managers: tuple[str, ...]
+) -> Rejected:
+    """The refusal of one secret a pod asks for, with the annotation and the request named as
+    Flyte's message names them (`managers`: those Flyte would have tried)."""
+    return Rejected(
+        f"{request.annotation}: {reason}",
+        annotation=request.annotation,
+        secret=request.describe(),
+        code=code,
+        managers=managers,
+    )
+
+
+def render_uncached(key: RenderKey) -> Rendered | PodRendered:
     """What the render cache holds: a rule's render of one request, or of all its requests
     of a pod (`Rule.render_pod`), for a rule whose templates do not read the pod."""
     rule, requests, index = key

@@ -18,7 +18,7 @@ from .compose.recorded import Recorded
 from .compose.view import PodView
 from .config import Config, flyte_managers, load_config
 from .errors import InputError, Rejected, RenderError
-from .injection import Composer, RenderKey, check_deadline, render_uncached
+from .injection import Composer, RenderKey, check_deadline, refused_secret, render_uncached
 from .jsontypes import AdmissionReviewResponse, is_object
 from .memo import ReviewMemo, key_of
 from .mutation import Mutation, Source
@@ -249,10 +249,4 @@ class Engine:
             text = reasons[0][2]
         else:
             text = "; ".join(f"rule {name}: {reason}" for name, _, reason in reasons)
-        raise Rejected(
-            f"{request.annotation}: {text}",
-            annotation=request.annotation,
-            secret=request.describe(),
-            code=reasons[0][1],
-            managers=self.managers,
-        )
+        raise refused_secret(request, text, reasons[0][1], self.managers)
