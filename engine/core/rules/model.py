@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from ..compose.modes import MergeMode, ShapeError
@@ -126,9 +127,10 @@ class Rule:
                 return "invalid-field", f"{name} {quote_value(value)} is not valid: it {grammar.rule}"
         return None
 
-    @property
+    @cached_property
     def per_pod(self) -> bool:
-        """Whether a fragment of the rule is rendered once per pod."""
+        """Whether a fragment of the rule is rendered once per pod (asked for every secret
+        composed; fragments are fixed once the rule is loaded)."""
         return any(spec.per == "pod" for spec in self.fragments)
 
     def _visible(self, request: SecretRequest) -> SecretRequest:
@@ -146,11 +148,7 @@ class Rule:
         """What the rule adds for one secret. The engine caches it by request and index when
         the rule's templates do not read the pod (`reads_pod`)."""
         context = self._texts(self._visible(request), index, pod)
-        items = tuple(
-            _items(spec, spec.fragment.render(context)) if spec.per == "secret" else ()
-            for spec in self.fragments
-        )
-        return Rendered(context["texts"], items)
+        return Rendered(context["texts"], self._render_items(context, "secret"))
 
     def render_pod(
         self, requests: Sequence[SecretRequest], index: int, pod: Mapping[str, Any]
@@ -165,11 +163,15 @@ class Rule:
             texts = self._texts(visible, index, pod)["texts"]
             secrets.append({"annotation": visible.annotation, "label": visible.label(), "texts": texts})
         context: dict[str, Any] = {"secrets": secrets, "index": index, "values": self.values, "pod": pod}
-        items = tuple(
-            _items(spec, spec.fragment.render(context)) if spec.per == "pod" else ()
-            for spec in self.fragments
+        return PodRendered(self._render_items(context, "pod"))
+
+    def _render_items(
+        self, context: Mapping[str, Any], per: str
+    ) -> tuple[tuple[Mapping[str, Any], ...], ...]:
+        """Each fragment's items: rendered for the fragments of this `per`, none for the others."""
+        return tuple(
+            _items(spec, spec.fragment.render(context)) if spec.per == per else () for spec in self.fragments
         )
-        return PodRendered(items)
 
 
 # Linux's MAX_ARG_STRLEN: the longest single argument or environment string exec takes. A
