@@ -129,16 +129,20 @@ def included_trees(
             raise LoadError(
                 f"templates include each other more than {MAX_INCLUDE_DEPTH} deep", **place.where()
             )
-        included = parsed(env, name)
-        found += [(template_source(env, name)[1], included), *included_trees(env, included, place, depth + 1)]
+        filename, included = _parsed(env, name)
+        found += [(filename, included), *included_trees(env, included, place, depth + 1)]
     return found
 
 
 def parsed(env: jinja2.Environment, name: str) -> nodes.Template:
     """The template called `name`, parsed."""
+    return _parsed(env, name)[1]
+
+
+def _parsed(env: jinja2.Environment, name: str) -> tuple[str, nodes.Template]:
     source, filename = template_source(env, name)
     try:
-        return env.parse(source, name, filename)
+        return filename, env.parse(source, name, filename)
     except jinja2.TemplateSyntaxError as exc:
         raise LoadError(f"Jinja syntax error: {exc.message}", file=filename, line=exc.lineno) from None
 
