@@ -20,6 +20,8 @@ from ..templating.fragments import Fragment
 from ..templating.jinja import TextTemplate
 
 REQUEST_FIELDS = ("group", "group_version", "key", "env_var")
+# The oldest Kubernetes a rule's patched pods are valid for when it does not say.
+DEFAULT_MINIMUM_KUBERNETES = "1.31"
 
 # Whatever a rule allows, a value from a pod is printable ASCII of bounded length.
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
@@ -93,7 +95,7 @@ class Rule:
     # with the values): only these are validated, and only these reach the templates.
     reads: frozenset[str] = frozenset(REQUEST_FIELDS)
     # The oldest Kubernetes minor version its patched pods are valid for (`secretpatch lint`).
-    minimum_kubernetes: str = "1.31"
+    minimum_kubernetes: str = DEFAULT_MINIMUM_KUBERNETES
     # The objects its renders share (see Fragment.shared), set by the loader.
     shared: frozenset[int] = frozenset()
 

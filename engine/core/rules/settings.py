@@ -15,10 +15,10 @@ from .. import yamldoc
 from ..errors import LoadError
 from ..options import closest
 from ..templating.fragments import single_expression
+from .model import DEFAULT_MINIMUM_KUBERNETES
 
 CHECK_KEYS = ("check", "rule")
 TEXT_KEYS = ("template", "when")
-DEFAULT_MINIMUM_KUBERNETES = "1.31"
 
 
 def check_keys(
