@@ -169,6 +169,25 @@ def test_the_search_for_a_carried_injection_is_bounded(monkeypatch: pytest.Monke
     assert any(op["path"] == "/spec/initContainers/-" for op in patch), "not carried: a fetcher is added"
 
 
+def test_each_large_item_a_replay_compares_is_serialised_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worst pod for the search: 190 init containers named as fetchers, each carrying
+    64 KiB (3 MiB of body in all is the API server's cap) and none as written. Each replay
+    reads only the item named for its position, once, through the recorded view."""
+    from secretpatch.core.compose.view import PodView
+
+    engine = Engine.from_config(None)
+    hostile = injected(engine, flyte_pod(REQUESTS[0]))
+    bulk = "x" * 65536
+    hostile["spec"]["initContainers"] = [
+        {"name": f"gcp-pull-secret-{n}", "image": "x", "args": [bulk]} for n in range(190)
+    ]
+    serialised = []
+    item_json = PodView._item_json
+    monkeypatch.setattr(PodView, "_item_json", lambda *a: serialised.append(a[1:]) or item_json(*a))
+    engine.mutate(hostile)
+    assert 0 < len(serialised) == len(set(serialised)) <= injection.REPLAY_WINDOW
+
+
 @SETTINGS
 @given(task_pods(), st.sampled_from(list(CONFIGS)), st.booleans(), st.booleans())
 def test_a_pod_changed_by_another_webhook_gets_what_the_reference_gives(
