@@ -173,7 +173,7 @@ def test_each_large_item_a_replay_compares_is_serialised_once(monkeypatch: pytes
     """The worst pod for the search: 190 init containers named as fetchers, each carrying
     64 KiB (3 MiB of body in all is the API server's cap) and none as written. Each replay
     reads only the item named for its position, once, through the recorded view."""
-    from secretpatch.core.compose.view import PodView
+    from secretpatch.core.compose import view
 
     engine = Engine.from_config(None)
     hostile = injected(engine, flyte_pod(REQUESTS[0]))
@@ -182,8 +182,8 @@ def test_each_large_item_a_replay_compares_is_serialised_once(monkeypatch: pytes
         {"name": f"gcp-pull-secret-{n}", "image": "x", "args": [bulk]} for n in range(190)
     ]
     serialised = []
-    item_json = PodView._item_json
-    monkeypatch.setattr(PodView, "_item_json", lambda *a: serialised.append(a[1:]) or item_json(*a))
+    item_json = view._ANSWERS["item-json"]
+    monkeypatch.setitem(view._ANSWERS, "item-json", lambda *a: serialised.append(a[1:]) or item_json(*a))
     engine.mutate(hostile)
     assert 0 < len(serialised) == len(set(serialised)) <= injection.REPLAY_WINDOW
 
