@@ -84,12 +84,14 @@ class PatchEncoder:
     Rendered items are cached by the engine and shared, never modified, between reviews, so
     the JSON of an init container is computed once per distinct secret, not once per review.
     An entry keeps its item alive, so an id in the cache always names the same object; the
-    cache's byte budget counts the item and its text.
+    cache's byte budget counts the item and its text. An item is kept the second time it is
+    serialised: one rendered for a single pod is not (its id is new), one the render cache
+    hands out again is.
     """
 
     def __init__(self, max_bytes: int = 4 << 20) -> None:
         self.cache: BoundedCache[int, tuple[Any, str]] = BoundedCache(
-            "encoder", max_bytes, lambda _, entry: approx_size(entry)
+            "encoder", max_bytes, lambda _, entry: approx_size(entry), second_sight=True
         )
 
     def _item(self, item: Any) -> str:

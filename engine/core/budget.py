@@ -6,6 +6,11 @@ its size in bytes, charges every entry with an estimate of the Python memory it 
 and value, `approx_size`), and evicts the oldest entries when a new one would not fit. An
 entry over a quarter of the budget is not kept at all, so one huge input cannot push out
 the working set. `stats()` is what the server exports as metrics.
+
+A cache may also keep an entry only when its key comes a second time (`Doorkeeper`): most
+of what a webhook computes for a pod it has never seen (a new task, a new secret) is never
+asked for again, and keeping it would cost more than computing it (an entry is counted,
+byte by byte, when it is kept) and push out entries that are asked for again.
 """
 
 from __future__ import annotations
@@ -52,6 +57,45 @@ def approx_size(value: Any, shared: frozenset[int] = frozenset()) -> int:
     return total
 
 
+class Doorkeeper:
+    """Which keys have been offered before, in a fixed array of bits (the "doorkeeper" of
+    TinyLFU, a Bloom filter with one hash).
+
+    `seen(key)` records the key and says whether it was offered before. It may say yes for
+    a key never offered (another key set the same bit), never no for one offered since the
+    last reset: a wrong yes only keeps an entry at first sight, as a cache without a
+    doorkeeper does. The bits are cleared once `bits / 8` keys have set one, so at most an
+    eighth of them are set and old keys are forgotten. Races between threads lose a bit or
+    a reset, which only misjudges a key once.
+    """
+
+    def __init__(self, bits: int = 1 << 18) -> None:
+        if bits < 8 or bits & (bits - 1):
+            raise ValueError("a doorkeeper's bits are a power of two, at least 8")
+        self._bits = bytearray(bits // 8)
+        self._mask = bits - 1
+        self._set = 0
+        self._limit = bits // 8
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes its bits take (counted in the budget of the cache that owns it)."""
+        return len(self._bits)
+
+    def seen(self, key: Hashable) -> bool:
+        slot = hash(key) & self._mask
+        byte, bit = slot >> 3, 1 << (slot & 7)
+        bits = self._bits
+        if bits[byte] & bit:
+            return True
+        bits[byte] |= bit
+        self._set += 1
+        if self._set >= self._limit:
+            self._bits = bytearray(len(bits))
+            self._set = 0
+        return False
+
+
 class CacheStats(NamedTuple):
     name: str
     budget: int
@@ -64,14 +108,27 @@ class BoundedCache(Generic[K, V]):
     """A dict with a byte budget; the oldest entries go first. Thread-safe.
 
     `size(key, value)` estimates an entry's bytes; the default is `approx_size` of both.
-    A budget of 0 keeps nothing."""
+    A budget of 0 keeps nothing. With `second_sight`, `put` keeps an entry only when its
+    key was put before (`Doorkeeper`, whose bits count in the budget; none when the budget
+    is under 16 times their size)."""
 
-    def __init__(self, name: str, max_bytes: int, size: Callable[[K, V], int] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        max_bytes: int,
+        size: Callable[[K, V], int] | None = None,
+        *,
+        second_sight: bool = False,
+    ) -> None:
         self.name = name
         self.max_bytes = max_bytes
         self._size = size or (lambda key, value: approx_size(key) + approx_size(value))
         self._entries: dict[K, tuple[V, int]] = {}
-        self._bytes = 0
+        self._door = Doorkeeper() if second_sight else None
+        if self._door is not None and max_bytes < 16 * self._door.nbytes:
+            self._door = None
+        self._floor = 0 if self._door is None else self._door.nbytes
+        self._bytes = self._floor
         self._evictions = 0
         self._lock = threading.Lock()
 
@@ -80,6 +137,8 @@ class BoundedCache(Generic[K, V]):
         return None if entry is None else entry[0]
 
     def put(self, key: K, value: V) -> None:
+        if self._door is not None and not self._door.seen(key):
+            return
         cost = self._size(key, value) + ENTRY_OVERHEAD
         if cost > self.max_bytes // 4:
             return

@@ -40,12 +40,14 @@ class Engine:
         # which rule takes a request on the request alone, and what a rule renders on the
         # request and the init container number alone (unless its templates read the pod).
         # Every cache has a byte budget that counts its keys; rules are shared, not counted.
+        # Each keeps what comes a second time (budget.Doorkeeper): a pod of a new task pays
+        # for no entry that may never be asked for, and cannot push out those that are.
         decoded: BoundedCache[tuple[str, str], SecretRequest] = BoundedCache(
-            "decode", limits.decodeCacheBytes
+            "decode", limits.decodeCacheBytes, second_sight=True
         )
         self._decode = decoded.cached(lambda key: decode_annotation(*key))
         chosen: BoundedCache[SecretRequest, Rule] = BoundedCache(
-            "rule", limits.ruleCacheBytes, lambda request, _: approx_size(request)
+            "rule", limits.ruleCacheBytes, lambda request, _: approx_size(request), second_sight=True
         )
         self._rule_for = chosen.cached(self._choose_rule)
         # A per-pod render is keyed by all the rule's requests and shares the budget.
@@ -53,6 +55,7 @@ class Engine:
             "render",
             limits.renderCacheBytes,
             lambda key, value: approx_size(key[1:]) + approx_size(value, key[0].shared),
+            second_sight=True,
         )
         self._composer = Composer(limits, rendered.cached(render_uncached), self.managers)
         self._encode = admission.PatchEncoder(limits.encoderCacheBytes)

@@ -1,0 +1,87 @@
+"""The caches' byte budgets, and the doorkeeper that keeps an entry only at its second sight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from secretpatch import Engine
+from secretpatch.core.budget import BoundedCache, Doorkeeper
+
+from .conftest import admission_review, flyte_pod
+
+
+@given(st.lists(st.text(max_size=12), max_size=200, unique=True))
+def test_a_doorkeeper_remembers_every_key_offered_since_its_reset(keys: list[str]) -> None:
+    door = Doorkeeper(bits=1 << 12)  # resets after 512 keys: none here
+    for key in keys:
+        door.seen(key)
+    assert all(door.seen(key) for key in keys)
+
+
+def test_a_doorkeeper_forgets_once_an_eighth_of_its_bits_are_set() -> None:
+    door = Doorkeeper(bits=64)
+    assert not door.seen("first") and door.seen("first")
+    offered = 1
+    for n in range(10_000):
+        if not door.seen(n):
+            offered += 1
+        if offered == 8:  # the eighth bit set clears them all
+            break
+    assert offered == 8
+    assert not door.seen("first"), "the bits were cleared"
+
+
+@pytest.mark.parametrize("bits", [0, 7, 100])
+def test_a_doorkeeper_needs_a_power_of_two_bits(bits: int) -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        Doorkeeper(bits)
+
+
+def test_a_second_sight_cache_keeps_an_entry_when_its_key_comes_again() -> None:
+    cache: BoundedCache[str, str] = BoundedCache("t", 1 << 20, second_sight=True)
+    floor = cache.stats().bytes
+    assert floor == Doorkeeper().nbytes, "the doorkeeper's bits count in the budget"
+    cache.put("a", "value")
+    assert cache.get("a") is None and cache.stats().entries == 0
+    cache.put("a", "value")
+    assert cache.get("a") == "value" and cache.stats().bytes > floor
+    computed = []
+    lookup = cache.cached(lambda key: computed.append(key) or key.upper())
+    assert [lookup("b"), lookup("b"), lookup("b")] == ["B", "B", "B"]
+    assert computed == ["b", "b"], "computed at first and second sight, then kept"
+
+
+def test_a_small_budget_has_no_doorkeeper_and_keeps_at_first_sight() -> None:
+    cache: BoundedCache[str, str] = BoundedCache("t", 64 << 10, second_sight=True)
+    cache.put("a", "value")
+    assert cache.get("a") == "value" and cache.stats().bytes < 2000
+
+
+def test_secrets_seen_once_do_not_push_out_those_asked_for_again() -> None:
+    """A flood of pods with one-off secrets (new tasks, or a hostile client) leaves the
+    renders of a task that keeps running in the cache, and pays for almost no entry of its own."""
+    engine = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 0, "renderCacheBytes": 1 << 20}}})
+    render = next(cache for cache in engine._caches if cache.name == "render")
+    steady = flyte_pod({"group": "db-password", "group_version": "3"})
+    for _ in range(2):
+        engine.review(admission_review(steady))
+    kept = render.stats()
+    assert kept.entries == 1
+    for n in range(3000):  # about 8 MiB of renders were they kept: 8 budgets
+        engine.review(admission_review(flyte_pod({"group": f"one-off-{n}", "group_version": "1"})))
+    after = render.stats()
+    # A one-off key whose bit another key set is kept at first sight: about 1% of 3000 here.
+    assert after.entries < 100 and after.evictions == 0
+    hits: list[bool] = []
+    lookup = engine._composer.render_cached
+
+    def counted(key: Any) -> Any:
+        hits.append(render.get(key) is not None)
+        return lookup(key)
+
+    engine._composer.render_cached = counted
+    engine.review(admission_review(steady))
+    assert hits == [True], "the steady task's render was served from the cache"
