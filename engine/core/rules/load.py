@@ -23,6 +23,7 @@ from .model import (
     SAMPLE_REQUEST,
     FragmentSpec,
     Rule,
+    static_items,
 )
 from .settings import check_keys, minimum_kubernetes, text_entry, when_of
 
@@ -132,7 +133,12 @@ def compile_rule(
         problems.extend(found)
         raise found[0]
     rule.minimum_kubernetes = minimum_kubernetes(doc, env, values)
-    rule.shared = frozenset().union(*(spec.fragment.shared() for spec in rule.fragments))
+    for spec in rule.fragments:
+        spec.items = static_items(spec)
+    rule.shared = frozenset().union(
+        *(spec.fragment.shared() for spec in rule.fragments),
+        (id(spec.items) for spec in rule.fragments if spec.items is not None),
+    )
     rule.reads_pod = any("pod" in t.names for t in rule.texts.values()) or any(
         "pod" in f.fragment.names for f in rule.fragments
     )

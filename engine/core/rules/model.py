@@ -59,6 +59,9 @@ class FragmentSpec:
     unique: bool = False
     # Set by the engine: merging into a container twice is known to change nothing.
     skip_merged: bool = False
+    # A static fragment's items, worked out once by the loader (`static_items`): every
+    # render hands out the same ones.
+    items: tuple[Mapping[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,10 @@ class Rule:
     ) -> tuple[tuple[Mapping[str, Any], ...], ...]:
         """Each fragment's items: rendered for the fragments of this `per`, none for the others."""
         return tuple(
-            _items(spec, spec.fragment.render(context)) if spec.per == per else () for spec in self.fragments
+            (spec.items if spec.items is not None else _items(spec, spec.fragment.render(context)))
+            if spec.per == per
+            else ()
+            for spec in self.fragments
         )
 
 
@@ -207,6 +213,18 @@ def _items(spec: FragmentSpec, value: Any) -> tuple[Mapping[str, Any], ...]:
                 "bytes in one, so the container could not start; ask for fewer secrets in this pod"
             )
     return items
+
+
+def static_items(spec: FragmentSpec) -> tuple[Mapping[str, Any], ...] | None:
+    """The items of a fragment that renders the same for every secret (None for one that
+    does not, or whose items are refused: they are refused again at each render, naming the
+    pod's secret, as before)."""
+    if not spec.fragment.is_static:
+        return None
+    try:
+        return _items(spec, spec.fragment.static)
+    except (RenderError, ArgumentTooLong):
+        return None
 
 
 def mark_skippable(rules: Sequence[Rule]) -> None:
