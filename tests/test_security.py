@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from secretpatch import Engine, RenderError
+from secretpatch.core.requests import SecretRequest
+from secretpatch.core.templating.jinja import make_environment
 
 from .conftest import ROOT, flyte_pod
 
@@ -88,3 +95,108 @@ def test_every_test_the_threat_model_cites_exists() -> None:
         assert f"def {name}(" in source, f"docs/security.md cites {file}::{name}, which does not exist"
     for file in set(re.findall(r"`(test_\w+\.py)`", text)):
         assert (ROOT / "tests" / file).is_file(), file
+
+
+# --- The sandbox's fast lookups (templating/jinja.py: Sandbox) --------------------------------
+
+_CONTEXT: dict[str, Any] = {
+    "secret": SecretRequest(annotation="flyte.secrets/s0", group="projects/p/secrets/s", group_version="1"),
+    "values": {"mountPath": "/etc/flyte/secrets", "items": "a key named like a method", "n": [1, 2]},
+    "pod": {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main"}]}},
+    "parts": ["projects", "p", "secrets", "s"],
+}
+
+
+def _outcome(env: jinja2.Environment, expression: str) -> tuple[str, str]:
+    try:
+        return "value", repr(env.from_string("{{ " + expression + " }}").render(_CONTEXT))
+    except Exception as exc:  # each side must fail the same way
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "secret.group",
+        "secret.group.split('/')",
+        "secret.group.split('/')[3]",
+        "secret.label()",
+        "secret.__class__",
+        "secret._private",
+        "secret.nosuch",
+        "values.mountPath",
+        "values['mountPath']",
+        "values.items",
+        "values.items()",
+        "values['items']",
+        "values.update({'x': 1})",
+        "values.pop('mountPath')",
+        "values.n.append(3)",
+        "values.n[1]",
+        "values.n[5]",
+        "values.nosuch",
+        "values['nosuch']",
+        "parts[2]",
+        "parts[-1]",
+        "parts['x']",
+        "pod.spec.containers[0].name",
+        "'{}'.format(secret)",
+        "'{0.__class__}'.format(secret)",
+        "'{x}'.format_map(values)",
+        "secret.group.upper()",
+        "secret.group.__class__.__mro__",
+        "(1).__class__",
+    ],
+)
+def test_the_sandboxs_fast_lookups_answer_as_the_sandbox_does(expression: str) -> None:
+    ours = make_environment([ROOT / "templates"])
+    theirs = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    assert type(ours) is not ImmutableSandboxedEnvironment
+    assert _outcome(ours, expression) == _outcome(theirs, expression)
+
+
+@given(
+    st.sampled_from([*dir(dict), *dir(str), *dir(list), "group", "key", "annotation", "_x", "mountPath"])
+    | st.text(max_size=8),
+    st.sampled_from(sorted(_CONTEXT)),
+)
+def test_any_attribute_or_key_is_looked_up_as_the_sandbox_does(name: str, of: str) -> None:
+    ours = make_environment([ROOT / "templates"])
+    theirs = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    obj = _CONTEXT[of]
+    for lookup in ("getattr", "getitem"):
+        mine, other = getattr(ours, lookup)(obj, name), getattr(theirs, lookup)(obj, name)
+        if isinstance(other, jinja2.Undefined):
+            assert isinstance(mine, jinja2.Undefined)
+            refusal = (other._undefined_hint, other._undefined_exception, other._undefined_name)
+            assert (mine._undefined_hint, mine._undefined_exception, mine._undefined_name) == refusal
+        else:
+            assert mine == other
+
+
+def _reference_path_join(base: str, *parts: str) -> str:
+    """Go's filepath.Join, then the containment check: the definition path_join keeps."""
+    import posixpath
+
+    joined = "/".join(p for p in (base, *parts) if p)
+    cleaned = posixpath.normpath(joined) if joined else ""
+    root = posixpath.normpath(base) if base else ""
+    if root and cleaned != root and not cleaned.startswith(root.rstrip("/") + "/"):
+        raise ValueError(f"path {cleaned!r} is outside {root!r}")
+    return cleaned
+
+
+_PATH_WORDS = st.sampled_from(["", "/", "..", ".", "a", "b/", "/etc/flyte/secrets", "a/../..", "//x", "s.."])
+
+
+@given(st.lists(_PATH_WORDS, min_size=1, max_size=4))
+def test_path_join_is_gos_join_and_stays_inside_its_base(words: list[str]) -> None:
+    from secretpatch.core.templating.jinja import path_join
+
+    def outcome(join: Any) -> tuple[str, str]:
+        try:
+            return "path", join(*words)
+        except ValueError as exc:
+            return "refused", str(exc)
+
+    assert outcome(path_join) == outcome(_reference_path_join)

@@ -7,12 +7,14 @@ templates (YAML with Jinja in values) are compiled in fragments.py.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from types import BuiltinMethodType
 from typing import Any
 
 import jinja2
@@ -21,6 +23,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import LoadError, RenderError
 from ..quantity import canonical_resources
+from ..requests import SecretRequest
 from .reads import reads
 
 # Names a template may read. `values` is fixed at load time; the others change per secret
@@ -37,6 +40,8 @@ SEEN_BY = {
 
 def shquote(value: object) -> str:
     """One shell word. Leaves a word of safe characters as it is, so Flyte's lines are kept."""
+    if type(value) is str:
+        return shlex.quote(value)
     if not isinstance(value, str | int):
         raise TypeError(f"shquote expects a string, got {type(value).__name__}")
     return shlex.quote(str(value))
@@ -46,16 +51,71 @@ def path_join(base: object, *parts: object) -> str:
     """Go's filepath.Join (join, then clean), refusing a result outside `base`."""
     if not isinstance(base, str) or not all(isinstance(p, str) for p in parts):
         raise TypeError("path_join expects strings")
-    joined = "/".join(p for p in (base, *parts) if p)  # type: ignore[misc]
+    joined = "/".join([p for p in (base, *parts) if p])  # type: ignore[misc]
     cleaned = posixpath.normpath(joined) if joined else ""
-    root = posixpath.normpath(base) if base else ""
-    if root and cleaned != root and not cleaned.startswith(root.rstrip("/") + "/"):
+    root, inside = _cleaned_root(base)
+    if root and cleaned != root and not cleaned.startswith(inside):
         raise ValueError(f"path {cleaned!r} is outside {root!r}")
     return cleaned
 
 
+@functools.lru_cache(maxsize=64)
+def _cleaned_root(base: str) -> tuple[str, str]:
+    """`base` cleaned, and what a path inside it starts with (a rule's mount path: a few,
+    asked for on every render)."""
+    root = posixpath.normpath(base) if base else ""
+    return root, root.rstrip("/") + "/"
+
+
+# Whether a dict instance has an attribute of this name (its methods): Jinja's `a.b` looks
+# for an attribute first and for a key only when there is none.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+# A request's fields: plain strings, each safe to read (no underscore, nothing internal).
+_REQUEST_FIELDS = frozenset(field.name for field in fields(SecretRequest))
+# str's methods that the sandbox runs through its own safe formatter: every other str method
+# is safe to call, as str is immutable. (Jinja 3.1.5 and later wrap them at the lookup, so
+# they never reach `call` as str methods; earlier versions checked them in `call`.)
+_STR_SPECIAL = frozenset({"format", "format_map"})
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with the lookups templates make on every render answered
+    without its per-lookup checks where those checks cannot refuse: a key of a plain dict
+    that has no attribute of the name, an item of a list or tuple, a field of a request, a
+    call of a str method other than format. What each returns is what the sandbox returns
+    (it looks up the same way); everything else, and every failure, goes through the
+    sandbox itself, so what a template may reach is unchanged (tests/test_security.py).
+    The checks cost about a third of a gcloud line's render."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        kind = type(obj)
+        if kind is dict:
+            if attribute not in _DICT_ATTRIBUTES:
+                try:
+                    return obj[attribute]
+                except (TypeError, LookupError):
+                    pass
+        elif kind is SecretRequest and attribute in _REQUEST_FIELDS:
+            return getattr(obj, attribute)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        kind, index = type(obj), type(argument)
+        if ((kind is list or kind is tuple) and index is int) or (kind is dict and index is str):
+            try:
+                return obj[argument]
+            except LookupError:
+                pass
+        return super().getitem(obj, argument)
+
+    def call(self, context: jinja2.runtime.Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if type(obj) is BuiltinMethodType and type(obj.__self__) is str and obj.__name__ not in _STR_SPECIAL:
+            return obj(*args, **kwargs)
+        return super().call(context, obj, *args, **kwargs)
+
+
 def make_environment(search_path: list[Path]) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = Sandbox(
         loader=jinja2.FileSystemLoader([str(p) for p in search_path]),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
