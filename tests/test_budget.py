@@ -85,3 +85,21 @@ def test_secrets_seen_once_do_not_push_out_those_asked_for_again() -> None:
     engine._composer.render_cached = counted
     engine.review(admission_review(steady))
     assert hits == [True], "the steady task's render was served from the cache"
+
+
+def test_the_encoder_keeps_an_item_whose_text_comes_again_not_one_whose_id_does() -> None:
+    from secretpatch.core.admission import PatchEncoder
+
+    encoder = PatchEncoder()
+    for n in range(2000):  # each new item often takes the id of the one just freed
+        encoder([{"op": "add", "path": "/spec/initContainers/-", "value": {"name": f"c{n}"}}])
+    assert encoder.cache.stats().entries < 40, "only a text whose bit another set (about 1 in 200)"
+    kept = {"name": "gcp-pull-secret-0", "image": "x"}
+    texts = [encoder([{"op": "add", "path": "/spec/initContainers/-", "value": kept}]) for _ in range(3)]
+    assert (
+        texts[0]
+        == texts[2]
+        == b'[{"op":"add","path":"/spec/initContainers/-","value":'
+        + (b'{"name":"gcp-pull-secret-0","image":"x"}}]')
+    )
+    assert encoder.cache.get(id(kept)) == (kept, texts[0][53:-2].decode())

@@ -84,9 +84,9 @@ class PatchEncoder:
     Rendered items are cached by the engine and shared, never modified, between reviews, so
     the JSON of an init container is computed once per distinct secret, not once per review.
     An entry keeps its item alive, so an id in the cache always names the same object; the
-    cache's byte budget counts the item and its text. An item is kept the second time it is
-    serialised: one rendered for a single pod is not (its id is new), one the render cache
-    hands out again is.
+    cache's byte budget counts the item and its text. An item is kept the second time its
+    text is made: one rendered for a single pod is not, one the render cache hands out again
+    is. (Not the second time its id comes: a new item often has the id of one just freed.)
     """
 
     def __init__(self, max_bytes: int = 4 << 20) -> None:
@@ -99,7 +99,7 @@ class PatchEncoder:
         if entry is not None and entry[0] is item:
             return entry[1]
         text = json.dumps(item, separators=(",", ":"))
-        self.cache.put(id(item), (item, text))
+        self.cache.put(id(item), (item, text), sight=text)
         return text
 
     def __call__(self, patch: list[PatchOp]) -> bytes:

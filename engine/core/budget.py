@@ -136,8 +136,10 @@ class BoundedCache(Generic[K, V]):
         entry = self._entries.get(key)
         return None if entry is None else entry[0]
 
-    def put(self, key: K, value: V) -> None:
-        if self._door is not None and not self._door.seen(key):
+    def put(self, key: K, value: V, *, sight: Hashable = None) -> None:
+        """Keep `value` under `key`. With a doorkeeper, `sight` (default: the key) is what
+        must have come before: the encoder's keys are ids, which new objects reuse."""
+        if self._door is not None and not self._door.seen(key if sight is None else sight):
             return
         cost = self._size(key, value) + ENTRY_OVERHEAD
         if cost > self.max_bytes // 4:
