@@ -146,6 +146,10 @@ def _outcome(env: jinja2.Environment, expression: str) -> tuple[str, str]:
         "secret.group.upper()",
         "secret.group.__class__.__mro__",
         "(1).__class__",
+        "range(3) | list",
+        "namespace(a=1).a",
+        "dict(a=1).a",
+        "cycler is defined and joiner is defined",
     ],
 )
 def test_the_sandboxs_fast_lookups_answer_as_the_sandbox_does(expression: str) -> None:

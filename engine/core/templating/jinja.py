@@ -11,7 +11,7 @@ import functools
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import BuiltinMethodType
@@ -86,6 +86,12 @@ class Sandbox(ImmutableSandboxedEnvironment):
     (it looks up the same way); everything else, and every failure, goes through the
     sandbox itself, so what a template may reach is unchanged (tests/test_security.py).
     The checks cost about a third of a gcloud line's render."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as a plain dict, not Jinja's ChainMap over the environment's:
+        every render copies them into its context, and iterating a ChainMap twice per render
+        cost a sixth of it. Nothing changes the environment's globals once it is made."""
+        return {**self.globals, **(d or {})}
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         kind = type(obj)
