@@ -118,6 +118,17 @@ def engine() -> Engine:
     return Engine.from_config(None)
 
 
+def remembering_at_first_sight(engine: Engine) -> Engine:
+    """`engine`, with a memo that keeps every answer it composes, not only those whose
+    secrets came before (test_memo.py::test_the_memo_keeps_an_answer_when_its_secrets_come_again
+    checks that). The tests of what the memo answers use it, so that every pod after the
+    first of a shape is answered from memory and checked. (No memo, no change: a rule that
+    reads the pod turns it off.)"""
+    if engine.memo is not None:
+        engine.memo._cache._door = None
+    return engine
+
+
 def answers_from_threads(answer: Callable[[int, str], Any], expected: list[Any], rounds: int) -> list[int]:
     """Ask `answer(i, tag)` for every case from 8 threads at once, each in its own order,
     `rounds` times; the indices whose answer differed from `expected`. A crash in a thread

@@ -24,7 +24,14 @@ from secretpatch.core.compose.recorded import Recorded
 from secretpatch.core.compose.view import PodView
 from secretpatch.core.memo import ReviewMemo
 
-from .conftest import ROOT, admission_review, answers_from_threads, flyte_pod
+from .conftest import (
+    ROOT,
+    admission_review,
+    annotation,
+    answers_from_threads,
+    flyte_pod,
+    remembering_at_first_sight,
+)
 from .reference import Req, reference_mutate
 from .test_properties import SETTINGS, task_pods
 
@@ -66,8 +73,26 @@ def patch_of(response: dict[str, Any]) -> list[Any]:
     return json.loads(base64.b64decode(response["patch"])) if "patch" in response else []
 
 
-def test_pods_of_one_task_share_one_composition() -> None:
+def test_the_memo_keeps_an_answer_when_its_secrets_come_again() -> None:
+    """The first pod of a task is composed and nothing is kept (a pod of a new task often
+    has no sibling); the second is composed and its answer kept; the third is answered."""
     engine = Engine.from_config(None)
+    memo = engine.memo
+    assert memo is not None
+    answers = [answer(engine, task_pod(name=f"pod-{n}")) for n in range(3)]
+    assert (memo.hits, memo.misses) == (1, 2)
+    assert memo.stats().entries == 1
+    assert patch_of(answers[2]) == patch_of(answers[0]) == engine.mutate(task_pod()).patch
+    lone = task_pod(name="lone")
+    lone["metadata"]["annotations"]["flyte.secrets/s0"] = annotation(
+        group="asked-for-once", group_version="1"
+    )
+    answer(engine, lone)
+    assert memo.stats().entries == 1, "a secret no other pod asked for left nothing behind"
+
+
+def test_pods_of_one_task_share_one_composition() -> None:
+    engine = remembering_at_first_sight(Engine.from_config(None))
     memo = engine.memo
     assert memo is not None
     first = answer(engine, task_pod())
@@ -88,7 +113,7 @@ def test_pods_of_one_task_share_one_composition() -> None:
 
 
 def test_an_answer_handed_out_cannot_change_the_next_one() -> None:
-    engine = Engine.from_config(None)
+    engine = remembering_at_first_sight(Engine.from_config(None))
     response = answer(engine, task_pod())
     response["auditAnnotations"]["secrets"] = "tampered"
     response["patch"] = "tampered"
@@ -214,8 +239,10 @@ def _rules_with(tmp_path: Path, fragments: str, templates: dict[str, str]) -> En
     (tmp_path / "rules" / "gcp.yaml").write_text(rule + fragments)
     for name, text in templates.items():
         (tmp_path / "templates" / name).write_text(text)
-    return Engine.from_config(
-        {"secretpatch": {"rules": str(tmp_path / "rules"), "templates": str(tmp_path / "templates")}}
+    return remembering_at_first_sight(
+        Engine.from_config(
+            {"secretpatch": {"rules": str(tmp_path / "rules"), "templates": str(tmp_path / "templates")}}
+        )
     )
 
 
@@ -318,7 +345,7 @@ def remember(
     """Store `answer` with the reads `questions` (by default volume_questions) made of `pod`."""
     view = PodView(pod)
     (questions or volume_questions)(view)
-    memo.store(key, Recorded.of(view.reads), answer)
+    memo.store(key, lambda: Recorded.of(view.reads), answer)
 
 
 def recall(memo: ReviewMemo[Recorded, Answer], key: str, pod: dict[str, Any]) -> Answer | None:
@@ -425,7 +452,7 @@ def test_every_pod_of_a_family_gets_its_own_reference_patch(
     family: tuple[list[tuple[int, dict[str, Any]]], list[Req]],
 ) -> None:
     pods, wanted = family
-    engine = Engine(LOADED.config, LOADED.rules)  # a memo of its own, rules already loaded
+    engine = remembering_at_first_sight(Engine(LOADED.config, LOADED.rules))  # rules already loaded
     memo = engine.memo
     assert memo is not None
     seen = set()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from secretpatch import Engine
 from secretpatch.core import injection
 
-from .conftest import admission_review, flyte_pod
+from .conftest import admission_review, flyte_pod, remembering_at_first_sight
 from .kube import validate_pod
 from .reference import Req, reference_mutate
 from .test_properties import SETTINGS, task_pods
@@ -139,7 +139,7 @@ def test_the_memo_tells_a_fresh_pod_from_one_that_carries_the_injection() -> Non
     answer is served to the other pod, in either order."""
     fresh = flyte_pod(*REQUESTS, initContainers=[{"name": "setup", "image": "x"}])
     for order in ("fresh first", "injected first"):
-        engine = Engine.from_config(None)
+        engine = remembering_at_first_sight(Engine.from_config(None))
         once = injected(engine, fresh)
         pods = [fresh, once] if order == "fresh first" else [once, fresh]
         answers = [engine.review(admission_review(pod))["response"] for pod in pods * 2]

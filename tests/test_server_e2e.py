@@ -201,7 +201,9 @@ def test_other_routes_and_methods(server: Server) -> None:
 
 def test_metrics_count_results_denials_and_secrets(server: Server) -> None:
     connection = server.connect()
-    for name in ("first", "second"):  # the second pod has the first's shape
+    # Three pods of one shape: the memo keeps the second's answer (its secrets came again)
+    # and answers the third.
+    for name in ("first", "second", "third"):
         pod = flyte_pod({"group": "a", "group_version": "1"}, {"group": "b", "group_version": "2"})
         pod["metadata"]["name"] = name
         post(connection, json.dumps(admission_review(pod, uid=name)).encode())
@@ -214,18 +216,18 @@ def test_metrics_count_results_denials_and_secrets(server: Server) -> None:
     post(connection, b"{", "application/json")
     connection.request("GET", "/metrics")
     text = connection.getresponse().read().decode()
-    assert 'secretpatch_reviews_total{result="patched"} 2.0' in text
+    assert 'secretpatch_reviews_total{result="patched"} 3.0' in text
     assert 'secretpatch_reviews_total{result="denied"} 1.0' in text
     assert 'secretpatch_reviews_total{result="malformed"} 1.0' in text
     assert 'secretpatch_denials_total{reason="mount-requirement"} 1.0' in text
-    assert "secretpatch_secrets_injected_total 4.0" in text
-    assert "secretpatch_review_duration_seconds_count 3.0" in text
+    assert "secretpatch_secrets_injected_total 6.0" in text
+    assert "secretpatch_review_duration_seconds_count 4.0" in text
     # The served certificate's expiry: the fixture's certificates are valid for 2 days.
     expiry = re.search(r"^secretpatch_certificate_expiry_timestamp_seconds ([0-9.e+]+)$", text, re.M)
     assert expiry is not None and 0 < float(expiry.group(1)) - time.time() <= 2 * 86400 + 600
     # The denied pod asked for a secret too: composed, refused, not remembered.
     assert "secretpatch_review_memo_hits_total 1.0" in text
-    assert "secretpatch_review_memo_misses_total 2.0" in text
+    assert "secretpatch_review_memo_misses_total 3.0" in text
     # Every cache's budget and what it holds, keys included.
     assert 'secretpatch_cache_budget_bytes{cache="decode"} 2.097152e+06' in text
     held = re.search(r'secretpatch_cache_bytes\{cache="memo"\} ([0-9.e+]+)', text)

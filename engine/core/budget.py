@@ -136,11 +136,20 @@ class BoundedCache(Generic[K, V]):
         entry = self._entries.get(key)
         return None if entry is None else entry[0]
 
+    def admits(self, sight: Hashable) -> bool:
+        """Whether an entry whose key (or `sight`, see `put`) is this would be kept; counts
+        this as a sight of it."""
+        return self._door is None or self._door.seen(sight)
+
     def put(self, key: K, value: V, *, sight: Hashable = None) -> None:
-        """Keep `value` under `key`. With a doorkeeper, `sight` (default: the key) is what
-        must have come before: the encoder's keys are ids, which new objects reuse."""
-        if self._door is not None and not self._door.seen(key if sight is None else sight):
-            return
+        """Keep `value` under `key`, if the cache `admits` it. With a doorkeeper, `sight`
+        (default: the key) is what must have come before: the encoder's keys are ids, which
+        new objects reuse."""
+        if self.admits(key if sight is None else sight):
+            self.keep(key, value)
+
+    def keep(self, key: K, value: V) -> None:
+        """Keep `value` under `key`, admitted or not (the caller asked `admits`)."""
         cost = self._size(key, value) + ENTRY_OVERHEAD
         if cost > self.max_bytes // 4:
             return

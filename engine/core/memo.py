@@ -5,7 +5,8 @@ A patch depends on the pod only through the questions the composer asked of it
 sit, the values of the labels it sets. Pods of one task give the same answers while differing
 in almost everything else (pod name, env values, the random suffix of the service-account
 token volume, the owner reference), so one composition serves every pod of the task's shape:
-a map task's hundreds of pods are composed once.
+a map task's hundreds of pods are composed twice (the memo keeps an answer at the second
+sight of its requests: see `ReviewMemo`).
 
 Each entry keeps a record of the questions with their answers (`compose/recorded.py`). A
 later pod with the same requests gets the remembered answer only when the record holds for
@@ -69,10 +70,15 @@ class ReviewMemo(Generic[R, A]):
     composition.
     """
 
-    def __init__(self, max_bytes: int = 16 << 20, shapes_per_key: int = 4) -> None:
+    def __init__(
+        self, max_bytes: int = 16 << 20, shapes_per_key: int = 4, *, second_sight: bool = False
+    ) -> None:
         self._shapes_per_key = shapes_per_key
+        # With `second_sight`, an answer is kept when its requests come a second time
+        # (budget.Doorkeeper): the first pod of a new task, or one asking for a secret no other
+        # pod asks for, leaves nothing behind to count, to store, or for the collector to walk.
         self._cache: BoundedCache[Hashable, tuple[_Entry[R, A], ...]] = BoundedCache(
-            "memo", max_bytes, _entries_size
+            "memo", max_bytes, _entries_size, second_sight=second_sight
         )
         self.hits = 0
         self.misses = 0
@@ -85,11 +91,16 @@ class ReviewMemo(Generic[R, A]):
                 return entry.answer
         return None  # the caller counts a miss when it composes afresh
 
-    def store(self, key: Hashable, record: R, answer: A) -> None:
+    def store(self, key: Hashable, record: Callable[[], R], answer: A) -> None:
+        """Remember `answer` under `key` with the record `record()` makes (made only if the
+        answer is kept)."""
+        if not self._cache.admits(key):
+            return
         kept = self._cache.get(key) or ()
         kept = kept[max(0, len(kept) - self._shapes_per_key + 1) :]
-        entry = _Entry(record, answer, record.size() + approx_size(answer))
-        self._cache.put(key, (*kept, entry))
+        made = record()
+        entry = _Entry(made, answer, made.size() + approx_size(answer))
+        self._cache.keep(key, (*kept, entry))
 
     def stats(self) -> CacheStats:
         return self._cache.stats()

@@ -63,7 +63,7 @@ class Engine:
         # A rule whose templates read the pod makes patches depend on more than the memo sees.
         off = limits.memoBytes == 0 or any(rule.reads_pod for rule in self.rules)
         self._memo: ReviewMemo[Recorded, admission.Answer] | None = (
-            None if off else ReviewMemo(max_bytes=limits.memoBytes)
+            None if off else ReviewMemo(max_bytes=limits.memoBytes, second_sight=True)
         )
 
     @classmethod
@@ -238,7 +238,7 @@ class Engine:
             {"secrets": ",".join(secrets), "rule": ",".join(rules)},
         )
         if memo is not None and key is not None:
-            memo.store(key, Recorded.of(views[0].reads), answer)
+            memo.store(key, lambda: Recorded.of(views[0].reads), answer)
         return answer
 
     def _choose_rule(self, request: SecretRequest) -> Rule:
