@@ -9,7 +9,7 @@ from typing import Any
 
 import jinja2
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from secretpatch import Engine, RenderError
@@ -190,10 +190,29 @@ def _reference_path_join(base: str, *parts: str) -> str:
     return cleaned
 
 
-_PATH_WORDS = st.sampled_from(["", "/", "..", ".", "a", "b/", "/etc/flyte/secrets", "a/../..", "//x", "s.."])
+_PATH_WORDS = st.sampled_from(
+    [
+        "",
+        "/",
+        "..",
+        ".",
+        "a",
+        "b/",
+        "/etc/flyte/secrets",
+        "a/../..",
+        "//x",
+        "s..",
+        "//",
+        "new-1",
+        ".env",
+        "x y",
+        "a//b",
+    ]
+)
 
 
 @given(st.lists(_PATH_WORDS, min_size=1, max_size=4))
+@settings(max_examples=500)
 def test_path_join_is_gos_join_and_stays_inside_its_base(words: list[str]) -> None:
     from secretpatch.core.templating.jinja import path_join
 
