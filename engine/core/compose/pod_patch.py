@@ -108,6 +108,7 @@ class PodPatch:
             return state
         if len(key) == 1:
             identity: tuple[Any, ...] = key
+            region, container = "", None
         else:
             region, container = self._locate((key[0],), key[1])
             added = region != "original"  # then `container` is the item, else its original index
@@ -116,15 +117,16 @@ class PodPatch:
             )
         state = self._lists.get(identity)
         if state is None:
-            state = self._load(key, identity)
+            state = self._load(key, region, container)
             self._lists[identity] = state
         self._by_key[key] = state
         return state
 
-    def _load(self, key: Key, identity: tuple[Any, ...]) -> ListOverlay:
+    def _load(self, key: Key, region: str, container: Any) -> ListOverlay:
+        """The list at `key`, as it arrived; for a container's list, the container is where
+        `_locate` found it (`region`, and the item or its original index)."""
         if len(key) == 1:
             return ListOverlay(self.reader.length(key), key)
-        region, container = self._locate((key[0],), key[1])
         if region == "original":
             source: Key = (key[0], container, key[2])
             return ListOverlay(self.reader.length(source, shown=key), source)
