@@ -83,13 +83,14 @@ _REQUEST_FIELDS = frozenset(field.name for field in fields(SecretRequest))
 # is safe to call, as str is immutable. (Jinja 3.1.5 and later wrap them at the lookup, so
 # they never reach `call` as str methods; earlier versions checked them in `call`.)
 _STR_SPECIAL = frozenset({"format", "format_map"})
+_STR_METHODS = frozenset(name for name in dir(str) if not name.startswith("_")) - _STR_SPECIAL
 
 
 class Sandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox, with the lookups templates make on every render answered
     without its per-lookup checks where those checks cannot refuse: a key of a plain dict
     that has no attribute of the name, an item of a list or tuple, a field of a request, a
-    call of a str method other than format. What each returns is what the sandbox returns
+    str method other than format (looked up, or called). What each returns is what the sandbox returns
     (it looks up the same way); everything else, and every failure, goes through the
     sandbox itself, so what a template may reach is unchanged (tests/test_security.py).
     The checks cost about a third of a gcloud line's render."""
@@ -108,7 +109,9 @@ class Sandbox(ImmutableSandboxedEnvironment):
                     return obj[attribute]
                 except (TypeError, LookupError):
                     pass
-        elif kind is SecretRequest and attribute in _REQUEST_FIELDS:
+        elif (kind is SecretRequest and attribute in _REQUEST_FIELDS) or (
+            kind is str and attribute in _STR_METHODS
+        ):
             return getattr(obj, attribute)
         return super().getattr(obj, attribute)
 
