@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -59,6 +60,8 @@ def _start(source: str | None, digest: str | None, parent: int) -> None:
     shares = {key: getattr(config.limits, key) // CHILD_BUDGET_SHARE for key in _BUDGETS}
     config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, **shares))
     _reader = BodyReader(Engine(config, *load_rules(config)))
+    gc.collect()  # as the server does once it is up (run._freeze_heap)
+    gc.freeze()
 
 
 def _review(body: bytes, deadline: float) -> Summary:
