@@ -125,7 +125,10 @@ def remembering_at_first_sight(engine: Engine) -> Engine:
     first of a shape is answered from memory and checked. (No memo, no change: a rule that
     reads the pod turns it off.)"""
     if engine.memo is not None:
-        engine.memo._cache._door = None
+        cache = engine.memo._cache
+        cache._door = None
+        cache._bytes -= cache._floor  # the doorkeeper's bits are gone from the budget
+        cache._floor = 0
     return engine
 
 

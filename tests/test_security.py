@@ -107,11 +107,24 @@ _CONTEXT: dict[str, Any] = {
 }
 
 
-def _outcome(env: jinja2.Environment, expression: str) -> tuple[str, str]:
+def _outcome(env: jinja2.Environment, expression: str, template: str = "{{ %s }}") -> tuple[str, str]:
     try:
-        return "value", repr(env.from_string("{{ " + expression + " }}").render(_CONTEXT))
+        return "value", repr(env.from_string(template.replace("%s", expression)).render(_CONTEXT))
     except Exception as exc:  # each side must fail the same way
         return type(exc).__name__, str(exc)
+
+
+# Where the expression sits changes how Jinja compiles a call: in a loop or a block it
+# passes keywords of its own (_loop_vars, _block_vars) for the context to take off.
+_PLACES = [
+    "{{ %s }}",
+    "{% for p in parts %}{{ %s }}|{% endfor %}",
+    "{% for p in parts %}{{ p.upper() }}{{ %s }}{% endfor %}",
+    "{% block b %}{{ %s }}{% endblock %}",
+    "{% set x %}{{ %s }}{% endset %}{{ x }}",
+    "{% macro m() %}{{ %s }}{% endmacro %}{{ m() }}",
+    "{% with y = 1 %}{{ %s }}{% endwith %}",
+]
 
 
 @pytest.mark.parametrize(
@@ -150,13 +163,22 @@ def _outcome(env: jinja2.Environment, expression: str) -> tuple[str, str]:
         "namespace(a=1).a",
         "dict(a=1).a",
         "cycler is defined and joiner is defined",
+        "p.upper()",
+        "secret.group.split('/') | join('-')",
+        "'a,b'.split(',', 1)",
+        "'a,b'.split(sep=',')",
+        "(1, 2)[1]",
+        "parts[True]",
+        "[1, 2][-1]",
+        "parts | map(attribute=1) | list",
     ],
 )
-def test_the_sandboxs_fast_lookups_answer_as_the_sandbox_does(expression: str) -> None:
+@pytest.mark.parametrize("place", _PLACES)
+def test_the_sandboxs_fast_lookups_answer_as_the_sandbox_does(expression: str, place: str) -> None:
     ours = make_environment([ROOT / "templates"])
     theirs = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
     assert type(ours) is not ImmutableSandboxedEnvironment
-    assert _outcome(ours, expression) == _outcome(theirs, expression)
+    assert _outcome(ours, expression, place) == _outcome(theirs, expression, place)
 
 
 @given(

@@ -56,6 +56,7 @@ async def _freeze_heap() -> None:
     so this runs once, when nothing but start-up objects is alive."""
     gc.collect()
     gc.freeze()
+    log.info("start-up objects frozen", extra={"fields": {"objects": gc.get_freeze_count()}})
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -125,8 +125,15 @@ class Sandbox(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
     def call(self, context: jinja2.runtime.Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if type(obj) is BuiltinMethodType and type(obj.__self__) is str and obj.__name__ not in _STR_SPECIAL:
-            return obj(*args, **kwargs)
+        # Only a call without keywords: inside a loop or a block Jinja passes its own
+        # (_loop_vars, _block_vars), which the context's call takes off before calling.
+        if (
+            not kwargs
+            and type(obj) is BuiltinMethodType
+            and type(obj.__self__) is str
+            and obj.__name__ not in _STR_SPECIAL
+        ):
+            return obj(*args)
         return super().call(context, obj, *args, **kwargs)
 
 
