@@ -158,7 +158,7 @@ def test_the_review_process_and_the_server_leave_start_up_objects_out_of_collect
     assert run(main()) is True, "the child froze its engine, rules and templates"
     assert gc.get_freeze_count() == 0
     try:
-        asyncio.run(served._freeze_heap())
+        served._freeze_heap()
         assert gc.get_freeze_count() > 15_000  # a bare interpreter tracks about 8,000
     finally:
         gc.unfreeze()

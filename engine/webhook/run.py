@@ -46,14 +46,16 @@ async def _trim_memory() -> None:
         release_memory()
 
 
-async def _freeze_heap() -> None:
-    """Once the server is up: collect what start-up left, then have the garbage collector
+def _freeze_heap() -> None:
+    """Just before serving: collect what start-up left, then have the garbage collector
     skip everything alive now (modules, rules, templates, the app) in every later
     collection (`gc.freeze`). A full collection walks every object the collector tracks;
     start-up leaves about as many as a filled cache, and a 50-secret review promotes enough
     of its own short-lived objects to start one every few reviews: each took 15-60 ms before,
     which at one review at a time was most of the p99. What is frozen is never collected,
-    so this runs once, when nothing but start-up objects is alive."""
+    so this runs once, when nothing but start-up objects is alive, and before the event loop
+    runs: the collection itself takes tens of milliseconds, which must not hold up the
+    first requests."""
     gc.collect()
     gc.freeze()
     log.info("start-up objects frozen", extra={"fields": {"objects": gc.get_freeze_count()}})
@@ -142,7 +144,7 @@ def serve(
         on_result=lambda ok: metrics.count(metrics.certificate_reloads, "loaded" if ok else "refused"),
         on_expiry=lambda not_after: metrics.certificate_expiry.set(not_after.timestamp()),
     )
-    app._on_startup += [_freeze_heap, watcher.run, large_bodies.start, _trim_memory]
+    app._on_startup += [watcher.run, large_bodies.start, _trim_memory]
     # Reviews that need work run in a worker thread. When it holds the GIL, the event loop
     # waits for the switch interval (5 ms by default) before it can answer a health check or
     # a remembered review; 0.5 ms keeps that wait below a cheap review's own time.
@@ -165,6 +167,7 @@ def serve(
             }
         },
     )
+    _freeze_heap()
     try:
         with asyncio.Runner(loop_factory=lambda: guarded_loop(limits, count_event)) as runner:
             runner.run(server.serve())
