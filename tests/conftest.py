@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from secretpatch import Engine
+from secretpatch.core.memo import ReviewMemo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,10 +126,7 @@ def remembering_at_first_sight(engine: Engine) -> Engine:
     first of a shape is answered from memory and checked. (No memo, no change: a rule that
     reads the pod turns it off.)"""
     if engine.memo is not None:
-        cache = engine.memo._cache
-        cache._door = None
-        cache._bytes -= cache._floor  # the doorkeeper's bits are gone from the budget
-        cache._floor = 0
+        engine._memo = ReviewMemo(max_bytes=engine.config.limits.memoBytes)
     return engine
 
 

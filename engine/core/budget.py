@@ -127,8 +127,7 @@ class BoundedCache(Generic[K, V]):
         self._door = Doorkeeper() if second_sight else None
         if self._door is not None and max_bytes < 16 * self._door.nbytes:
             self._door = None
-        self._floor = 0 if self._door is None else self._door.nbytes
-        self._bytes = self._floor
+        self._bytes = 0 if self._door is None else self._door.nbytes
         self._evictions = 0
         self._lock = threading.Lock()
 
