@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import statistics
@@ -26,7 +25,15 @@ from pathlib import Path
 from secretpatch.webhook import certs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import free_port, realistic_pod, review_for, sibling, start_server, start_webhook
+from workload import (
+    free_port,
+    realistic_pod,
+    review_for,
+    run_wrk_script,
+    sibling,
+    start_server,
+    start_webhook,
+)
 
 LUA = """
 wrk.method = "POST"
@@ -64,35 +71,16 @@ def start(kind: str, cert_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     return start_server(command, port, cert_dir / "ca.crt"), port
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_wrk(
     server: tuple[subprocess.Popen[bytes], int], connections: int, seconds: int, script: Path
 ) -> tuple[float, float, float, int, float]:
-    """reviews/s, p50 and p99 in ms, errors, and the server's CPU microseconds per review."""
+    """reviews/s, p50 and p99 in ms, errors, and the server's CPU microseconds per review
+    (its review process included)."""
     process, port = server
-    before = cpu_seconds(process.pid)
-    output = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "-s",
-            str(script),
-            f"https://127.0.0.1:{port}/mutate--v1-pod?timeout=10s",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    cpu = cpu_seconds(process.pid) - before
-    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
-    requests, duration_us, p50, p99, errors = (int(x) for x in line.split()[1:])
+    fields, cpu = run_wrk_script(
+        f"https://127.0.0.1:{port}/mutate--v1-pod?timeout=10s", connections, seconds, script, pid=process.pid
+    )
+    requests, duration_us, p50, p99, errors = (int(x) for x in fields)
     return requests / (duration_us / 1e6), p50 / 1000, p99 / 1000, errors, cpu / max(requests, 1) * 1e6
 
 

@@ -63,7 +63,7 @@ from secretpatch import Engine
 from secretpatch.webhook import certs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import ROOT, free_port, realistic_pod, review_for, sibling
+from workload import ROOT, free_port, realistic_pod, review_for, run_wrk_script, sibling, tree_cpu
 
 BASELINE = ROOT.parent / "shared" / "flyte-go-baseline"
 BINARY = "flytegcp-baseline"
@@ -310,28 +310,6 @@ def go_inproc(binary: Path, case: Case, n: int, pin: list[str]) -> tuple[float, 
 # --- served --------------------------------------------------------------------------------
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user+system) of a process and every process under it, live or reaped."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(fields[1])
-        ticks[int(entry.name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, p in parents.items() if p == parent and child not in tree]
-        tree.update(children)
-        frontier += children
-    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
-
-
 def wait_idle(pid: int, limit: float = 15.0) -> None:
     """Until the server has stopped using the CPU (start-up, the review child, GC)."""
     deadline = time.monotonic() + limit
@@ -430,28 +408,17 @@ def lua_script(work: Path, directory: Path, limit: int) -> Path:
 
 
 def run_wrk(server: Server, connections: int, seconds: float, script: Path, pin: list[str]) -> Served:
-    before = tree_cpu(server.pid)
-    output = subprocess.run(
-        [
-            *pin,
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "--timeout",
-            "10s",  # the API server's timeout for a webhook (wrk's default, 2 s, drops the tail)
-            "-s",
-            str(script),
-            f"https://127.0.0.1:{server.port}{PATH}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    cpu = tree_cpu(server.pid) - before
-    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
-    responses, active_us, p50, p99, errors, _ = (int(float(x)) for x in line.split()[1:])
+    fields, cpu = run_wrk_script(
+        f"https://127.0.0.1:{server.port}{PATH}",
+        connections,
+        max(1, round(seconds)),
+        script,
+        pid=server.pid,
+        pin=pin,
+        # the API server's timeout for a webhook (wrk's default, 2 s, drops the tail)
+        options=("--latency", "--timeout", "10s"),
+    )
+    responses, active_us, p50, p99, errors, _ = (int(x) for x in fields)
     return Served(
         rate=responses / max(active_us, 1) * 1e6,
         p50=p50 / 1000,
@@ -651,10 +618,18 @@ def main() -> None:
             "| CPU us per review secretpatch | Go | secretpatch / Go |"
         )
         print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-        rows = [(c.count, c.mode, k) for c in cases for k in CONCURRENCY]
-        for count, mode, connections in rows:
-            sp_runs = served[(count, mode, connections, "secretpatch")]
-            go_runs = served[(count, mode, connections, "Go")]
+        rows = [
+            (
+                c.count,
+                c.mode,
+                k,
+                served[(c.count, c.mode, k, "secretpatch")],
+                served[(c.count, c.mode, k, "Go")],
+            )
+            for c in cases
+            for k in CONCURRENCY
+        ]
+        for count, mode, connections, sp_runs, go_runs in rows:
             print(
                 f"| {count} | {MODE_LABEL[mode]} | {connections} "
                 f"| {cell([r.rate for r in sp_runs], ',.0f')} | {cell([r.rate for r in go_runs], ',.0f')} "
@@ -667,9 +642,7 @@ def main() -> None:
             "| secrets | pods | conc. | p50 secretpatch | Go | p99 secretpatch | Go | reviews per run | errors |"
         )
         print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-        for count, mode, connections in rows:
-            sp_runs = served[(count, mode, connections, "secretpatch")]
-            go_runs = served[(count, mode, connections, "Go")]
+        for count, mode, connections, sp_runs, go_runs in rows:
             print(
                 f"| {count} | {MODE_LABEL[mode]} | {connections} "
                 f"| {cell([r.p50 for r in sp_runs], '.2f')} | {cell([r.p50 for r in go_runs], '.2f')} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -224,6 +225,53 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user+system) of a process and every process under it, live or reaped."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        ticks[int(entry.name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, p in parents.items() if p == parent and child not in tree]
+        tree.update(children)
+        frontier += children
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk_script(
+    url: str,
+    connections: int,
+    seconds: int,
+    script: Path,
+    *,
+    pid: int,
+    pin: list[str] | None = None,
+    options: tuple[str, ...] = (),
+) -> tuple[list[float], float]:
+    """wrk, one thread, with a Lua script whose `done` prints one `RESULT` line: that line's
+    numbers, and the CPU seconds the server (`pid` and every process under it) used meanwhile.
+    `pin` runs wrk under taskset; `options` are more wrk flags."""
+    before = tree_cpu(pid)
+    output = subprocess.run(
+        [*(pin or []), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *options, "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    cpu = tree_cpu(pid) - before
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    return [float(x) for x in line.split()[1:]], cpu
 
 
 def start_server(command: list[str], port: int, ca_file: Path) -> subprocess.Popen[bytes]:
