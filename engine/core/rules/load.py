@@ -14,6 +14,7 @@ from .. import yamldoc
 from ..compose.modes import MODES, EntryError, MergeMode
 from ..errors import LoadError, RenderError
 from ..options import DEFAULT_PROFILE, FLYTE_PROFILES, closest
+from ..templating.compiled import compile_template
 from ..templating.fragments import load_fragment
 from ..templating.jinja import TextTemplate
 from .accept import fields, mount
@@ -119,6 +120,7 @@ def compile_rule(
             lambda n=text_name, t=template: _located(doc, ("texts", n), lambda: TextTemplate(env, t))
         )
         if text is not None and when:
+            text.fast = compile_template(env, text.tree, values)
             rule.texts[text_name] = text
     fragments = data["fragments"]
     if not isinstance(fragments, list) or not fragments:

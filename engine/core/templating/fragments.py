@@ -20,7 +20,8 @@ from jinja2 import nodes
 from .. import yamldoc
 from ..errors import LoadError, RenderError
 from ..jsontypes import copy_json, is_json_data
-from .jinja import PER_SECRET_NAMES, SEEN_BY, Place, parsed, template_source, undeclared_names
+from .compiled import compile_expression, compile_template, compile_tree
+from .jinja import PER_SECRET_NAMES, SEEN_BY, Fallback, Place, parsed, template_source, undeclared_names
 from .reads import reads
 
 _SINGLE_EXPRESSION = re.compile(r"\A\{\{-?(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*?)-?\}\}\Z", re.DOTALL)
@@ -30,7 +31,7 @@ _HAS_JINJA = re.compile(r"\{\{|\{%|\{#")
 class Dynamic:
     """A value computed per secret: an expression or a text template, with its place."""
 
-    __slots__ = ("evaluate", "names", "place", "secret_reads")
+    __slots__ = ("compiled", "evaluate", "names", "place", "secret_reads")
 
     def __init__(
         self,
@@ -38,12 +39,15 @@ class Dynamic:
         place: Place,
         names: frozenset[str],
         secret_reads: frozenset[str] | None,
+        compiled: tuple[Callable[[Mapping[str, Any]], Any], bool] | None = None,
     ) -> None:
         self.evaluate = evaluate
         self.place = place
         self.names = names
         # The fields of `secret` the value may read (None: any); see reads.py.
         self.secret_reads = secret_reads
+        # The value compiled over `values` (compiled.py), and whether it is always a str.
+        self.compiled = compiled
 
 
 def single_expression(env: jinja2.Environment, source: str) -> Callable[[Mapping[str, Any]], Any] | None:
@@ -81,14 +85,26 @@ def _compile_value(
             f"{'per-pod ' if per == 'pod' else ''}fragment templates see: {', '.join(sorted(seen))}",
             **place.where(),
         )
+    tree = env.parse(source)
+    body = tree.body
+    if (
+        _SINGLE_EXPRESSION.match(source)
+        and len(body) == 1
+        and isinstance(body[0], nodes.Output)
+        and len(body[0].nodes) == 1
+    ):
+        compiled = compile_expression(env, body[0].nodes[0], values)
+    else:
+        text = compile_template(env, tree, values)
+        compiled = None if text is None else (text, True)
     fast = _interpolation(env, source)
     if fast is not None:
-        return Dynamic(fast, place, names, secret_reads)
+        return Dynamic(fast, place, names, secret_reads, compiled)
     evaluate = single_expression(env, source)
     if evaluate is not None:
-        return Dynamic(evaluate, place, names, secret_reads)
+        return Dynamic(evaluate, place, names, secret_reads, compiled)
     template = env.from_string(source)
-    return Dynamic(template.render, place, names, secret_reads)
+    return Dynamic(template.render, place, names, secret_reads, compiled)
 
 
 def _lookup_path(node: nodes.Node) -> tuple[str, tuple[str, ...]] | None:
@@ -157,10 +173,18 @@ class Fragment:
         self.names = names
         self.is_static = False
         self.static: Any = None
+        # The tree compiled into one function (compiled.compile_tree), tried first.
+        self.build: Callable[[Mapping[str, Any]], Any] | None = None
 
     def render(self, context: Mapping[str, Any]) -> Any:
         if self.is_static:
             return self.static
+        build = self.build
+        if build is not None:
+            try:
+                return build(context)
+            except Fallback:
+                pass  # rendered again below, leaf by leaf, failing its own way if it fails
         return _render_tree(self.tree, context)
 
     def shared(self) -> frozenset[int]:
@@ -295,6 +319,7 @@ def load_fragment(
         fragment.static = tree
     else:
         fragment.tree = _mark_constants(tree)
+        fragment.build = compile_tree(fragment.tree, Const, Dynamic, lambda leaf: leaf.compiled)
     return fragment
 
 

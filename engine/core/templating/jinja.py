@@ -11,7 +11,7 @@ import functools
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import BuiltinMethodType
@@ -78,12 +78,16 @@ def _cleaned_root(base: str) -> tuple[str, str, bool]:
 # for an attribute first and for a key only when there is none.
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 # A request's fields: plain strings, each safe to read (no underscore, nothing internal).
-_REQUEST_FIELDS = frozenset(field.name for field in fields(SecretRequest))
+REQUEST_ATTRIBUTES = frozenset(field.name for field in fields(SecretRequest))
 # str's methods that the sandbox runs through its own safe formatter: every other str method
 # is safe to call, as str is immutable. (Jinja 3.1.5 and later wrap them at the lookup, so
 # they never reach `call` as str methods; earlier versions checked them in `call`.)
 _STR_SPECIAL = frozenset({"format", "format_map"})
-_STR_METHODS = frozenset(name for name in dir(str) if not name.startswith("_")) - _STR_SPECIAL
+STR_CALLS = frozenset(name for name in dir(str) if not name.startswith("_")) - _STR_SPECIAL
+
+
+class Fallback(Exception):
+    """A compiled template (compiled.py) steps aside: the template renders in Jinja."""
 
 
 class Sandbox(ImmutableSandboxedEnvironment):
@@ -109,8 +113,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
                     return obj[attribute]
                 except (TypeError, LookupError):
                     pass
-        elif (kind is SecretRequest and attribute in _REQUEST_FIELDS) or (
-            kind is str and attribute in _STR_METHODS
+        elif (kind is SecretRequest and attribute in REQUEST_ATTRIBUTES) or (
+            kind is str and attribute in STR_CALLS
         ):
             return getattr(obj, attribute)
         return super().getattr(obj, attribute)
@@ -259,6 +263,9 @@ class TextTemplate:
         self.names = names
         self.env = env
         self.tree = env.parse(source)
+        # The template compiled over the rule's values (compiled.py), set by the rule's
+        # loader and tried first; None renders in Jinja alone.
+        self.fast: Callable[[Mapping[str, Any]], Any] | None = None
         unknown = sorted(names - SEEN_BY["secret"] - set(env.globals))
         if unknown:
             raise LoadError(
@@ -275,6 +282,12 @@ class TextTemplate:
         return reads(self.tree, "secret", values, lambda name: parsed(self.env, name))
 
     def render(self, context: Mapping[str, Any]) -> str:
+        fast = self.fast
+        if fast is not None:
+            try:
+                return str(fast(context))
+            except Fallback:
+                pass  # Jinja renders it, and fails its own way if it fails
         try:
             return self.template.render(context)
         except jinja2.TemplateError as exc:
