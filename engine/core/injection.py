@@ -48,9 +48,11 @@ class Composer:
         deadline: float | None,
         *,
         base: int | None = None,
+        renders: list[tuple[int, Rendered]] | None = None,
     ) -> list[Injected]:
         """Merge every chosen rule's fragments for every request, in Flyte's order. A replay
-        (see `replay`) numbers init containers from `base`, where the first patch did."""
+        (see `replay`) numbers init containers from `base`, where the first patch did.
+        `renders` gets each secret's init container number and render (for plans.py)."""
         limits = self.limits
         containers = patch.length("containers") + patch.length("initContainers")
         if containers > limits.maxContainers:
@@ -81,6 +83,8 @@ class Composer:
                 if rule.reads_pod
                 else cast(Rendered, self.render_cached((rule, request, index)))
             )
+            if renders is not None:
+                renders.append((index, rendered))
             batch = pending.pop(rule, None)
             whole: PodRendered | None = None
             if batch is not None:

@@ -71,14 +71,19 @@ class ReviewMemo(Generic[R, A]):
     """
 
     def __init__(
-        self, max_bytes: int = 16 << 20, shapes_per_key: int = 4, *, second_sight: bool = False
+        self,
+        max_bytes: int = 16 << 20,
+        shapes_per_key: int = 4,
+        *,
+        second_sight: bool = False,
+        name: str = "memo",
     ) -> None:
         self._shapes_per_key = shapes_per_key
         # With `second_sight`, an answer is kept when its requests come a second time
         # (budget.Doorkeeper): the first pod of a new task, or one asking for a secret no other
         # pod asks for, leaves nothing behind to count, to store, or for the collector to walk.
         self._cache: BoundedCache[Hashable, tuple[_Entry[R, A], ...]] = BoundedCache(
-            "memo", max_bytes, _entries_size, second_sight=second_sight
+            name, max_bytes, _entries_size, second_sight=second_sight
         )
         self.hits = 0
         self.misses = 0
@@ -94,12 +99,20 @@ class ReviewMemo(Generic[R, A]):
     def store(self, key: Hashable, record: Callable[[], R], answer: A) -> None:
         """Remember `answer` under `key` with the record `record()` makes (made only if the
         answer is kept)."""
+        self.remember(key, lambda: (record(), answer))
+
+    def remember(self, key: Hashable, make: Callable[[], tuple[R, A] | None]) -> None:
+        """Remember the record and answer `make()` gives (called only if they are kept; None
+        keeps nothing)."""
         if not self._cache.admits(key):
             return
+        made = make()
+        if made is None:
+            return
+        record, answer = made
         kept = self._cache.get(key) or ()
         kept = kept[max(0, len(kept) - self._shapes_per_key + 1) :]
-        made = record()
-        entry = _Entry(made, answer, made.size() + approx_size(answer))
+        entry = _Entry(record, answer, record.size() + approx_size(answer))
         self._cache.keep(key, (*kept, entry))
 
     def stats(self) -> CacheStats:

@@ -8,8 +8,9 @@ threads at once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import admission
 from .budget import BoundedCache, CacheStats, approx_size
@@ -21,10 +22,27 @@ from .errors import InputError, Rejected, RenderError
 from .injection import Composer, RenderKey, check_deadline, refused_secret, render_uncached
 from .jsontypes import AdmissionReviewResponse, is_object
 from .memo import ReviewMemo, key_of
-from .mutation import Mutation, Source
+from .mutation import Injected, Mutation, Source
+from .plans import Plan, PlannedOp, operations, plan_of
 from .requests import SecretRequest, decode_annotation, order_annotations, secret_annotations
 from .rules.model import ArgumentTooLong, PodRendered, Rendered, Rule, mark_skippable
 from .rules.select import load_rules
+
+
+@dataclass
+class _Trace:
+    """What a composition leaves for the memo and for plans: the view it read the pod
+    through, each secret's init container number and render, and whether it added the
+    secrets volume (a fresh pod, neither replayed nor carrying an injection)."""
+
+    view: PodView | None = None
+    renders: list[tuple[int, Rendered]] = field(default_factory=list)
+    fresh: bool = False
+
+
+def _plan_key(chosen: Sequence[tuple[SecretRequest, Rule]]) -> tuple[str, ...]:
+    """Plans are kept by the rules of a pod's secrets, in order."""
+    return tuple(rule.name for _, rule in chosen)
 
 
 class Engine:
@@ -62,8 +80,14 @@ class Engine:
         self._caches: list[BoundedCache[Any, Any]] = [decoded, chosen, rendered, self._encode.cache]
         # A rule whose templates read the pod makes patches depend on more than the memo sees.
         off = limits.memoBytes == 0 or any(rule.reads_pod for rule in self.rules)
+        # A quarter of the memo's budget holds plans (plans.py): compositions by shape, for
+        # pods whose secrets are new.
+        plan_bytes = limits.memoBytes // 4
         self._memo: ReviewMemo[Recorded, admission.Answer] | None = (
-            None if off else ReviewMemo(max_bytes=limits.memoBytes, second_sight=True)
+            None if off else ReviewMemo(max_bytes=limits.memoBytes - plan_bytes, second_sight=True)
+        )
+        self._plans: ReviewMemo[Plan, tuple[PlannedOp, ...]] | None = (
+            None if off else ReviewMemo(max_bytes=plan_bytes, second_sight=True, name="plans")
         )
 
     @classmethod
@@ -100,13 +124,12 @@ class Engine:
         pod: Mapping[str, Any],
         *,
         copy_items: bool,
-        annotations: list[tuple[str, str]] | None = None,
+        chosen: list[tuple[SecretRequest, Rule]] | None = None,
         deadline: float | None = None,
-        reads: list[PodView] | None = None,
+        trace: _Trace | None = None,
     ) -> Mutation:
-        if annotations is None:
-            annotations = self._annotations(pod)
-        chosen = self._chosen(annotations, deadline)
+        if chosen is None:
+            chosen = self._chosen(self._annotations(pod), deadline)
         if not chosen:
             return Mutation(pod, [])
         # Provenance is for callers that keep the Mutation; reviews serialise and drop it.
@@ -117,14 +140,17 @@ class Engine:
             track_sources=copy_items,
             max_ops=self.config.limits.maxPatchOperations,
         )
-        if reads is not None:
-            reads.append(patch.view)
+        if trace is not None:
+            trace.view = patch.view
         try:
-            injected = self._composer.compose(patch, chosen, pod, deadline)
+            renders = None if trace is None else trace.renders
+            injected = self._composer.compose(patch, chosen, pod, deadline, renders=renders)
             if patch.ops and not patch.added_singleton:
                 replay = self._composer.replay(patch, chosen, pod, deadline, copy_items=copy_items)
                 if replay is not None:
                     patch = replay
+            elif trace is not None:
+                trace.fresh = True
         except (TooManyItems, ArgumentTooLong) as exc:
             raise Rejected(str(exc), annotation="", code="limit") from None
         if patch.replaying and patch.unchanged():
@@ -141,8 +167,9 @@ class Engine:
     def cache_stats(self) -> list[CacheStats]:
         """Each cache's budget, bytes held, entries and evictions (the server exports them)."""
         stats = [cache.stats() for cache in self._caches]
-        if self._memo is not None:
-            stats.append(self._memo.stats())
+        for memo in (self._memo, self._plans):
+            if memo is not None:
+                stats.append(memo.stats())
         return stats
 
     def review(self, review: Mapping[str, Any]) -> AdmissionReviewResponse:
@@ -226,10 +253,14 @@ class Engine:
         memo = self._memo
         if memo is not None:
             memo.misses += 1
-        views: list[PodView] = []
-        mutation = self._mutate(
-            pod, copy_items=False, annotations=annotations, deadline=deadline, reads=views
-        )
+        chosen = self._chosen(annotations, deadline)
+        trace = _Trace()
+        planned = self._planned(pod, chosen, deadline)
+        if planned is not None:
+            mutation = planned
+        else:
+            mutation = self._mutate(pod, copy_items=False, chosen=chosen, deadline=deadline, trace=trace)
+            self._plan(chosen, trace, mutation)
         secrets = tuple(i.secret.label() for i in mutation.injected)
         rules = sorted({i.rule for i in mutation.injected})
         answer = admission.Answer(
@@ -238,8 +269,54 @@ class Engine:
             {"secrets": ",".join(secrets), "rule": ",".join(rules)},
         )
         if memo is not None and key is not None:
-            memo.store(key, lambda: Recorded.of(views[0].reads), answer)
+            view = trace.view if planned is None else None
+            if view is not None:
+                memo.store(key, lambda: Recorded.of(view.reads), answer)
         return answer
+
+    def _planned(
+        self, pod: Mapping[str, Any], chosen: list[tuple[SecretRequest, Rule]], deadline: float | None
+    ) -> Mutation | None:
+        """The mutation a remembered plan gives this pod (plans.py), if one fits."""
+        plans = self._plans
+        if plans is None or not chosen or any(rule.per_pod for _, rule in chosen):
+            return None
+        try:
+            view = PodView(pod, self.config.limits.maxListItems)
+        except InputError:
+            return None  # composing says what is wrong with it
+        render = self._composer.render_cached
+        fitted: list[list[Rendered]] = []
+
+        def rendered(rule: Rule, request: SecretRequest, index: int) -> Rendered:
+            check_deadline(deadline)
+            return cast(Rendered, render((rule, request, index)))
+
+        def fits(plan: Plan) -> bool:
+            renders = plan.fits(view, chosen, rendered)
+            if renders is not None:
+                fitted.append(renders)
+            return renders is not None
+
+        planned = plans.find(_plan_key(chosen), fits)
+        if planned is None:
+            return None
+        renders = fitted[-1]
+        injected = tuple(
+            Injected(request, rule.name, r.texts) for (request, rule), r in zip(chosen, renders, strict=True)
+        )
+        return Mutation(pod, operations(planned, renders), injected)
+
+    def _plan(self, chosen: list[tuple[SecretRequest, Rule]], trace: _Trace, mutation: Mutation) -> None:
+        """Remember a fresh pod's composition as a plan (plans.py) for pods shaped like it."""
+        plans, view = self._plans, trace.view
+        if plans is None or not trace.fresh or view is None or not mutation.patch:
+            return
+        if any(rule.per_pod for _, rule in chosen) or len(trace.renders) != len(chosen):
+            return
+        plans.remember(
+            _plan_key(chosen), lambda: plan_of(Recorded.of(view.reads), chosen, trace.renders, mutation.patch)
+        )
 
     def _choose_rule(self, request: SecretRequest) -> Rule:
         reasons = []

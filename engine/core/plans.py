@@ -1,0 +1,167 @@
+"""Compositions remembered by their shape, for pods whose secrets are new.
+
+The review memo (memo.py) answers a pod whose secret annotations it has seen. A pod of a new
+task, or one asking for a secret no pod asked for before, misses it, and composing its patch
+is then most of the review. Yet such pods mostly look alike: the same rules, the same number
+of secrets, the same containers. What the composer decides (which operations, at which
+paths, in which order) depends on nothing else than:
+
+- the pod's answers to the questions the composer asked (`compose/view.py`), and
+- of each rendered item, what the merge modes look at: its name and mount path, which of
+  its fields are lists (a container's mounts and environment), the same of their items, and
+  their lengths; all of a metadata fragment's item (its values are compared with the pod's).
+
+The rest of an item (a gcloud line, an image) is carried into an operation, never looked at.
+So a `Plan` keeps, for one composition, the record of the pod's answers (`Recorded`, as the
+memo keeps it), the init container number each secret rendered at, each secret's item
+`shape` (the projection above), and the operations with each rendered item replaced by its
+place. A later pod with the same rules in the same order gets the plan's operations, filled
+with its own rendered items, when the record holds for it and every secret, rendered at the
+plan's number, has the plan's shape. Composing would then ask the same questions, get the
+same answers and see the same names at every step, so it would make the same operations
+(tests/test_plans.py compares the two on generated pods).
+
+Plans are kept in a memo of their own (keyed by the rules, second sight, within the byte
+budget the engine gives it), only for compositions that added the pod's secrets volume (a
+fresh pod; a pod carrying an injection already is replayed, which compares whole items) and
+only for rules rendered per secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .budget import approx_size
+from .compose.recorded import Recorded
+from .compose.view import PodView
+from .jsontypes import PatchOp
+from .requests import SecretRequest
+from .rules.model import Rendered, Rule
+
+# The fields of an item that merge modes compare with the pod's (the rest is carried).
+_LOOKED_AT = frozenset({"name", "mountPath"})
+
+# What an operation is: a remove, or an add of the item at a place, of a list holding only
+# that item (a list created), or of a value kept as it is.
+REMOVE, ITEM, LIST, KEPT = 0, 1, 2, 3
+
+PlannedOp = tuple[str, int, Any]  # path, what, and (secret, fragment, item) or the value
+
+
+def shape(value: Any) -> Any:
+    """What merge modes may look at in a rendered item: its name and mount path, the type of
+    every other field, and the same of the items of every list field, with their count."""
+    if isinstance(value, Mapping):
+        return tuple(
+            (key, field if key in _LOOKED_AT else shape(field) if isinstance(field, list) else _kind(field))
+            for key, field in value.items()
+        )
+    if isinstance(value, list):
+        return ("list", *(shape(v) if isinstance(v, Mapping | list) else _kind(v) for v in value))
+    return _kind(value)
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def shapes_of(rule: Rule, rendered: Rendered) -> tuple[Any, ...]:
+    """A secret's rendered items, as each fragment's merge mode may look at them."""
+    return tuple(
+        tuple(_full(item) if spec.mode.metadata else shape(item) for item in items)
+        for spec, items in zip(rule.fragments, rendered.items, strict=True)
+    )
+
+
+def _full(item: Mapping[str, Any]) -> Any:
+    """A metadata fragment's item, whose values are compared with the pod's."""
+    return tuple((key, repr(value)) for key, value in item.items())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One composition's record of the pod, and what each secret rendered (see the module)."""
+
+    record: Recorded
+    indices: tuple[int, ...]  # the init container number each secret rendered at
+    shapes: tuple[tuple[Any, ...], ...]
+
+    def size(self) -> int:
+        return self.record.size() + approx_size(self.shapes) + 16 * len(self.indices)
+
+    def fits(
+        self,
+        view: PodView,
+        chosen: Sequence[tuple[SecretRequest, Rule]],
+        render: Callable[[Rule, SecretRequest, int], Rendered],
+    ) -> list[Rendered] | None:
+        """Each secret's render, when this plan's operations are this pod's (see the module);
+        None otherwise. Rendering stops at the first secret whose shape differs."""
+        if len(chosen) != len(self.indices) or not self.record.holds(view):
+            return None
+        renders = []
+        for (request, rule), index, expected in zip(chosen, self.indices, self.shapes, strict=True):
+            rendered = render(rule, request, index)
+            if shapes_of(rule, rendered) != expected:
+                return None
+            renders.append(rendered)
+        return renders
+
+
+def plan_of(
+    record: Recorded,
+    chosen: Sequence[tuple[SecretRequest, Rule]],
+    renders: Sequence[tuple[int, Rendered]],
+    ops: Sequence[PatchOp],
+) -> tuple[Plan, tuple[PlannedOp, ...]] | None:
+    """The plan of a composition and its operations with each rendered item replaced by its
+    place; None when an operation holds a rendered item other than as its value."""
+    places: dict[int, tuple[int, int, int]] = {}
+    for secret, (_, rendered) in enumerate(renders):
+        for fragment, items in enumerate(rendered.items):
+            for item, value in enumerate(items):
+                places.setdefault(id(value), (secret, fragment, item))
+    planned: list[PlannedOp] = []
+    for op in ops:
+        if op["op"] == "remove":
+            planned.append((op["path"], REMOVE, None))
+            continue
+        value = op["value"]
+        if id(value) in places:
+            planned.append((op["path"], ITEM, places[id(value)]))
+        elif type(value) is list and len(value) == 1 and id(value[0]) in places:
+            planned.append((op["path"], LIST, places[id(value[0])]))
+        elif _holds_item(value, places):
+            return None
+        else:
+            planned.append((op["path"], KEPT, value))
+    shapes = tuple(
+        shapes_of(rule, rendered) for (_, rule), (_, rendered) in zip(chosen, renders, strict=True)
+    )
+    plan = Plan(record, tuple(index for index, _ in renders), shapes)
+    return plan, tuple(planned)
+
+
+def _holds_item(value: Any, places: Mapping[int, Any]) -> bool:
+    if isinstance(value, Mapping):
+        return any(id(v) in places or _holds_item(v, places) for v in value.values())
+    if isinstance(value, list):
+        return any(id(v) in places or _holds_item(v, places) for v in value)
+    return False
+
+
+def operations(planned: Sequence[PlannedOp], renders: Sequence[Rendered]) -> list[PatchOp]:
+    """The plan's operations, filled with this pod's rendered items."""
+    ops: list[PatchOp] = []
+    for path, what, where in planned:
+        if what == REMOVE:
+            ops.append({"op": "remove", "path": path})
+        elif what == KEPT:
+            ops.append({"op": "add", "path": path, "value": where})
+        else:
+            secret, fragment, item = where
+            value = renders[secret].items[fragment][item]
+            ops.append({"op": "add", "path": path, "value": [value] if what == LIST else value})
+    return ops
