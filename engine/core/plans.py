@@ -14,7 +14,7 @@ paths, in which order) depends on nothing else than:
 The rest of an item (a gcloud line, an image) is carried into an operation, never looked at.
 So a `Plan` keeps, for one composition, the record of the pod's answers (`Recorded`, as the
 memo keeps it), the init container number each secret rendered at, each secret's item
-`shape` (the projection above), and the operations with each rendered item replaced by its
+shapes (the projection above; `MergeMode.shape`), and the operations with each rendered item replaced by its
 place. A later pod with the same rules in the same order gets the plan's operations, filled
 with its own rendered items, when the record holds for it and every secret, rendered at the
 plan's number, has the plan's shape. Composing would then ask the same questions, get the
@@ -40,9 +40,6 @@ from .jsontypes import PatchOp
 from .requests import SecretRequest
 from .rules.model import Rendered, Rule
 
-# The fields of an item that merge modes compare with the pod's (the rest is carried).
-_LOOKED_AT = frozenset({"name", "mountPath"})
-
 # What an operation is: a remove, or an add of the item at a place, of a list holding only
 # that item (a list created), or of a value kept as it is.
 REMOVE, ITEM, LIST, KEPT = 0, 1, 2, 3
@@ -50,34 +47,15 @@ REMOVE, ITEM, LIST, KEPT = 0, 1, 2, 3
 PlannedOp = tuple[str, int, Any]  # path, what, and (secret, fragment, item) or the value
 
 
-def shape(value: Any) -> Any:
-    """What merge modes may look at in a rendered item: its name and mount path, the type of
-    every other field, and the same of the items of every list field, with their count."""
-    if isinstance(value, Mapping):
-        return tuple(
-            (key, field if key in _LOOKED_AT else shape(field) if isinstance(field, list) else _kind(field))
-            for key, field in value.items()
-        )
-    if isinstance(value, list):
-        return ("list", *(shape(v) if isinstance(v, Mapping | list) else _kind(v) for v in value))
-    return _kind(value)
-
-
-def _kind(value: Any) -> str:
-    return type(value).__name__
-
-
 def shapes_of(rule: Rule, rendered: Rendered) -> tuple[Any, ...]:
-    """A secret's rendered items, as each fragment's merge mode may look at them."""
+    """A secret's rendered items, as each fragment's merge mode may look at them
+    (`MergeMode.shape`; a static fragment's, worked out at load)."""
     return tuple(
-        tuple(_full(item) if spec.mode.metadata else shape(item) for item in items)
+        spec.shape
+        if items is spec.items and spec.shape is not None
+        else tuple(spec.mode.shape(item) for item in items)
         for spec, items in zip(rule.fragments, rendered.items, strict=True)
     )
-
-
-def _full(item: Mapping[str, Any]) -> Any:
-    """A metadata fragment's item, whose values are compared with the pod's."""
-    return tuple((key, repr(value)) for key, value in item.items())
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 from ..errors import quote_json
 from .pod_patch import CONTAINER_LISTS, Changed, Key, PodPatch, describe
 
+# The fields of an item that modes merging named items compare with the pod's.
+_LOOKED_AT = frozenset({"name", "mountPath"})
 # The metadata maps a `set` fragment may write.
 METADATA_MAPS = ("annotations", "labels")
 
@@ -100,6 +102,12 @@ class MergeMode:
                 raise ShapeError(f"the fragment renders the name {item['name']!r} twice")
             names.add(item["name"])
         return tuple(items)
+
+    def shape(self, item: Mapping[str, Any]) -> Any:
+        """What merging `item` may look at (plans.py: two items of one shape merge alike into
+        pods that answer alike): its name and mount path, the type of every other field, and
+        the same of the items of every list field, with their count."""
+        return item_shape(item)
 
     def targets(self, list_name: str, field: str | None, start: int, end: int) -> list[Key]:
         """The targets in one list named by `into`: the list itself, or with `field` that
@@ -239,6 +247,33 @@ class SetKeys(MergeMode):
 
     def apply(self, patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:
         patch.set_keys(key[0], item)
+
+    def shape(self, item: Mapping[str, Any]) -> Any:
+        """All of it: each value is compared with the pod's."""
+        return tuple((key, repr(value)) for key, value in item.items())
+
+
+def item_shape(value: Any) -> Any:
+    """See MergeMode.shape (the modes that merge named items look at names and mount paths)."""
+    if type(value) is dict or isinstance(value, Mapping):
+        return tuple(
+            (key, field)
+            if key in _LOOKED_AT
+            else (
+                key,
+                item_shape(field) if type(field) is list or isinstance(field, list) else type(field).__name__,
+            )
+            for key, field in value.items()
+        )
+    if type(value) is list or isinstance(value, list):
+        return (
+            "list",
+            *[
+                item_shape(v) if type(v) is dict or isinstance(v, Mapping | list) else type(v).__name__
+                for v in value
+            ],
+        )
+    return type(value).__name__
 
 
 def add_unless_named(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:

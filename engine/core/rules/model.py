@@ -62,6 +62,8 @@ class FragmentSpec:
     # A static fragment's items, worked out once by the loader (`static_items`): every
     # render hands out the same ones.
     items: tuple[Mapping[str, Any], ...] | None = None
+    # What merging those items may look at (MergeMode.shape), for plans, worked out with them.
+    shape: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
