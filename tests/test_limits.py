@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from secretpatch import Engine, LoadError, Rejected
 from secretpatch.core.limits import Limits
-from secretpatch.webhook.app import WebhookApp
-from secretpatch.webhook.bodies import too_deep
+from secretpatch.webhook.app import INLINE_SECRETS, WebhookApp
+from secretpatch.webhook.bodies import secrets_asked, too_deep
 
 from .conftest import admission_review, flyte_pod
 
@@ -234,3 +234,39 @@ def test_a_cached_render_is_charged_for_what_it_holds_of_its_own() -> None:
     own = approx_size(first, rule.shared)
     assert own < approx_size(first) - approx_size(init["resources"])
     assert own >= approx_size(first.texts), "what the render made is counted"
+
+
+@pytest.mark.parametrize(
+    ("count", "in_worker"), [(1, False), (INLINE_SECRETS, False), (INLINE_SECRETS + 1, True)]
+)
+def test_a_pod_asking_for_a_few_secrets_is_answered_on_the_event_loop(count: int, in_worker: bool) -> None:
+    """Handing a review to the worker thread and back cost more CPU than a few secrets' work;
+    a pod asking for more still goes to the worker, so that costly pods cannot hold the loop."""
+    app = WebhookApp(Engine.from_config(None))
+    handed: list[int] = []
+    to_worker = app._in_worker
+
+    async def counted(work: Any, data: Any, deadline: float) -> Any:
+        handed.append(1)
+        return await to_worker(work, data, deadline)
+
+    app._in_worker = counted  # type: ignore[method-assign]
+    status, answer = call(app, json.dumps(admission_review(flyte_pod(*secrets(count)))).encode())
+    assert status == 200 and answer["response"]["allowed"] and answer["response"]["patch"]
+    assert bool(handed) is in_worker
+
+
+@pytest.mark.parametrize(
+    ("document", "asked"),
+    [
+        (admission_review(flyte_pod(*secrets(3))), 3),
+        (admission_review(None), 0),
+        ({"request": {"object": {"metadata": {"annotations": ["x"]}}}}, 1 << 30),
+        ({"request": []}, 1 << 30),
+        ([], 1 << 30),
+    ],
+)
+def test_what_the_server_counts_of_a_pods_secrets_before_choosing_where_to_review(
+    document: Any, asked: int
+) -> None:
+    assert secrets_asked(document) == asked

@@ -15,8 +15,10 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..core.admission import Denial, Outcome, Result
-from ..core.errors import DeadlineExceeded, RefusalCode, printable, quote_value
+from ..core.errors import DeadlineExceeded, InputError, RefusalCode, printable, quote_value
+from ..core.jsontypes import is_object
 from ..core.limits import PARSER_DEPTH
+from ..core.requests import secret_annotations
 from ..core.runtime import Engine
 
 MAX_REVIEW_TIMEOUT = 30.0  # the API server's own maximum for timeoutSeconds
@@ -127,6 +129,16 @@ class BodyReader:
         if time.monotonic() > deadline:
             raise DeadlineExceeded("the review passed its deadline before it started")
         return self.review_document(self.parse(body), deadline)
+
+
+def secrets_asked(document: Any) -> int:
+    """How many secret annotations the pod of a CREATE review carries, as the engine reads
+    them; a very large number when it cannot tell (the engine then says what is wrong)."""
+    try:
+        pod = document["request"]["object"]
+        return len(secret_annotations(pod)) if is_object(pod) else 0
+    except (TypeError, LookupError, InputError):
+        return 1 << 30
 
 
 def review_timeout(query: bytes, default: float) -> float:

@@ -234,15 +234,15 @@ class PodView:
         record checks its questions against all at once."""
         index = self._indexes.get((key, field))
         if index is None:
-            found: dict[str, list[int]] = {}
+            index = {}
             items = self._checked(key)
             if items is not None:
                 for position, item in enumerate(items):
                     if type(item) is dict or isinstance(item, Mapping):
                         text = item.get(field)
                         if type(text) is str:
-                            found.setdefault(text, []).append(position)
-            index = {text: tuple(positions) for text, positions in found.items()}
+                            before = index.get(text)
+                            index[text] = (position,) if before is None else (*before, position)
             self._indexes[(key, field)] = index
         return index
 
