@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from secretpatch import Engine
 from secretpatch.core.memo import ReviewMemo
 
-from .conftest import ROOT, annotation, flyte_pod
+from .conftest import ROOT, annotation, flyte_pod, remembering_at_first_sight
 from .reference import Req, reference_mutate
 from .test_memo import _perturbed, answer, patch_of
 from .test_properties import SETTINGS, requests, task_pods
@@ -288,3 +288,34 @@ def test_the_items_of_a_list_inside_a_rendered_container_are_part_of_its_shape(t
     answers = [answer(engine, pod, uid=str(n)) for n, pod in enumerate(pods)]
     assert answers == [answer(fresh, pod, uid=str(n)) for n, pod in enumerate(pods)]
     assert '"remove"' in str(patch_of(answers[1])).replace("'", '"')
+
+
+def test_siblings_of_a_pod_answered_from_a_plan_are_then_answered_from_the_memo() -> None:
+    """A pod answered from a plan leaves its answer in the memo (with the plan's record,
+    which holds for it), so its task's later pods get the memo's cheaper answer."""
+    engine = planning_at_first_sight(remembering_at_first_sight(Engine.from_config(None)))
+    answer(engine, flyte_pod({"group": "first", "group_version": "1"}))
+    task = flyte_pod({"group": "task", "group_version": "1"})
+    memo = engine.memo
+    assert memo is not None
+    first = patch_of(answer(engine, task, uid="a"))
+    assert plans_of(engine).hits == 1
+    sibling = _perturbed(task, "s")
+    hits = memo.hits
+    assert patch_of(answer(engine, sibling, uid="b")) == first == engine.mutate(sibling).patch
+    assert memo.hits == hits + 1
+
+
+def test_a_secret_that_fails_to_render_is_refused_as_composing_refuses_it(tmp_path: Path) -> None:
+    """A plan renders each secret before using it; a render that fails (here, an environment
+    string longer than exec takes) is left to composing, which refuses the pod as it always
+    did."""
+    entry = "    merge: per-container\n    into: [containers]\n    field: env\n"
+    template = 'name: "V{{ index }}"\nvalue: "{{ secret.group * 600 }}"\n'
+    engine = _with_fragment(tmp_path, entry, template)
+    fresh = _with_fragment(tmp_path / "fresh", entry, template)
+    pods = [flyte_pod({"group": group, "group_version": "1"}) for group in ("a", "b", "g" * 250)]
+    answers = [answer(engine, pod, uid=str(n)) for n, pod in enumerate(pods)]
+    assert answers == [answer(fresh, pod, uid=str(n)) for n, pod in enumerate(pods)]
+    assert plans_of(engine).hits == 1
+    assert not answers[2]["allowed"] and "Linux passes at most" in answers[2]["status"]["message"]

@@ -257,10 +257,11 @@ class Engine:
         trace = _Trace()
         planned = self._planned(pod, chosen, deadline)
         if planned is not None:
-            mutation = planned
+            mutation, record = planned
         else:
             mutation = self._mutate(pod, copy_items=False, chosen=chosen, deadline=deadline, trace=trace)
             self._plan(chosen, trace, mutation)
+            record = None
         secrets = tuple(i.secret.label() for i in mutation.injected)
         rules = sorted({i.rule for i in mutation.injected})
         answer = admission.Answer(
@@ -269,15 +270,19 @@ class Engine:
             {"secrets": ",".join(secrets), "rule": ",".join(rules)},
         )
         if memo is not None and key is not None:
-            view = trace.view if planned is None else None
-            if view is not None:
+            # A plan's record holds for this pod: composing it would have asked its questions.
+            view = trace.view
+            if record is not None:
+                memo.store(key, lambda: record, answer)
+            elif view is not None:
                 memo.store(key, lambda: Recorded.of(view.reads), answer)
         return answer
 
     def _planned(
         self, pod: Mapping[str, Any], chosen: list[tuple[SecretRequest, Rule]], deadline: float | None
-    ) -> Mutation | None:
-        """The mutation a remembered plan gives this pod (plans.py), if one fits."""
+    ) -> tuple[Mutation, Recorded] | None:
+        """The mutation a remembered plan gives this pod (plans.py), if one fits, with the
+        plan's record of the pod (this pod gives each of its answers)."""
         plans = self._plans
         if plans is None or not chosen or any(rule.per_pod for _, rule in chosen):
             return None
@@ -286,7 +291,7 @@ class Engine:
         except InputError:
             return None  # composing says what is wrong with it
         render = self._composer.render_cached
-        fitted: list[list[Rendered]] = []
+        fitted: list[tuple[Plan, list[Rendered]]] = []
 
         def rendered(rule: Rule, request: SecretRequest, index: int) -> Rendered:
             check_deadline(deadline)
@@ -295,17 +300,20 @@ class Engine:
         def fits(plan: Plan) -> bool:
             renders = plan.fits(view, chosen, rendered)
             if renders is not None:
-                fitted.append(renders)
+                fitted.append((plan, renders))
             return renders is not None
 
-        planned = plans.find(_plan_key(chosen), fits)
+        try:
+            planned = plans.find(_plan_key(chosen), fits)
+        except (RenderError, ArgumentTooLong):
+            return None  # composing renders the same secret at the same number, and refuses it
         if planned is None:
             return None
-        renders = fitted[-1]
+        plan, renders = fitted[-1]
         injected = tuple(
             Injected(request, rule.name, r.texts) for (request, rule), r in zip(chosen, renders, strict=True)
         )
-        return Mutation(pod, operations(planned, renders), injected)
+        return Mutation(pod, operations(planned, renders), injected), plan.record
 
     def _plan(self, chosen: list[tuple[SecretRequest, Rule]], trace: _Trace, mutation: Mutation) -> None:
         """Remember a fresh pod's composition as a plan (plans.py) for pods shaped like it."""
