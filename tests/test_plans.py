@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from secretpatch import Engine
 from secretpatch.core.memo import ReviewMemo
 
-from .conftest import ROOT, annotation, flyte_pod, remembering_at_first_sight
+from .conftest import ROOT, annotation, answers_from_threads, flyte_pod, remembering_at_first_sight
 from .reference import Req, reference_mutate
 from .test_memo import _perturbed, answer, patch_of
 from .test_properties import SETTINGS, requests, task_pods
@@ -319,3 +319,24 @@ def test_a_secret_that_fails_to_render_is_refused_as_composing_refuses_it(tmp_pa
     assert answers == [answer(fresh, pod, uid=str(n)) for n, pod in enumerate(pods)]
     assert plans_of(engine).hits == 1
     assert not answers[2]["allowed"] and "Linux passes at most" in answers[2]["status"]["message"]
+
+
+def test_threads_sharing_plans_get_the_patch_composing_gives() -> None:
+    """Eight threads send pods of four shapes, each with secrets no pod asked for before,
+    while plans are kept and replaced under them (two shapes per key, four shapes)."""
+    engine = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 1 << 20}}})
+    engine._plans = ReviewMemo(max_bytes=1 << 18, shapes_per_key=2, name="plans")
+    shapes = []
+    for n in range(4):
+        pod = flyte_pod({"group": "g", "group_version": "1"}, {"group": "h", "group_version": "2"})
+        pod["spec"]["containers"][0]["env"] = [{"name": f"E{i}", "value": "x"} for i in range(n)]
+        shapes.append(pod)
+
+    def right(i: int, tag: str) -> bool:
+        pod = copy.deepcopy(shapes[i % 4])
+        wanted = [Req("g", "1", annotation="flyte.secrets/s0"), Req("h", "2", annotation="flyte.secrets/s1")]
+        pod, _ = with_requests(pod, wanted, f"-{tag}")
+        return patch_of(answer(engine, pod, uid=tag)) == engine.mutate(pod).patch
+
+    assert answers_from_threads(right, [True] * 8, rounds=6) == []
+    assert plans_of(engine).hits > 0

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..core.admission import MUTATE_PATH
 from ..core.errors import DeadlineExceeded, InputError, quote_value
 from ..core.runtime import Engine
-from .bodies import BodyReader, Malformed, Overloaded, Summary, review_timeout, secrets_asked, summarize
+from .bodies import BodyReader, Malformed, Overloaded, Summary, estimated_cost_us, review_timeout, summarize
 from .telemetry import EngineCollector, Metrics, log_review
 
 Scope = MutableMapping[str, Any]
@@ -38,11 +38,11 @@ log = logging.getLogger("secretpatch.server")
 # larger ones draw from the budget of pending bytes and are parsed and answered elsewhere
 # (`large_bodies`, a process in `secretpatch serve`), since parsing one holds the GIL.
 INLINE_BODY = 32 * 1024
-# Reviews of pods asking for up to this many secrets are answered on the event loop too: a
-# few milliseconds at most, where handing one to the worker thread and back cost more CPU
-# than the review itself on one core (a thread switch each way, and the GIL passed back and
-# forth). More secrets go to the worker, so a flood of costly pods cannot hold the loop.
-INLINE_SECRETS = 64
+# Reviews whose estimated cost (bodies.estimated_cost_us) is at most this are answered on the
+# event loop too: handing one to the worker thread and back cost more CPU than a review of a
+# handful of secrets on one core (a thread switch each way, and the GIL passed back and
+# forth). Costlier ones go to the worker, so a flood of them cannot hold the loop.
+INLINE_COST_US = 5000
 
 # Reviews the server answers with an HTTP error rather than an AdmissionReview, by their
 # metrics label (a review answered has its admission.Result): 400 for a malformed review,
@@ -53,8 +53,8 @@ Unanswered = Literal["malformed", "error", "busy", "timeout"]
 class WebhookApp:
     """`review_log` writes each review's line (default: through the logging module).
 
-    Reviews that cost little (not a CREATE, no secrets, answered from the memo, or a pod
-    asking for at most INLINE_SECRETS secrets) are answered on the event loop. Other small
+    Reviews that cost little (not a CREATE, no secrets, answered from the memo, or estimated
+    at INLINE_COST_US or less) are answered on the event loop. Other small
     reviews go to one worker thread, large bodies to `large_bodies` (else the same thread),
     each with a deadline (the API server's `?timeout=`, else `review_timeout`): health checks
     and other reviews are answered meanwhile, and past the deadline the answer is 503 and the
@@ -186,7 +186,7 @@ class WebhookApp:
                 outcome = self.engine.remembered_outcome(document)
                 if outcome is not None:
                     summary = summarize(outcome)
-                elif secrets_asked(document) <= INLINE_SECRETS:
+                elif estimated_cost_us(document) <= INLINE_COST_US:
                     summary = self.reader.review_document(document, deadline)
                 else:
                     summary = await self._in_worker(self.reader.review_document, document, deadline)

@@ -55,6 +55,8 @@ _COMPARE = {
     "notin": "not in",
 }
 _UNKNOWN = object()  # not known at load
+# Filters whose answer changes from render to render: never computed at load.
+_IMPURE = frozenset({"random"})
 # Jinja's filters that take the context and use it only for its environment.
 _CONTEXT_FILTERS = frozenset({"select", "reject", "selectattr", "rejectattr"})
 
@@ -75,7 +77,7 @@ def compile_template(
         generator = _Generator(env, values)
         generator.statements(tree.body)
         return generator.function(text=True)
-    except (Unsupported, RecursionError, SyntaxError):  # the last two: nested too deep
+    except Exception:  # Unsupported, nested too deep, or anything else: Jinja renders it
         return None
 
 
@@ -89,7 +91,7 @@ def compile_expression(
         generator = _Generator(env, values)
         generator.result, kind = generator.typed(expression)
         return generator.function(text=False), kind == "str"
-    except (Unsupported, RecursionError, SyntaxError):
+    except Exception:  # as compile_template
         return None
 
 
@@ -333,6 +335,10 @@ class _Generator:
                 context[name] = entry[1]
             elif name != "values":
                 return _UNKNOWN
+        if any(f.name in _IMPURE for f in node.find_all(nodes.Filter)) or (
+            isinstance(node, nodes.Filter) and node.name in _IMPURE
+        ):
+            return _UNKNOWN  # another answer at every render
         try:
             template = self.env.from_string(
                 nodes.Template([nodes.Assign(nodes.Name("result", "store"), node)], lineno=1)
@@ -342,7 +348,9 @@ class _Generator:
             raise Unsupported("a constant part fails") from None
         if isinstance(value, jinja2.Undefined):
             raise Unsupported("a constant part is undefined")
-        return value
+        # Only plain data is shared between renders: an iterator (`reverse`, `unique`) is
+        # made afresh by every render, since the first use would consume a shared one.
+        return value if _plain(value) else _UNKNOWN
 
     def decided(self, node: nodes.Node) -> Any:
         """The truth of a condition where `values` settle it, though it names more
@@ -366,7 +374,10 @@ class _Generator:
     def text(self, node: nodes.Node) -> str:
         known = self.known(node)
         if known is not _UNKNOWN:
-            return self.constant(str(known))
+            try:
+                return self.constant(str(known))
+            except Exception:  # an int too long to print, say: Jinja fails it at render
+                raise Unsupported("a constant part cannot be printed") from None
         code, kind = self.typed(node)
         return code if kind == "str" else f"str({code})"
 
@@ -493,6 +504,19 @@ class _Generator:
         if function is len:
             return call, "int"
         return f"_defined({call})", ""
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` is plain data (strings, numbers, booleans, None, and lists, tuples and
+    dicts of them), which every render may share."""
+    kind = type(value)
+    if kind in (str, int, float, bool) or value is None:
+        return True
+    if kind in (list, tuple):
+        return all(_plain(v) for v in value)
+    if kind is dict:
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return False
 
 
 def _kind(value: Any) -> str:
