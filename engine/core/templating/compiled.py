@@ -68,6 +68,30 @@ class Unsupported(Exception):
 Compiled = Callable[[Mapping[str, Any]], Any]
 
 
+class _Namespace:
+    """What a generated function's source refers to by name: every value it uses (a
+    template's constants, filters, values from `values`) is a name here, never text in the
+    source."""
+
+    def __init__(self, **fixed: Any) -> None:
+        self.values: dict[str, Any] = dict(fixed)
+        self._names: dict[int, str] = {}  # by id: each value is kept alive in `values`
+
+    def name(self, value: Any) -> str:
+        name = self._names.get(id(value))
+        if name is None:
+            name = self._names[id(value)] = f"_k{len(self._names)}"
+            self.values[name] = value
+        return name
+
+    def define(self, source: str, function: str) -> Compiled:
+        """The function `function` that `source` defines, with these names."""
+        namespace = dict(self.values)
+        exec(compile(source, "<secretpatch compiled template>", "exec"), namespace)  # noqa: S102
+        defined: Compiled = namespace[function]
+        return defined
+
+
 def compile_template(
     env: jinja2.Environment, tree: nodes.Template, values: Mapping[str, Any]
 ) -> Compiled | None:
@@ -103,15 +127,8 @@ def compile_tree(
     function building it. `leaf` gives a dynamic leaf's compiled function and whether it
     always yields a str; a leaf that may yield anything else is checked to be JSON data and
     copied, as fragments.py does. None when a leaf is not compiled."""
-    namespace: dict[str, Any] = {"_Fallback": Fallback, "_json": _json_copy}
-    constants: dict[int, str] = {}
-
-    def constant(value: Any) -> str:
-        name = constants.get(id(value))
-        if name is None:
-            name = constants[id(value)] = f"_k{len(constants)}"
-            namespace[name] = value
-        return name
+    names = _Namespace(_json=_json_copy)
+    constant = names.name
 
     def build(node: Any) -> str:
         if type(node) is shared:
@@ -130,16 +147,9 @@ def compile_tree(
         return call if text else f"_json({call})"
 
     try:
-        source = f"def _build(_ctx):\n    return {build(tree)}\n"
-    except (Unsupported, RecursionError, SyntaxError):
+        return names.define(f"def _build(_ctx):\n    return {build(tree)}\n", "_build")
+    except (Unsupported, RecursionError, SyntaxError):  # the last two: nested too deep
         return None
-    try:
-        code = compile(source, "<secretpatch compiled fragment>", "exec")
-    except (RecursionError, SyntaxError):
-        return None
-    exec(code, namespace)  # noqa: S102 - source written above from the fragment's tree
-    function: Compiled = namespace["_build"]
-    return function
 
 
 class _Generator:
@@ -152,16 +162,16 @@ class _Generator:
         self.values = values
         self.lines: list[str] = []
         self.depth = 0
-        self.namespace: dict[str, Any] = {
-            "_Fallback": Fallback,
-            "_SecretRequest": SecretRequest,
-            "_attr": _lookup(env.getattr),
-            "_item": _lookup(env.getitem),
-            "_call": _call_str_method,
-            "_defined": _defined,
-            "_set": _is_set,
-            "_raise": _raise_fallback,
-        }
+        self.names = _Namespace(
+            _Fallback=Fallback,
+            _SecretRequest=SecretRequest,
+            _attr=_lookup(env.getattr),
+            _item=_lookup(env.getitem),
+            _call=_call_str_method,
+            _defined=_defined,
+            _set=_is_set,
+            _raise=_raise_fallback,
+        )
         # Filters that return a str whatever they are given (or raise): their result needs
         # no check for undefined and no conversion.
         self.str_filters = {
@@ -169,7 +179,6 @@ class _Generator:
             for name in ("shquote", "path_join", "lower", "upper", "replace", "trim", "string", "join")
             if name in env.filters
         }
-        self.constants: dict[int, str] = {}
         self.used: set[str] = set()  # context names read
         # Jinja's names in scope, innermost frame last (the template, then each `with`):
         # each maps to its Python variable, its value when `values` decide it on every path
@@ -204,22 +213,13 @@ class _Generator:
                 "        raise _Fallback from None",
             ]
         )
-        namespace = dict(self.namespace)
-        exec(compile(source, "<secretpatch compiled template>", "exec"), namespace)  # noqa: S102
-        compiled: Compiled = namespace["_render"]
-        return compiled
+        return self.names.define(source, "_render")
 
     def emit(self, line: str) -> None:
         self.lines.append("    " * self.depth + line)
 
     def constant(self, value: Any) -> str:
-        """A name in the function's namespace holding `value` (the source holds no value)."""
-        name = self.constants.get(id(value))
-        if name is None:
-            name = f"_k{len(self.constants)}"
-            self.constants[id(value)] = name
-            self.namespace[name] = value
-        return name
+        return self.names.name(value)
 
     # ---- statements --------------------------------------------------------------------
 
@@ -348,9 +348,10 @@ class _Generator:
             raise Unsupported("a constant part fails") from None
         if isinstance(value, jinja2.Undefined):
             raise Unsupported("a constant part is undefined")
-        # Only plain data is shared between renders: an iterator (`reverse`, `unique`) is
-        # made afresh by every render, since the first use would consume a shared one.
-        return value if _plain(value) else _UNKNOWN
+        # Only JSON data (strings, numbers, lists, mappings) is shared between renders: an
+        # iterator (`reverse`, `unique`) is made afresh by every render, since the first use
+        # would consume a shared one.
+        return value if is_json_data(value) else _UNKNOWN
 
     def decided(self, node: nodes.Node) -> Any:
         """The truth of a condition where `values` settle it, though it names more
@@ -504,19 +505,6 @@ class _Generator:
         if function is len:
             return call, "int"
         return f"_defined({call})", ""
-
-
-def _plain(value: Any) -> bool:
-    """Whether `value` is plain data (strings, numbers, booleans, None, and lists, tuples and
-    dicts of them), which every render may share."""
-    kind = type(value)
-    if kind in (str, int, float, bool) or value is None:
-        return True
-    if kind in (list, tuple):
-        return all(_plain(v) for v in value)
-    if kind is dict:
-        return all(_plain(k) and _plain(v) for k, v in value.items())
-    return False
 
 
 def _kind(value: Any) -> str:
