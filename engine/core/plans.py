@@ -51,9 +51,7 @@ def shapes_of(rule: Rule, rendered: Rendered) -> tuple[Any, ...]:
     """A secret's rendered items, as each fragment's merge mode may look at them
     (`MergeMode.shape`; a static fragment's, worked out at load)."""
     return tuple(
-        spec.shape
-        if items is spec.items and spec.shape is not None
-        else tuple(spec.mode.shape(item) for item in items)
+        spec.shape if items is spec.items and spec.shape is not None else spec.mode.shapes(items)
         for spec, items in zip(rule.fragments, rendered.items, strict=True)
     )
 

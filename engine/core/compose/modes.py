@@ -109,6 +109,10 @@ class MergeMode:
         the same of the items of every list field, with their count."""
         return item_shape(item)
 
+    def shapes(self, items: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
+        """The shape of each of a fragment's items."""
+        return tuple(self.shape(item) for item in items)
+
     def targets(self, list_name: str, field: str | None, start: int, end: int) -> list[Key]:
         """The targets in one list named by `into`: the list itself, or with `field` that
         list of each container from the `start`th to before the `end`th."""

@@ -137,7 +137,7 @@ def compile_rule(
     rule.minimum_kubernetes = minimum_kubernetes(doc, env, values)
     for spec in rule.fragments:
         spec.items = static_items(spec)
-        spec.shape = None if spec.items is None else tuple(spec.mode.shape(item) for item in spec.items)
+        spec.shape = None if spec.items is None else spec.mode.shapes(spec.items)
     rule.shared = frozenset().union(
         *(spec.fragment.shared() for spec in rule.fragments),
         (id(spec.items) for spec in rule.fragments if spec.items is not None),
