@@ -223,31 +223,32 @@ class Engine:
         if request.operation != "CREATE":
             return admission.skipped(request)
         try:
-            _, _, remembered = self._lookup(request.pod)
+            _, _, remembered, _ = self._lookup(request.pod)
         except InputError as exc:
             return admission.refused(request, exc)
         return None if remembered is None else admission.answered(request, remembered)
 
     def _lookup(
         self, pod: Mapping[str, Any]
-    ) -> tuple[list[tuple[str, str]], bytes | None, admission.Answer | None]:
-        """The pod's secret annotations, their memo key, and the answer they need without
-        composing (none for no secrets, or the memo's), if there is one."""
+    ) -> tuple[list[tuple[str, str]], bytes | None, admission.Answer | None, PodView | None]:
+        """The pod's secret annotations, their memo key, the answer they need without
+        composing (none for no secrets, or the memo's) if there is one, and the view the
+        memo asked the pod through (for plans; none when it could not ask)."""
         annotations = self._annotations(pod)
         if not annotations:
-            return annotations, None, admission.Answer()
+            return annotations, None, admission.Answer(), None
         if self._memo is None:
-            return annotations, None, None
+            return annotations, None, None, None
         # The annotations as they are decide the requests, so they key the memo undecoded.
         key = key_of(annotations)
         try:
             view = PodView(pod, self.config.limits.maxListItems)
         except InputError:
-            return annotations, key, None  # composing says what is wrong with it
-        return annotations, key, self._memo.find(key, lambda record: record.holds(view))
+            return annotations, key, None, None  # composing says what is wrong with it
+        return annotations, key, self._memo.find(key, lambda record: record.holds(view)), view
 
     def _review_mutate(self, pod: Mapping[str, Any], deadline: float | None = None) -> admission.Answer:
-        annotations, key, remembered = self._lookup(pod)
+        annotations, key, remembered, view = self._lookup(pod)
         if remembered is not None:
             return remembered
         memo = self._memo
@@ -255,7 +256,7 @@ class Engine:
             memo.misses += 1
         chosen = self._chosen(annotations, deadline)
         trace = _Trace()
-        planned = self._planned(pod, chosen, deadline)
+        planned = None if view is None else self._planned(pod, view, chosen, deadline)
         if planned is not None:
             mutation, record = planned
         else:
@@ -271,25 +272,26 @@ class Engine:
         )
         if memo is not None and key is not None:
             # A plan's record holds for this pod: composing it would have asked its questions.
-            view = trace.view
+            composed = trace.view
             if record is not None:
                 memo.store(key, lambda: record, answer)
-            elif view is not None:
-                memo.store(key, lambda: Recorded.of(view.reads), answer)
+            elif composed is not None:
+                memo.store(key, lambda: Recorded.of(composed.reads), answer)
         return answer
 
     def _planned(
-        self, pod: Mapping[str, Any], chosen: list[tuple[SecretRequest, Rule]], deadline: float | None
+        self,
+        pod: Mapping[str, Any],
+        view: PodView,
+        chosen: list[tuple[SecretRequest, Rule]],
+        deadline: float | None,
     ) -> tuple[Mutation, Recorded] | None:
         """The mutation a remembered plan gives this pod (plans.py), if one fits, with the
-        plan's record of the pod (this pod gives each of its answers)."""
+        plan's record of the pod (this pod gives each of its answers). `view` is the one the
+        memo asked the pod through: the plan's record asks the same kind of questions."""
         plans = self._plans
         if plans is None or not chosen or any(rule.per_pod for _, rule in chosen):
             return None
-        try:
-            view = PodView(pod, self.config.limits.maxListItems)
-        except InputError:
-            return None  # composing says what is wrong with it
         render = self._composer.render_cached
         fitted: list[tuple[Plan, list[Rendered]]] = []
 
