@@ -49,11 +49,18 @@ PlannedOp = tuple[str, int, Any]  # path, what, and (secret, fragment, item) or 
 
 def shapes_of(rule: Rule, rendered: Rendered) -> tuple[Any, ...]:
     """A secret's rendered items, as each fragment's merge mode may look at them
-    (`MergeMode.shape`; a static fragment's, worked out at load)."""
-    return tuple(
-        spec.shape if items is spec.items and spec.shape is not None else spec.mode.shapes(items)
-        for spec, items in zip(rule.fragments, rendered.items, strict=True)
-    )
+    (`MergeMode.shape`): a static fragment's worked out at load, and as much of the others'
+    as their templates decide (`FragmentSpec.item_shapes`)."""
+    shapes = []
+    for spec, items in zip(rule.fragments, rendered.items, strict=True):
+        each = spec.item_shapes
+        if items is spec.items and spec.shape is not None:
+            shapes.append(spec.shape)
+        elif each is not None and len(each) == len(items):
+            shapes.append(tuple(shape(item) for shape, item in zip(each, items, strict=True)))
+        else:
+            shapes.append(spec.mode.shapes(items))
+    return tuple(shapes)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ from typing import Any, ClassVar
 
 from ..errors import quote_json
 from .pod_patch import CONTAINER_LISTS, Changed, Key, PodPatch, describe
+from .shapes import VARIES, Shape, item_shape, skeleton_shape
 
-# The fields of an item that modes merging named items compare with the pod's.
-_LOOKED_AT = frozenset({"name", "mountPath"})
 # The metadata maps a `set` fragment may write.
 METADATA_MAPS = ("annotations", "labels")
 
@@ -112,6 +111,19 @@ class MergeMode:
     def shapes(self, items: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
         """The shape of each of a fragment's items."""
         return tuple(self.shape(item) for item in items)
+
+    def item_shapes(self, skeleton: Any) -> tuple[Shape, ...] | None:
+        """For a fragment whose renders are built on `skeleton` (shapes.py: its template,
+        with `VARIES` for each computed value), a function giving `shape` of each item it
+        renders, worked out at load as far as the skeleton decides it; None when the
+        skeleton does not decide how many items there are, or the mode's shape is its own."""
+        if type(self).shape is not MergeMode.shape:
+            return None
+        if type(skeleton) is dict:
+            return (skeleton_shape(skeleton),)
+        if type(skeleton) is list and all(type(s) is dict or s is VARIES for s in skeleton):
+            return tuple(self.shape if s is VARIES else skeleton_shape(s) for s in skeleton)
+        return None
 
     def targets(self, list_name: str, field: str | None, start: int, end: int) -> list[Key]:
         """The targets in one list named by `into`: the list itself, or with `field` that
@@ -255,29 +267,6 @@ class SetKeys(MergeMode):
     def shape(self, item: Mapping[str, Any]) -> Any:
         """All of it: each value is compared with the pod's."""
         return tuple((key, repr(value)) for key, value in item.items())
-
-
-def item_shape(value: Any) -> Any:
-    """See MergeMode.shape (the modes that merge named items look at names and mount paths)."""
-    if type(value) is dict or isinstance(value, Mapping):
-        return tuple(
-            (key, field)
-            if key in _LOOKED_AT
-            else (
-                key,
-                item_shape(field) if type(field) is list or isinstance(field, list) else type(field).__name__,
-            )
-            for key, field in value.items()
-        )
-    if type(value) is list or isinstance(value, list):
-        return (
-            "list",
-            *[
-                item_shape(v) if type(v) is dict or isinstance(v, Mapping | list) else type(v).__name__
-                for v in value
-            ],
-        )
-    return type(value).__name__
 
 
 def add_unless_named(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:

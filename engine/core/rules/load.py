@@ -12,6 +12,7 @@ import jinja2
 
 from .. import yamldoc
 from ..compose.modes import MODES, EntryError, MergeMode
+from ..compose.shapes import VARIES
 from ..errors import LoadError, RenderError
 from ..options import DEFAULT_PROFILE, FLYTE_PROFILES, closest
 from ..templating.compiled import compile_template
@@ -138,6 +139,8 @@ def compile_rule(
     for spec in rule.fragments:
         spec.items = static_items(spec)
         spec.shape = None if spec.items is None else spec.mode.shapes(spec.items)
+        if spec.items is None and spec.per == "secret":
+            spec.item_shapes = spec.mode.item_shapes(spec.fragment.skeleton(VARIES))
     rule.shared = frozenset().union(
         *(spec.fragment.shared() for spec in rule.fragments),
         (id(spec.items) for spec in rule.fragments if spec.items is not None),

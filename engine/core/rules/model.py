@@ -7,7 +7,7 @@ does it accept it (and if not, why), and which items does each of its fragments 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -64,6 +64,9 @@ class FragmentSpec:
     items: tuple[Mapping[str, Any], ...] | None = None
     # What merging those items may look at (MergeMode.shape), for plans, worked out with them.
     shape: tuple[Any, ...] | None = None
+    # For a fragment rendered per secret: what gives the shape of each item it renders,
+    # worked out at load from its template (MergeMode.item_shapes); None: MergeMode.shapes.
+    item_shapes: tuple[Callable[[Any], Any], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,23 @@ class Fragment:
                 stack.extend(node)
         return frozenset(found)
 
+    def skeleton(self, varies: object) -> Any:
+        """The tree as its renders are built: its mappings and lists, each constant as it
+        is, and `varies` for each value computed per render (compose/shapes.py)."""
+
+        def walk(node: Any) -> Any:
+            if type(node) is Const:
+                return node.value
+            if isinstance(node, Dynamic):
+                return varies
+            if isinstance(node, dict):
+                return {k: walk(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [walk(v) for v in node]
+            return node
+
+        return walk(self.static if self.is_static else self.tree)
+
     @property
     def secret_reads(self) -> frozenset[str] | None:
         """The fields of `secret` the fragment may read (None: any); values are folded in."""
