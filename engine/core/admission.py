@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from .budget import BoundedCache, approx_size
 from .errors import InputError, RefusalCode, Rejected, RenderError, printable, quote_json
-from .jsontypes import AdmissionResponse, AdmissionReviewResponse, PatchOp, is_object
+from .jsontypes import AdmissionResponse, AdmissionReviewResponse, PatchOp, compact_json, is_object
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 # admission.k8s.io/v1 Operation; the API server sends one of these, spelled so.
@@ -78,10 +78,8 @@ def carried_pod(document: Any) -> Any:
     return document
 
 
-# json.dumps with separators builds an encoder per call: a third of a small item's time. No
-# circularity check (a quarter of the rest): what a patch holds is JSON data, parsed or copied
-# as trees (jsontypes.copy_json), which cannot hold a cycle.
-_COMPACT = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+# How to make an item's JSON text, and the item.
+ItemText = tuple[Callable[[Any], str], Any]
 
 
 class PatchEncoder:
@@ -100,25 +98,28 @@ class PatchEncoder:
             "encoder", max_bytes, lambda _, entry: approx_size(entry), second_sight=True
         )
 
-    def _item(self, item: Any) -> str:
+    def _item(self, item: Any, known: Mapping[int, ItemText] | None) -> str:
         entry = self.cache.get(id(item))
         if entry is not None and entry[0] is item:
             return entry[1]
-        text = _COMPACT(item)
+        how = None if known is None else known.get(id(item))
+        text = how[0](item) if how is not None and how[1] is item else compact_json(item)
         self.cache.put(id(item), (item, text), sight=text)
         return text
 
-    def __call__(self, patch: list[PatchOp]) -> bytes:
+    def __call__(self, patch: list[PatchOp], known: Mapping[int, ItemText] | None = None) -> bytes:
+        """The patch's JSON text. `known` gives, by id, how to make the text of items whose
+        skeleton is known (`jsontypes.skeleton_json`), with the item (so an id names it)."""
         parts = []
         for op in patch:
             if op["op"] != "add":
-                parts.append(_COMPACT(op))
+                parts.append(compact_json(op))
                 continue
             value = op["value"]
             if type(value) is list:
-                text = "[" + ",".join(self._item(v) for v in value) + "]"
+                text = "[" + ",".join(self._item(v, known) for v in value) + "]"
             else:
-                text = self._item(value)
+                text = self._item(value, known)
             path = op["path"]
             plain = '"' not in path and "\\" not in path and path.isascii()
             quoted = f'"{path}"' if plain else json.dumps(path)

@@ -40,6 +40,19 @@ class _Trace:
     fresh: bool = False
 
 
+def _item_texts(chosen: Sequence[tuple[SecretRequest, Rule]], renders: Sequence[Rendered]) -> dict[int, Any]:
+    """How the encoder makes the JSON text of each item these renders hold whose fragment's
+    skeleton is known (FragmentSpec.item_json), by the item's id (PatchEncoder)."""
+    known = {}
+    for (_, rule), rendered in zip(chosen, renders, strict=True):
+        for spec, items in zip(rule.fragments, rendered.items, strict=True):
+            each = spec.item_json
+            if each is not None and items is not spec.items and len(each) == len(items):
+                for text, item in zip(each, items, strict=True):
+                    known[id(item)] = (text, item)
+    return known
+
+
 def _plan_key(chosen: Sequence[tuple[SecretRequest, Rule]]) -> tuple[str, ...]:
     """Plans are kept by the rules of a pod's secrets, in order."""
     return tuple(rule.name for _, rule in chosen)
@@ -258,15 +271,17 @@ class Engine:
         trace = _Trace()
         planned = None if view is None else self._planned(pod, view, chosen, deadline)
         if planned is not None:
-            mutation, record = planned
+            mutation, record, renders = planned
         else:
             mutation = self._mutate(pod, copy_items=False, chosen=chosen, deadline=deadline, trace=trace)
             self._plan(chosen, trace, mutation)
             record = None
+            renders = [rendered for _, rendered in trace.renders]
         secrets = tuple(i.secret.label() for i in mutation.injected)
         rules = sorted({i.rule for i in mutation.injected})
+        known = _item_texts(chosen, renders) if len(renders) == len(chosen) else None
         answer = admission.Answer(
-            admission.patch_field(self._encode(mutation.patch)) if mutation.patch else "",
+            admission.patch_field(self._encode(mutation.patch, known)) if mutation.patch else "",
             secrets,
             {"secrets": ",".join(secrets), "rule": ",".join(rules)},
         )
@@ -285,10 +300,11 @@ class Engine:
         view: PodView,
         chosen: list[tuple[SecretRequest, Rule]],
         deadline: float | None,
-    ) -> tuple[Mutation, Recorded] | None:
+    ) -> tuple[Mutation, Recorded, list[Rendered]] | None:
         """The mutation a remembered plan gives this pod (plans.py), if one fits, with the
-        plan's record of the pod (this pod gives each of its answers). `view` is the one the
-        memo asked the pod through: the plan's record asks the same kind of questions."""
+        plan's record of the pod (this pod gives each of its answers) and each secret's
+        render. `view` is the one the memo asked the pod through: the plan's record asks the
+        same kind of questions."""
         plans = self._plans
         if plans is None or not chosen or any(rule.per_pod for _, rule in chosen):
             return None
@@ -315,7 +331,7 @@ class Engine:
         injected = tuple(
             Injected(request, rule.name, r.texts) for (request, rule), r in zip(chosen, renders, strict=True)
         )
-        return Mutation(pod, operations(planned, renders), injected), plan.record
+        return Mutation(pod, operations(planned, renders), injected), plan.record, renders
 
     def _plan(self, chosen: list[tuple[SecretRequest, Rule]], trace: _Trace, mutation: Mutation) -> None:
         """Remember a fresh pod's composition as a plan (plans.py) for pods shaped like it."""

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..errors import quote_json
+from ..jsontypes import VARIES
 from .pod_patch import CONTAINER_LISTS, Changed, Key, PodPatch, describe
-from .shapes import VARIES, Shape, item_shape, skeleton_shape
+from .shapes import Shape, item_shape, skeleton_shape
 
 # The metadata maps a `set` fragment may write.
 METADATA_MAPS = ("annotations", "labels")

@@ -8,7 +8,7 @@ Working that out walks the whole item, which for a never-seen secret is a good p
 a plan saves. Yet most of an item a fragment renders is fixed when the rule loads: its
 mappings and lists are those of the template, and only the values its expressions compute
 vary. So for a fragment's `skeleton` (its template with each computed value replaced by
-`VARIES`) `skeleton_shape` works out the fixed part once, and gives a function that reads
+`jsontypes.VARIES`) `skeleton_shape` works out the fixed part once, and gives a function that reads
 only the values that vary. It gives what `item_shape` gives for any item built on that
 skeleton (tests/test_plans.py checks the two agree).
 """
@@ -18,23 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..jsontypes import VARIES, varies
+
 # The fields of an item that modes merging named items compare with the pod's.
 LOOKED_AT = frozenset({"name", "mountPath"})
 
 Shape = Callable[[Any], Any]
-
-
-class _Varies:
-    """The type of VARIES."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "VARIES"
-
-
-# In a skeleton: a value each render computes.
-VARIES: Any = _Varies()
 
 
 def item_shape(value: Any) -> Any:
@@ -58,17 +47,6 @@ def _element_shape(value: Any) -> Any:
     if type(value) is dict or isinstance(value, Mapping | list):
         return item_shape(value)
     return type(value).__name__
-
-
-def varies(skeleton: Any) -> bool:
-    """Whether anything in `skeleton` is computed at each render."""
-    if skeleton is VARIES:
-        return True
-    if type(skeleton) is dict:
-        return any(varies(v) for v in skeleton.values())
-    if type(skeleton) is list:
-        return any(varies(v) for v in skeleton)
-    return False
 
 
 def skeleton_shape(skeleton: dict[str, Any] | list[Any]) -> Shape:

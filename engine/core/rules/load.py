@@ -4,7 +4,7 @@ line for every mistake, then compiled into a `Rule` with its patterns and templa
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,8 @@ import jinja2
 
 from .. import yamldoc
 from ..compose.modes import MODES, EntryError, MergeMode
-from ..compose.shapes import VARIES
 from ..errors import LoadError, RenderError
+from ..jsontypes import VARIES, compact_json, skeleton_json
 from ..options import DEFAULT_PROFILE, FLYTE_PROFILES, closest
 from ..templating.compiled import compile_template
 from ..templating.fragments import load_fragment
@@ -140,7 +140,9 @@ def compile_rule(
         spec.items = static_items(spec)
         spec.shape = None if spec.items is None else spec.mode.shapes(spec.items)
         if spec.items is None and spec.per == "secret":
-            spec.item_shapes = spec.mode.item_shapes(spec.fragment.skeleton(VARIES))
+            skeleton = spec.fragment.skeleton(VARIES)
+            spec.item_shapes = spec.mode.item_shapes(skeleton)
+            spec.item_json = _item_json(skeleton)
     rule.shared = frozenset().union(
         *(spec.fragment.shared() for spec in rule.fragments),
         (id(spec.items) for spec in rule.fragments if spec.items is not None),
@@ -158,6 +160,28 @@ def compile_rule(
             f"{exc.message} (rendering a sample secret)", file=exc.file or doc.file, line=exc.line
         ) from None
     return rule
+
+
+def _item_json(skeleton: Any) -> tuple[Callable[[Any], str], ...] | None:
+    """How to make the JSON text of each item a fragment built on `skeleton` renders (a
+    mapping is one item, a list's elements are its items); None when the skeleton does not
+    decide how many there are."""
+    if type(skeleton) is dict:
+        made = skeleton_json(skeleton)
+        return None if made is None else (made,)
+    if type(skeleton) is not list:
+        return None
+    each = []
+    for element in skeleton:
+        made = None
+        if element is VARIES:
+            made = compact_json
+        elif type(element) is dict:
+            made = skeleton_json(element)
+        if made is None:
+            return None
+        each.append(made)
+    return tuple(each)
 
 
 def _request_fields_read(rule: Rule) -> frozenset[str]:

@@ -67,6 +67,8 @@ class FragmentSpec:
     # For a fragment rendered per secret: what gives the shape of each item it renders,
     # worked out at load from its template (MergeMode.item_shapes); None: MergeMode.shapes.
     item_shapes: tuple[Callable[[Any], Any], ...] | None = None
+    # The same, for each item's JSON text (jsontypes.skeleton_json; None: encoded whole).
+    item_json: tuple[Callable[[Any], str], ...] | None = None
 
 
 @dataclass(frozen=True)
