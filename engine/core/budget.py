@@ -89,14 +89,14 @@ class Doorkeeper:
         hashed = hash(key)
         first, second = hashed & self._mask, (hashed >> self._shift) & self._mask
         bits = self._bits
-        new = 0
-        for slot in (first, second):
-            byte, bit = slot >> 3, 1 << (slot & 7)
-            if not bits[byte] & bit:
-                bits[byte] |= bit
-                new += 1
+        one, two = 1 << (first & 7), 1 << (second & 7)
+        first >>= 3
+        second >>= 3
+        new = (not bits[first] & one) + (not bits[second] & two)
         if not new:
             return True
+        bits[first] |= one
+        bits[second] |= two
         self._set += new
         if self._set >= self._limit:
             self._bits = bytearray(len(bits))

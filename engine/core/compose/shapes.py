@@ -39,11 +39,15 @@ def item_shape(value: Any) -> Any:
 
 def _field_shape(value: Any) -> Any:
     """A mapping's field, as item_shape gives it (other than a name or mount path)."""
+    if type(value) is str:  # most are: no isinstance of an ABC
+        return "str"
     return item_shape(value) if type(value) is list or isinstance(value, list) else type(value).__name__
 
 
 def _element_shape(value: Any) -> Any:
     """A list's element, as item_shape gives it."""
+    if type(value) is str:
+        return "str"
     if type(value) is dict or isinstance(value, Mapping | list):
         return item_shape(value)
     return type(value).__name__

@@ -145,10 +145,16 @@ class Rule:
         composed; fragments are fixed once the rule is loaded)."""
         return any(spec.per == "pod" for spec in self.fragments)
 
+    @cached_property
+    def _unread(self) -> tuple[str, ...]:
+        """The request fields no template reads (`reads` is set by the loader before any
+        render)."""
+        return tuple(name for name in REQUEST_FIELDS if name not in self.reads)
+
     def _visible(self, request: SecretRequest) -> SecretRequest:
         """The request as templates see it: a field no template reads is not validated, so
         none may see it."""
-        unread = {name: "" for name in REQUEST_FIELDS if name not in self.reads and getattr(request, name)}
+        unread = {name: "" for name in self._unread if getattr(request, name)}
         return replace(request, **unread) if unread else request
 
     def _texts(self, request: SecretRequest, index: int, pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -181,12 +187,15 @@ class Rule:
         self, context: Mapping[str, Any], per: str
     ) -> tuple[tuple[Mapping[str, Any], ...], ...]:
         """Each fragment's items: rendered for the fragments of this `per`, none for the others."""
-        return tuple(
-            (spec.items if spec.items is not None else _items(spec, spec.fragment.render(context)))
-            if spec.per == per
-            else ()
-            for spec in self.fragments
-        )
+        rendered: list[tuple[Mapping[str, Any], ...]] = []
+        for spec in self.fragments:  # (a loop, not a generator: it runs for every secret)
+            if spec.per != per:
+                rendered.append(())
+            elif spec.items is not None:
+                rendered.append(spec.items)
+            else:
+                rendered.append(_items(spec, spec.fragment.render(context)))
+        return tuple(rendered)
 
 
 # Linux's MAX_ARG_STRLEN: the longest single argument or environment string exec takes. A

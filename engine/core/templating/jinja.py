@@ -49,6 +49,12 @@ def shquote(value: object) -> str:
 
 def path_join(base: object, *parts: object) -> str:
     """Go's filepath.Join (join, then clean), refusing a result outside `base`."""
+    if len(parts) == 1 and type(base) is str and type(parts[0]) is str:
+        # The common case below, for one name (a secret's group, then its version).
+        part: str = parts[0]
+        root, inside, plain = _cleaned_root(base)
+        if plain and part and "/" not in part and part not in {".", ".."}:
+            return inside + part
     if not isinstance(base, str) or not all(isinstance(p, str) for p in parts):
         raise TypeError("path_join expects strings")
     root, inside, plain = _cleaned_root(base)
