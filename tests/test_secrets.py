@@ -31,6 +31,12 @@ from .conftest import annotation, flyte_b32, flyte_pod, proto_text
         ("abc", "a length of 3 characters is impossible"),
         ("a", "a length of 1 characters is impossible"),
         ("m4zg 54lq", 'character " " is outside'),
+        # Digits and separators that int(s, 32) would read, and characters outside ASCII.
+        ("m4zg054l", 'character "0" is outside'),
+        ("m4zg754l", 'character "7" is outside'),
+        ("m4zg_54l", 'character "_" is outside'),
+        ("m4zg\u00e954l", "is outside a-z and 1-6"),
+        ("m4zg54l\x00", "is outside a-z and 1-6"),
     ],
 )
 def test_bad_base32_is_explained(value: str, reason: str) -> None:
@@ -292,6 +298,13 @@ def test_every_annotation_flyte_writes_takes_the_fast_path() -> None:
 
 
 _FLYTE = "abcdefghijklmnopqrstuvwxyz123456"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=_FLYTE, max_size=40), st.characters().filter(lambda c: c not in _FLYTE + "\r\n"))
+def test_base32_with_any_other_character_is_refused(value: str, other: str) -> None:
+    with pytest.raises(ValueError, match="is outside a-z and 1-6"):
+        decode_base32(value[:3] + other + value[3:])
 
 
 @settings(max_examples=500, deadline=None)

@@ -217,7 +217,8 @@ def test_reviews_send_the_same_patch_text_with_skeleton_json_as_without() -> Non
     whole = with_item_json(lambda _: None)
     for n in range(6):
         wanted = [
-            {"group": f"g{n}-{i}", "group_version": str(i + 1), "key": "k" * (n % 2)} for i in range(1 + n % 3)
+            {"group": f"g{n}-{i}", "group_version": str(i + 1), "key": "k" * (n % 2)}
+            for i in range(1 + n % 3)
         ]
         pod = flyte_pod(*wanted)
         got = answer(fast, pod, uid=str(n))
