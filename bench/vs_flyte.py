@@ -18,8 +18,8 @@ gives both sides the same AdmissionReview files:
 Two measurements, in one run:
 
 - in-process, no TLS or HTTP: `flytegcp-baseline -bench 'DIR/*.json' -n N` against
-  `Engine.review` on the parsed body plus serialising the answer (as bench/engine.py does),
-  each pinned to the same core, Go with GOMAXPROCS=1. Median and p99 microseconds per review.
+  `Engine.review` on the body parsed and the answer serialised with orjson, as the server
+  parses and answers (engine/webhook/bodies.py), each pinned to the same core, Go with GOMAXPROCS=1. Median and p99 microseconds per review.
   In never-seen mode every Python review gets a body that engine has not seen (a fresh engine
   per case and round, one body per iteration).
 - served: `secretpatch serve` and `flytegcp-baseline -addr` with the same certificates, both
@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonpatch
+import orjson
 from secretpatch import Engine
 from secretpatch.webhook import certs
 
@@ -283,16 +284,17 @@ def percentiles(times: list[float]) -> tuple[float, float]:
 
 
 def python_inproc(case: Case, bodies: list[bytes], *, plans: bool = True) -> tuple[float, float]:
-    """Engine.review on the parsed body plus the answer's JSON, per body, with a fresh engine
-    (so never-seen bodies are never seen) warmed on bodies apart from the measured ones.
+    """Engine.review on the body parsed and the answer serialised with orjson, per body,
+    with a fresh engine (so never-seen bodies are never seen) warmed on bodies apart from
+    the measured ones.
     Without `plans`, no pod gets the plan of an earlier one (engine/core/plans.py): each is
     composed, as the first pod of a shape no pod had is."""
     engine = Engine.from_config(None)
     if not plans:
         engine._plans = None  # the engine keeps plans whenever it keeps a memo
 
-    def review(body: bytes) -> bytes:
-        return json.dumps(engine.review(json.loads(body))).encode()
+    def review(body: bytes) -> bytes:  # as the server reads and answers (webhook/bodies.py)
+        return orjson.dumps(engine.review(orjson.loads(body)))
 
     for body in case.inproc_warm:
         review(body)

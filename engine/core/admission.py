@@ -91,6 +91,9 @@ class PatchEncoder:
     cache's byte budget counts the item and its text. An item is kept the second time its
     text is made: one rendered for a single pod is not, one the render cache hands out again
     is. (Not the second time its id comes: a new item often has the id of one just freed.)
+    An item whose text its fragment's skeleton makes (`known`, jsontypes.skeleton_json) is
+    not kept: the skeleton makes it in 2 us, about what counting and keeping it costs, and
+    a never-seen secret's item would never be asked for again.
     """
 
     def __init__(self, max_bytes: int = 4 << 20) -> None:
@@ -103,7 +106,10 @@ class PatchEncoder:
         if entry is not None and entry[0] is item:
             return entry[1]
         how = None if known is None else known.get(id(item))
-        text = how[0](item) if how is not None and how[1] is item else compact_json(item)
+        if how is not None and how[1] is item:
+            # Made from its skeleton in about the time keeping it would take: not kept.
+            return how[0](item)
+        text = compact_json(item)
         self.cache.put(id(item), (item, text), sight=text)
         return text
 
