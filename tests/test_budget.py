@@ -95,6 +95,33 @@ def test_secrets_seen_once_do_not_push_out_those_asked_for_again() -> None:
     assert hits == [True], "the steady task's render was served from the cache"
 
 
+def test_the_rule_and_render_caches_are_asked_from_an_annotations_second_sight() -> None:
+    """An annotation at its first sight (the decode cache's doorkeeper) is decoded, given
+    its rule and rendered without asking the rule and render caches, which keep nothing of
+    it; at its second sight they keep what they compute, and the third is served by them."""
+    engine = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 0}}})
+    caches = {cache.name: cache for cache in engine._caches}
+    asked: list[Any] = []
+    lookup = engine._composer.render_cached
+
+    def counted(key: Any) -> Any:
+        asked.append(caches["render"].get(key) is not None)
+        return lookup(key)
+
+    engine._composer.render_cached = counted
+    for n in range(20):
+        pod = flyte_pod(*[{"group": f"new-{n}-{i}", "group_version": "1"} for i in range(3)])
+        engine.review(admission_review(pod))
+    assert asked == [] and caches["rule"].stats().entries == caches["render"].stats().entries == 0
+    task = flyte_pod(
+        {"group": "db-password", "group_version": "3"}, {"group": "api-key", "group_version": "1"}
+    )
+    for _ in range(3):
+        engine.review(admission_review(task))
+    assert asked == [False, False, True, True], "kept at the second sight, served at the third"
+    assert caches["rule"].stats().entries == caches["render"].stats().entries == 2
+
+
 def test_the_encoder_keeps_an_item_whose_text_comes_again_not_one_whose_id_does() -> None:
     from secretpatch.core.admission import PatchEncoder
 

@@ -174,12 +174,16 @@ class BoundedCache(Generic[K, V]):
     def cached(self, compute: Callable[[K], V]) -> Callable[[K], V]:
         """`compute`, remembered in this cache (exceptions are not remembered)."""
 
+        entries = self._entries
+
         def lookup(key: K) -> V:
-            entry = self._entries.get(key)
+            entry = entries.get(key)
             if entry is not None:
                 return entry[0]
             value = compute(key)
-            self.put(key, value)
+            door = self._door  # `put`, inlined: this runs for every secret of a new pod
+            if door is None or door.seen(key):
+                self.keep(key, value)
             return value
 
         return lookup

@@ -8,7 +8,7 @@ calls but the render cache it is given, so one `Composer` serves many threads at
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any, cast
 
 from .compose.modes import MountConflict, NameCollision
@@ -49,10 +49,13 @@ class Composer:
         *,
         base: int | None = None,
         renders: list[tuple[int, Rendered]] | None = None,
+        fresh: Container[int] = frozenset(),
     ) -> list[Injected]:
         """Merge every chosen rule's fragments for every request, in Flyte's order. A replay
         (see `replay`) numbers init containers from `base`, where the first patch did.
-        `renders` gets each secret's init container number and render (for plans.py)."""
+        `renders` gets each secret's init container number and render (for plans.py).
+        Requests whose ids are in `fresh` (their annotation's first sight) are rendered
+        without the render cache."""
         limits = self.limits
         containers = patch.length("containers") + patch.length("initContainers")
         if containers > limits.maxContainers:
@@ -78,21 +81,21 @@ class Composer:
                 index = patch.length("initContainers")
             else:
                 index = base + patch.matched.get(("initContainers",), 0)
-            rendered: Rendered = (
-                rule.render(request, index, pod)
-                if rule.reads_pod
-                else cast(Rendered, self.render_cached((rule, request, index)))
-            )
+            if rule.reads_pod:
+                rendered = rule.render(request, index, pod)
+            elif id(request) in fresh:
+                rendered = rule.render(request, index, {})  # as render_uncached does
+            else:
+                rendered = cast(Rendered, self.render_cached((rule, request, index)))
             if renders is not None:
                 renders.append((index, rendered))
             batch = pending.pop(rule, None)
             whole: PodRendered | None = None
             if batch is not None:
-                whole = (
-                    rule.render_pod(batch, index, pod)
-                    if rule.reads_pod
-                    else cast(PodRendered, self.render_cached((rule, tuple(batch), index)))
-                )
+                if rule.reads_pod or any(id(r) in fresh for r in batch):
+                    whole = rule.render_pod(batch, index, pod if rule.reads_pod else {})
+                else:
+                    whole = cast(PodRendered, self.render_cached((rule, tuple(batch), index)))
             name = request.label() if patch.track_sources else ""  # provenance only
             for position, spec in enumerate(rule.fragments):
                 if spec.per == "pod":
@@ -135,6 +138,7 @@ class Composer:
         deadline: float | None,
         *,
         copy_items: bool,
+        fresh: Container[int] = frozenset(),
     ) -> PodPatch | None:
         """The injection composed as the pod's own, if the pod already carries it: it was
         injected once and is reviewed again (reinvocationPolicy: IfNeeded, after another
@@ -159,7 +163,7 @@ class Composer:
                 max_ops=self.limits.maxPatchOperations,
             )
             try:
-                self.compose(replay, chosen, pod, deadline, base=base)
+                self.compose(replay, chosen, pod, deadline, base=base, fresh=fresh)
             except (Changed, Rejected):
                 continue
             if replay.matched:

@@ -152,6 +152,12 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
         raise _unreadable(name, "the decoded request is not UTF-8 text") from None
     except ValueError as exc:
         raise _unreadable(name, str(exc)) from None
+    # A text as Go's marshaller writes it holds nothing _NO_REQUEST_HAS finds (printable
+    # ASCII strings without a backslash, and line breaks), so it is read first.
+    marshalled = read_marshalled(text)
+    if marshalled is not None:
+        group, group_version, key, mount_requirement, env_var = marshalled
+        return SecretRequest(name, group, group_version, key, mount_requirement, env_var)
     hostile = _NO_REQUEST_HAS.search(text)
     if hostile is not None:
         found = hostile.group()
@@ -159,10 +165,6 @@ def decode_annotation(name: str, value: str) -> SecretRequest:
         raise _unreadable(
             name, f"the decoded request holds {what} at offset {hostile.start()}, which no request has"
         )
-    marshalled = read_marshalled(text)
-    if marshalled is not None:
-        group, group_version, key, mount_requirement, env_var = marshalled
-        return SecretRequest(name, group, group_version, key, mount_requirement, env_var)
     try:
         message = _parse_text(text)
     except text_format.ParseError as exc:

@@ -71,14 +71,17 @@ class Engine:
         # which rule takes a request on the request alone, and what a rule renders on the
         # request and the init container number alone (unless its templates read the pod).
         # Every cache has a byte budget that counts its keys; rules are shared, not counted.
-        # Each keeps what comes a second time (budget.Doorkeeper): a pod of a new task pays
-        # for no entry that may never be asked for, and cannot push out those that are.
-        decoded: BoundedCache[tuple[str, str], SecretRequest] = BoundedCache(
+        # Each keeps what comes a second time: a pod of a new task pays for no entry that
+        # may never be asked for, and cannot push out those that are. The decode cache
+        # keeps an annotation's request at its second sight (budget.Doorkeeper); the rule
+        # and render caches are asked only for the request of an annotation that came
+        # before (`_request`), and keep what they compute for it. A never-seen secret
+        # costs them nothing.
+        self._decoded: BoundedCache[tuple[str, str], SecretRequest] = BoundedCache(
             "decode", limits.decodeCacheBytes, second_sight=True
         )
-        self._decode = decoded.cached(lambda key: decode_annotation(*key))
         chosen: BoundedCache[SecretRequest, Rule] = BoundedCache(
-            "rule", limits.ruleCacheBytes, lambda request, _: approx_size(request), second_sight=True
+            "rule", limits.ruleCacheBytes, lambda request, _: approx_size(request)
         )
         self._rule_for = chosen.cached(self._choose_rule)
         # A per-pod render is keyed by all the rule's requests and shares the budget.
@@ -86,11 +89,10 @@ class Engine:
             "render",
             limits.renderCacheBytes,
             lambda key, value: approx_size(key[1:]) + approx_size(value, key[0].shared),
-            second_sight=True,
         )
         self._composer = Composer(limits, rendered.cached(render_uncached), self.managers)
         self._encode = admission.PatchEncoder(limits.encoderCacheBytes)
-        self._caches: list[BoundedCache[Any, Any]] = [decoded, chosen, rendered, self._encode.cache]
+        self._caches: list[BoundedCache[Any, Any]] = [self._decoded, chosen, rendered, self._encode.cache]
         # A rule whose templates read the pod makes patches depend on more than the memo sees.
         off = limits.memoBytes == 0 or any(rule.reads_pod for rule in self.rules)
         # A quarter of the memo's budget holds plans (plans.py): compositions by shape, for
@@ -118,31 +120,51 @@ class Engine:
             raise InputError("a pod must be a JSON object")
         return secret_annotations(pod)
 
+    def _request(self, name: str, value: str) -> tuple[SecretRequest, bool]:
+        """The annotation's request, and whether this is the first sight of the annotation
+        (then the rule and render caches are not asked: see __init__)."""
+        decoded, key = self._decoded, (name, value)
+        request = decoded.get(key)
+        if request is not None:
+            return request, False
+        request = decode_annotation(name, value)
+        if decoded.admits(key):  # (a decode cache without a doorkeeper admits every key)
+            decoded.keep(key, request)
+            return request, False
+        return request, True
+
+    def _rule_of(self, request: SecretRequest, first_sight: bool) -> Rule:
+        return self._choose_rule(request) if first_sight else self._rule_for(request)
+
     def _chosen(
         self, annotations: list[tuple[str, str]], deadline: float | None
-    ) -> list[tuple[SecretRequest, Rule]]:
+    ) -> tuple[list[tuple[SecretRequest, Rule]], frozenset[int]]:
         """Each annotation decoded and given its rule, one by one, so that the first bad
         request stops the work: a hostile pod costs at most one decoding more than its
-        valid requests."""
+        valid requests. With the ids of the requests of annotations at their first sight,
+        which are rendered without the render cache (see __init__)."""
         limits = self.config.limits
         chosen = []
+        fresh = set()
         for name, value in order_annotations(annotations, limits.maxSecrets, limits.maxAnnotationChars):
             check_deadline(deadline)
-            request = self._decode((name, value))
-            chosen.append((request, self._rule_for(request)))
-        return chosen
+            request, first_sight = self._request(name, value)
+            chosen.append((request, self._rule_of(request, first_sight)))
+            if first_sight:
+                fresh.add(id(request))
+        return chosen, frozenset(fresh)
 
     def _mutate(
         self,
         pod: Mapping[str, Any],
         *,
         copy_items: bool,
-        chosen: list[tuple[SecretRequest, Rule]] | None = None,
+        decided: tuple[list[tuple[SecretRequest, Rule]], frozenset[int]] | None = None,
         deadline: float | None = None,
         trace: _Trace | None = None,
     ) -> Mutation:
-        if chosen is None:
-            chosen = self._chosen(self._annotations(pod), deadline)
+        """`decided`: what `_chosen` gave, when the caller has it."""
+        chosen, fresh = self._chosen(self._annotations(pod), deadline) if decided is None else decided
         if not chosen:
             return Mutation(pod, [])
         # Provenance is for callers that keep the Mutation; reviews serialise and drop it.
@@ -157,9 +179,11 @@ class Engine:
             trace.view = patch.view
         try:
             renders = None if trace is None else trace.renders
-            injected = self._composer.compose(patch, chosen, pod, deadline, renders=renders)
+            injected = self._composer.compose(patch, chosen, pod, deadline, renders=renders, fresh=fresh)
             if patch.ops and not patch.added_singleton:
-                replay = self._composer.replay(patch, chosen, pod, deadline, copy_items=copy_items)
+                replay = self._composer.replay(
+                    patch, chosen, pod, deadline, copy_items=copy_items, fresh=fresh
+                )
                 if replay is not None:
                     patch = replay
             elif trace is not None:
@@ -223,7 +247,7 @@ class Engine:
             if name == first.annotation:
                 continue
             try:
-                self._rule_for(self._decode((name, value)))
+                self._rule_of(*self._request(name, value))
             except Rejected as exc:
                 refusals.append(exc)
         return refusals
@@ -267,13 +291,15 @@ class Engine:
         memo = self._memo
         if memo is not None:
             memo.misses += 1
-        chosen = self._chosen(annotations, deadline)
+        chosen, fresh = self._chosen(annotations, deadline)
         trace = _Trace()
-        planned = None if view is None else self._planned(pod, view, chosen, deadline)
+        planned = None if view is None else self._planned(pod, view, chosen, fresh, deadline)
         if planned is not None:
             mutation, record, renders = planned
         else:
-            mutation = self._mutate(pod, copy_items=False, chosen=chosen, deadline=deadline, trace=trace)
+            mutation = self._mutate(
+                pod, copy_items=False, decided=(chosen, fresh), deadline=deadline, trace=trace
+            )
             self._plan(chosen, trace, mutation)
             record = None
             renders = [rendered for _, rendered in trace.renders]
@@ -299,6 +325,7 @@ class Engine:
         pod: Mapping[str, Any],
         view: PodView,
         chosen: list[tuple[SecretRequest, Rule]],
+        fresh: frozenset[int],
         deadline: float | None,
     ) -> tuple[Mutation, Recorded, list[Rendered]] | None:
         """The mutation a remembered plan gives this pod (plans.py), if one fits, with the
@@ -313,7 +340,8 @@ class Engine:
 
         def rendered(rule: Rule, request: SecretRequest, index: int) -> Rendered:
             check_deadline(deadline)
-            return cast(Rendered, render((rule, request, index)))
+            key = (rule, request, index)
+            return cast(Rendered, render_uncached(key) if id(request) in fresh else render(key))
 
         def fits(plan: Plan) -> bool:
             renders = plan.fits(view, chosen, rendered)
