@@ -101,7 +101,8 @@ class PatchEncoder:
             "encoder", max_bytes, lambda _, entry: approx_size(entry), second_sight=True
         )
 
-    def _item(self, item: Any, known: Mapping[int, ItemText] | None) -> str:
+    def item(self, item: Any, known: Mapping[int, ItemText] | None = None) -> str:
+        """One item's JSON text (`known`: see __call__)."""
         entry = self.cache.get(id(item))
         if entry is not None and entry[0] is item:
             return entry[1]
@@ -123,14 +124,18 @@ class PatchEncoder:
                 continue
             value = op["value"]
             if type(value) is list:
-                text = "[" + ",".join(self._item(v, known) for v in value) + "]"
+                text = "[" + ",".join(self.item(v, known) for v in value) + "]"
             else:
-                text = self._item(value, known)
-            path = op["path"]
-            plain = '"' not in path and "\\" not in path and path.isascii()
-            quoted = f'"{path}"' if plain else json.dumps(path)
-            parts.append(f'{{"op":"add","path":{quoted},"value":{text}}}')
+                text = self.item(value, known)
+            parts.append(f"{add_head(op['path'])}{text}}}")
         return ("[" + ",".join(parts) + "]").encode("utf-8")
+
+
+def add_head(path: str) -> str:
+    """The JSON text of an add operation up to its value (which follows, then "}")."""
+    plain = '"' not in path and "\\" not in path and path.isascii()
+    quoted = f'"{path}"' if plain else json.dumps(path)
+    return f'{{"op":"add","path":{quoted},"value":'
 
 
 def patch_field(encoded: bytes) -> str:

@@ -14,12 +14,13 @@ paths, in which order) depends on nothing else than:
 The rest of an item (a gcloud line, an image) is carried into an operation, never looked at.
 So a `Plan` keeps, for one composition, the record of the pod's answers (`Recorded`, as the
 memo keeps it), the init container number each secret rendered at, each secret's item
-shapes (the projection above; `MergeMode.shape`), and the operations with each rendered item replaced by its
-place. A later pod with the same rules in the same order gets the plan's operations, filled
-with its own rendered items, when the record holds for it and every secret, rendered at the
-plan's number, has the plan's shape. Composing would then ask the same questions, get the
-same answers and see the same names at every step, so it would make the same operations
-(tests/test_plans.py compares the two on generated pods).
+shapes (the projection above; `MergeMode.shape`), and the operations with each rendered
+item replaced by its place, their JSON text made once. A later pod with the same rules in
+the same order gets the plan's operations, filled with its own rendered items (its patch's
+text is the plan's, with its items' text in their places), when the record holds for it
+and every secret, rendered at the plan's number, has the plan's shape. Composing would then
+ask the same questions, get the same answers and see the same names at every step, so it
+would make the same operations (tests/test_plans.py compares the two on generated pods).
 
 Plans are kept in a memo of their own (keyed by the rules, second sight, within the byte
 budget the engine gives it), only for compositions that added the pod's secrets volume (a
@@ -33,10 +34,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .admission import add_head
 from .budget import approx_size
 from .compose.recorded import Recorded
 from .compose.view import PodView
-from .jsontypes import PatchOp
+from .jsontypes import PatchOp, compact_json
 from .requests import SecretRequest
 from .rules.model import Rendered, Rule
 
@@ -44,7 +46,9 @@ from .rules.model import Rendered, Rule
 # that item (a list created), or of a value kept as it is.
 REMOVE, ITEM, LIST, KEPT = 0, 1, 2, 3
 
-PlannedOp = tuple[str, int, Any]  # path, what, and (secret, fragment, item) or the value
+# Path, what, (secret, fragment, item) or the value, and the operation's JSON text: all of it
+# for a remove or a kept value, the text before the item for the others (admission.add_head).
+PlannedOp = tuple[str, int, Any, str]
 
 
 def shapes_of(rule: Rule, rendered: Rendered) -> tuple[Any, ...]:
@@ -113,18 +117,19 @@ def plan_of(
                 places.setdefault(id(value), (secret, fragment, item))
     planned: list[PlannedOp] = []
     for op in ops:
+        path = op["path"]
         if op["op"] == "remove":
-            planned.append((op["path"], REMOVE, None))
+            planned.append((path, REMOVE, None, compact_json(op)))
             continue
         value = op["value"]
         if id(value) in places:
-            planned.append((op["path"], ITEM, places[id(value)]))
+            planned.append((path, ITEM, places[id(value)], add_head(path)))
         elif type(value) is list and len(value) == 1 and id(value[0]) in places:
-            planned.append((op["path"], LIST, places[id(value[0])]))
+            planned.append((path, LIST, places[id(value[0])], add_head(path) + "["))
         elif _holds_item(value, places):
             return None
         else:
-            planned.append((op["path"], KEPT, value))
+            planned.append((path, KEPT, value, add_head(path) + compact_json(value) + "}"))
     shapes = tuple(
         shapes_of(rule, rendered) for (_, rule), (_, rendered) in zip(chosen, renders, strict=True)
     )
@@ -140,16 +145,18 @@ def _holds_item(value: Any, places: Mapping[int, Any]) -> bool:
     return False
 
 
-def operations(planned: Sequence[PlannedOp], renders: Sequence[Rendered]) -> list[PatchOp]:
-    """The plan's operations, filled with this pod's rendered items."""
-    ops: list[PatchOp] = []
-    for path, what, where in planned:
-        if what == REMOVE:
-            ops.append({"op": "remove", "path": path})
-        elif what == KEPT:
-            ops.append({"op": "add", "path": path, "value": where})
-        else:
-            secret, fragment, item = where
-            value = renders[secret].items[fragment][item]
-            ops.append({"op": "add", "path": path, "value": [value] if what == LIST else value})
-    return ops
+def encoded(
+    planned: Sequence[PlannedOp], renders: Sequence[Rendered], item_text: Callable[[Any], str]
+) -> bytes:
+    """The JSON text of the plan's operations filled with this pod's rendered items (each
+    item's text by `item_text`): what admission.PatchEncoder makes of those operations,
+    without making them. The rest of each operation's text was made with the plan."""
+    parts = []
+    for _, what, where, text in planned:
+        if what in {REMOVE, KEPT}:
+            parts.append(text)
+            continue
+        secret, fragment, item = where
+        value = item_text(renders[secret].items[fragment][item])
+        parts.append(f"{text}{value}]}}" if what == LIST else f"{text}{value}}}")
+    return ("[" + ",".join(parts) + "]").encode("utf-8")

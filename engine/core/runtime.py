@@ -22,8 +22,8 @@ from .errors import InputError, Rejected, RenderError
 from .injection import Composer, RenderKey, check_deadline, refused_secret, render_uncached
 from .jsontypes import AdmissionReviewResponse, is_object
 from .memo import ReviewMemo, key_of
-from .mutation import Injected, Mutation, Source
-from .plans import Plan, PlannedOp, operations, plan_of
+from .mutation import Mutation, Source
+from .plans import Plan, PlannedOp, encoded, plan_of
 from .requests import SecretRequest, decode_annotation, order_annotations, secret_annotations
 from .rules.model import ArgumentTooLong, PodRendered, Rendered, Rule, mark_skippable
 from .rules.select import load_rules
@@ -293,9 +293,11 @@ class Engine:
             memo.misses += 1
         chosen, fresh = self._chosen(annotations, deadline)
         trace = _Trace()
-        planned = None if view is None else self._planned(pod, view, chosen, fresh, deadline)
-        if planned is not None:
-            mutation, record, renders = planned
+        planned = None if view is None else self._planned(view, chosen, fresh, deadline)
+        if planned is not None:  # every secret is injected, with its rule
+            text, record = planned
+            secrets = tuple(request.label() for request, _ in chosen)
+            rules = sorted({rule.name for _, rule in chosen})
         else:
             mutation = self._mutate(
                 pod, copy_items=False, decided=(chosen, fresh), deadline=deadline, trace=trace
@@ -303,11 +305,12 @@ class Engine:
             self._plan(chosen, trace, mutation)
             record = None
             renders = [rendered for _, rendered in trace.renders]
-        secrets = tuple(i.secret.label() for i in mutation.injected)
-        rules = sorted({i.rule for i in mutation.injected})
-        known = _item_texts(chosen, renders) if len(renders) == len(chosen) else None
+            known = _item_texts(chosen, renders) if len(renders) == len(chosen) else None
+            text = self._encode(mutation.patch, known) if mutation.patch else b""
+            secrets = tuple(i.secret.label() for i in mutation.injected)
+            rules = sorted({i.rule for i in mutation.injected})
         answer = admission.Answer(
-            admission.patch_field(self._encode(mutation.patch, known)) if mutation.patch else "",
+            admission.patch_field(text) if text else "",
             secrets,
             {"secrets": ",".join(secrets), "rule": ",".join(rules)},
         )
@@ -322,16 +325,15 @@ class Engine:
 
     def _planned(
         self,
-        pod: Mapping[str, Any],
         view: PodView,
         chosen: list[tuple[SecretRequest, Rule]],
         fresh: frozenset[int],
         deadline: float | None,
-    ) -> tuple[Mutation, Recorded, list[Rendered]] | None:
-        """The mutation a remembered plan gives this pod (plans.py), if one fits, with the
-        plan's record of the pod (this pod gives each of its answers) and each secret's
-        render. `view` is the one the memo asked the pod through: the plan's record asks the
-        same kind of questions."""
+    ) -> tuple[bytes, Recorded] | None:
+        """The patch's JSON text a remembered plan gives this pod (plans.py), if one fits,
+        with the plan's record of the pod (this pod gives each of its answers). `view` is
+        the one the memo asked the pod through: the plan's record asks the same kind of
+        questions."""
         plans = self._plans
         if plans is None or not chosen or any(rule.per_pod for _, rule in chosen):
             return None
@@ -356,10 +358,8 @@ class Engine:
         if planned is None:
             return None
         plan, renders = fitted[-1]
-        injected = tuple(
-            Injected(request, rule.name, r.texts) for (request, rule), r in zip(chosen, renders, strict=True)
-        )
-        return Mutation(pod, operations(planned, renders), injected), plan.record, renders
+        known = _item_texts(chosen, renders)
+        return encoded(planned, renders, lambda item: self._encode.item(item, known)), plan.record
 
     def _plan(self, chosen: list[tuple[SecretRequest, Rule]], trace: _Trace, mutation: Mutation) -> None:
         """Remember a fresh pod's composition as a plan (plans.py) for pods shaped like it."""

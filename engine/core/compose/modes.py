@@ -90,6 +90,10 @@ class MergeMode:
     def items(self, value: Any) -> tuple[Mapping[str, Any], ...]:
         """A rendered template as the items to merge: one mapping with a non-empty string
         `name`, or a list of them with distinct names."""
+        if type(value) is dict:  # one item, as most fragments render: no set of names
+            name = value.get("name")
+            if type(name) is str and name:
+                return (value,)
         items = value if isinstance(value, list) else [value]
         names = set()
         for item in items:

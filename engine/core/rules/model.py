@@ -213,14 +213,16 @@ def _items(spec: FragmentSpec, value: Any) -> tuple[Mapping[str, Any], ...]:
         items = spec.mode.items(value)
     except ShapeError as exc:
         raise RenderError(str(exc), file=spec.fragment.file) from None
-    if spec.field is None and CONTAINER_LISTS & set(spec.into):
+    if spec.field is None and not CONTAINER_LISTS.isdisjoint(spec.into):
         strings = [s for item in items for field in ("command", "args") for s in item.get(field) or ()]
     elif spec.field == "env":
         strings = [f"{item['name']}={item.get('value', '')}" for item in items]
     else:
         return items
     for text in strings:
-        size = len(text.encode()) if isinstance(text, str) else 0
+        if not isinstance(text, str) or len(text) * 4 <= MAX_ARG_BYTES:
+            continue  # (UTF-8 takes at most 4 bytes a character: no need to encode it)
+        size = len(text.encode())
         if size > MAX_ARG_BYTES:
             raise ArgumentTooLong(
                 f"{spec.fragment.name} renders a string of {size} bytes for a container's "
