@@ -281,18 +281,21 @@ _FIELD = st.one_of(
     st.text(max_size=10),
 )
 
+# Requests of every kind, valid or not, for the shipped templates.
+REQUESTS = st.builds(
+    SecretRequest,
+    annotation=st.sampled_from(["flyte.secrets/s0", "flyte.secrets/s12"]),
+    group=_FIELD,
+    group_version=_FIELD,
+    key=_FIELD,
+    mount_requirement=st.sampled_from(["ANY", "FILE", "ENV_VAR"]),
+    env_var=st.sampled_from(["", "MY_VAR", "x"]),
+)
+
 
 @settings(max_examples=150, deadline=None)
 @given(
-    request=st.builds(
-        SecretRequest,
-        annotation=st.sampled_from(["flyte.secrets/s0", "flyte.secrets/s12"]),
-        group=_FIELD,
-        group_version=_FIELD,
-        key=_FIELD,
-        mount_requirement=st.sampled_from(["ANY", "FILE", "ENV_VAR"]),
-        env_var=st.sampled_from(["", "MY_VAR", "x"]),
-    ),
+    request=REQUESTS,
     index=st.integers(0, 30),
 )
 def test_the_shipped_templates_render_as_in_jinja(

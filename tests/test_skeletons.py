@@ -25,7 +25,7 @@ from secretpatch.core.jsontypes import VARIES, compact_json, skeleton_json
 from secretpatch.core.requests import SecretRequest
 from secretpatch.core.rules.model import ArgumentTooLong
 
-from .test_compiled import _FIELD, _rules
+from .test_compiled import REQUESTS, _rules
 
 _KEYS = st.sampled_from(["name", "mountPath", "image", "env", "command", "x"])
 _SCALARS = st.one_of(st.text(max_size=4), st.integers(), st.booleans(), st.none())
@@ -136,15 +136,7 @@ def test_the_shipped_init_container_has_item_shapes_and_json(rules: list[Any]) -
 
 @settings(max_examples=150, deadline=None)
 @given(
-    request=st.builds(
-        SecretRequest,
-        annotation=st.sampled_from(["flyte.secrets/s0", "flyte.secrets/s12"]),
-        group=_FIELD,
-        group_version=_FIELD,
-        key=_FIELD,
-        mount_requirement=st.sampled_from(["ANY", "FILE", "ENV_VAR"]),
-        env_var=st.sampled_from(["", "MY_VAR", "x"]),
-    ),
+    request=REQUESTS,
     index=st.integers(0, 30),
 )
 def test_the_shipped_rules_items_have_the_shapes_their_modes_give(
