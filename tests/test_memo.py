@@ -533,3 +533,27 @@ def test_a_python_value_that_is_not_json_where_the_composer_reads_is_refused_not
     with pytest.raises(Rejected) as caught:
         LOADED.mutate(pod)
     assert caught.value.code == "mount-conflict" and "<set>" in caught.value.message
+
+
+def test_a_review_after_remembered_outcome_keys_the_memo_by_its_own_annotations() -> None:
+    """remembered_outcome leaves the memo key of a pod it has no answer for to the review
+    that follows (the server's order); a review of a pod whose annotations differ, even the
+    same pod changed in between, works out its own."""
+    engine = Engine.from_config(None)
+    first = flyte_pod({"group": "a", "group_version": "1"})
+    for _ in range(3):  # answered from the memo from the third
+        engine.review(admission_review(first))
+    other = flyte_pod({"group": "b", "group_version": "2"})
+    review = admission_review(other)
+    assert engine.remembered_outcome(review) is None
+    other["metadata"]["annotations"] = dict(first["metadata"]["annotations"])
+    changed = engine.review_outcome(review)
+    assert changed.response == engine.review(admission_review(first))
+    assert changed.secrets == ("a/1",)
+    for _ in range(3):  # nothing was kept under the key of b's annotations
+        assert engine.review_outcome(
+            admission_review(flyte_pod({"group": "b", "group_version": "2"}))
+        ).secrets == ("b/2",)
+    review = admission_review(flyte_pod({"group": "c", "group_version": "3"}))
+    assert engine.remembered_outcome(review) is None
+    assert engine.review_outcome(review).secrets == ("c/3",)
