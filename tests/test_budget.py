@@ -122,6 +122,20 @@ def test_the_rule_and_render_caches_are_asked_from_an_annotations_second_sight()
     assert caches["rule"].stats().entries == caches["render"].stats().entries == 2
 
 
+def test_with_a_decode_cache_too_small_for_a_doorkeeper_the_rule_and_render_caches_have_their_own() -> None:
+    """Such a decode cache cannot tell an annotation's first sight: the other two keep at
+    their own key's second sight, not every never-seen secret."""
+    engine = Engine.from_config({"secretpatch": {"limits": {"memoBytes": 0, "decodeCacheBytes": 0}}})
+    caches = {cache.name: cache for cache in engine._caches}
+    for n in range(20):
+        engine.review(admission_review(flyte_pod({"group": f"new-{n}", "group_version": "1"})))
+    assert caches["rule"].stats().entries == caches["render"].stats().entries == 0
+    task = flyte_pod({"group": "db-password", "group_version": "3"})
+    for _ in range(2):
+        engine.review(admission_review(task))
+    assert caches["rule"].stats().entries == caches["render"].stats().entries == 1
+
+
 def test_the_encoder_keeps_an_item_whose_text_comes_again_not_one_whose_id_does() -> None:
     from secretpatch.core.admission import PatchEncoder
 

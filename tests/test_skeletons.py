@@ -11,6 +11,7 @@ renders under every switch of its values.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,9 @@ def test_a_skeletons_json_is_the_json_of_every_value_built_on_it(case: tuple[Any
 
 def test_a_skeleton_with_a_key_other_than_a_string_is_left_to_the_encoder() -> None:
     assert skeleton_json({"a": VARIES, 1: "x"}) is None
+    # A constant JSON cannot carry (YAML reads 2020-01-01 as a date): the encoder refuses it
+    # per review, naming it, as before; loading the rule does not fail on it.
+    assert skeleton_json({"a": VARIES, "when": datetime.date(2020, 1, 1)}) is None
     assert skeleton_json({"a": {2: VARIES}}) is None
     assert skeleton_json({"a": [{"b": VARIES}, "é"]}) is not None
 
@@ -225,3 +229,15 @@ def _counted(text: Any, made: list[str]) -> Any:
         return made[-1]
 
     return counted
+
+
+def test_a_fragment_with_a_constant_json_cannot_carry_still_loads(tmp_path: Path) -> None:
+    """From review: working out the skeleton's JSON at load raised on a YAML date and
+    stopped the start-up with a bare TypeError. The fragment loads, as before, and is
+    encoded whole (where the encoder refuses it per review, as before)."""
+    from .test_plans import _with_fragment
+
+    template = 'name: "extra-{{ index }}"\nimage: x\nsince: 2020-01-01\n'
+    engine = _with_fragment(tmp_path, "    merge: append\n    into: [initContainers]\n", template)
+    (spec,) = [s for s in engine.rules[0].fragments if s.fragment.name == "gcp/extra.yaml.j2"]
+    assert spec.item_json is None and spec.item_shapes is not None

@@ -139,6 +139,11 @@ class BoundedCache(Generic[K, V]):
         self._evictions = 0
         self._lock = threading.Lock()
 
+    @property
+    def at_second_sight(self) -> bool:
+        """Whether it keeps an entry only at its key's second sight (it has a doorkeeper)."""
+        return self._door is not None
+
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
         return None if entry is None else entry[0]

@@ -142,8 +142,11 @@ def skeleton_json(skeleton: dict[str, Any] | list[Any]) -> Callable[[Any], str] 
             pieces.append("]")
         return True
 
-    if not walk(skeleton, ()):
-        return None
+    try:
+        if not walk(skeleton, ()):
+            return None
+    except (TypeError, ValueError, RecursionError):
+        return None  # a constant JSON cannot carry (a YAML date): the encoder says so per review
     merged: list[str | tuple[Any, ...]] = []
     for piece in pieces:  # adjacent constant text as one piece
         if type(piece) is str and merged and type(merged[-1]) is str:

@@ -76,12 +76,14 @@ class Engine:
         # keeps an annotation's request at its second sight (budget.Doorkeeper); the rule
         # and render caches are asked only for the request of an annotation that came
         # before (`_request`), and keep what they compute for it. A never-seen secret
-        # costs them nothing.
+        # costs them nothing. (A decode cache too small for a doorkeeper cannot tell: then
+        # they have their own.)
         self._decoded: BoundedCache[tuple[str, str], SecretRequest] = BoundedCache(
             "decode", limits.decodeCacheBytes, second_sight=True
         )
+        own = not self._decoded.at_second_sight
         chosen: BoundedCache[SecretRequest, Rule] = BoundedCache(
-            "rule", limits.ruleCacheBytes, lambda request, _: approx_size(request)
+            "rule", limits.ruleCacheBytes, lambda request, _: approx_size(request), second_sight=own
         )
         self._rule_for = chosen.cached(self._choose_rule)
         # A per-pod render is keyed by all the rule's requests and shares the budget.
@@ -89,6 +91,7 @@ class Engine:
             "render",
             limits.renderCacheBytes,
             lambda key, value: approx_size(key[1:]) + approx_size(value, key[0].shared),
+            second_sight=own,
         )
         self._composer = Composer(limits, rendered.cached(render_uncached), self.managers)
         self._encode = admission.PatchEncoder(limits.encoderCacheBytes)
