@@ -80,10 +80,16 @@ def test_the_patch_encoder_gives_the_same_json_as_a_plain_dump() -> None:
         {"op": "add", "path": "/spec/volumes", "value": [shared]},
         {"op": "add", "path": "/spec/containers/0/env/0", "value": shared},
         {"op": "add", "path": "/spec/a~1b/-", "value": {"name": "y"}},
+        # From review: a control character in a path was written unescaped (a `set`
+        # fragment's key with a tab), and the patch was not JSON.
+        {"op": "add", "path": "/metadata/labels/tab\there", "value": "x"},
+        {"op": "add", "path": '/metadata/labels/q"\\é\x7f', "value": "x"},
     ]
     encoder = PatchEncoder(max_bytes=3000)
     for _ in range(3):
-        assert json.loads(encoder(patch)) == patch
+        text = encoder(patch)
+        assert json.loads(text) == patch
+        assert text == json.dumps(patch, separators=(",", ":")).encode()
 
 
 def metric_labels(metric: str) -> list[str]:

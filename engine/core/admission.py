@@ -133,7 +133,8 @@ class PatchEncoder:
 
 def add_head(path: str) -> str:
     """The JSON text of an add operation up to its value (which follows, then "}")."""
-    plain = '"' not in path and "\\" not in path and path.isascii()
+    # Written as it is when JSON needs no escape in it: printable ASCII, no quote or backslash.
+    plain = path.isascii() and path.isprintable() and '"' not in path and "\\" not in path
     quoted = f'"{path}"' if plain else json.dumps(path)
     return f'{{"op":"add","path":{quoted},"value":'
 
