@@ -70,6 +70,24 @@ def test_a_plan_is_kept_when_a_shape_comes_again() -> None:
     assert engine.memo is not None and engine.memo.hits == 0  # every pod asked for new secrets
 
 
+def test_pods_each_of_a_shape_no_other_pod_has_make_no_plans() -> None:
+    """A plan is kept at the second sight of its rules with the same record of the pod: a
+    pod of a shape no other has (here another number of env variables each) makes and
+    sizes none, and pushes out none; two of one shape make one."""
+    engine = Engine.from_config(None)
+    for n in range(10):
+        containers = [
+            {"name": "main", "image": "task:1", "env": [{"name": f"E{i}", "value": "x"} for i in range(n)]}
+        ]
+        pod = flyte_pod({"group": f"new-{n}", "group_version": "1"}, containers=containers)
+        assert patch_of(answer(engine, pod, uid=str(n))) == engine.mutate(pod).patch
+    assert plans_of(engine).stats().entries == 0
+    for n in range(3):
+        pod = flyte_pod({"group": f"again-{n}", "group_version": "1"})
+        assert patch_of(answer(engine, pod, uid=f"a{n}")) == engine.mutate(pod).patch
+    assert plans_of(engine).stats().entries == 1 and plans_of(engine).hits == 1
+
+
 def test_a_plan_fills_in_each_pods_own_items() -> None:
     engine = planning_at_first_sight(Engine.from_config(None))
     first = flyte_pod({"group": "alpha", "group_version": "1"})

@@ -101,10 +101,12 @@ class ReviewMemo(Generic[R, A]):
         answer is kept)."""
         self.remember(key, lambda: (record(), answer))
 
-    def remember(self, key: Hashable, make: Callable[[], tuple[R, A] | None]) -> None:
+    def remember(
+        self, key: Hashable, make: Callable[[], tuple[R, A] | None], *, sight: Hashable = None
+    ) -> None:
         """Remember the record and answer `make()` gives (called only if they are kept; None
-        keeps nothing)."""
-        if not self._cache.admits(key):
+        keeps nothing). With `sight`, that (not the key) is what must have come before."""
+        if not self._cache.admits(key if sight is None else sight):
             return
         made = make()
         if made is None:

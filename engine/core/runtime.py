@@ -38,6 +38,13 @@ class _Trace:
     view: PodView | None = None
     renders: list[tuple[int, Rendered]] = field(default_factory=list)
     fresh: bool = False
+    _record: Recorded | None = None
+
+    def recorded(self, view: PodView) -> Recorded:
+        """The record of the pod's answers, made once (the memo and plans both keep it)."""
+        if self._record is None:
+            self._record = Recorded.of(view.reads)
+        return self._record
 
 
 def _item_texts(chosen: Sequence[tuple[SecretRequest, Rule]], renders: Sequence[Rendered]) -> dict[int, Any]:
@@ -333,7 +340,7 @@ class Engine:
             if record is not None:
                 memo.store(key, lambda: record, answer)
             elif composed is not None:
-                memo.store(key, lambda: Recorded.of(composed.reads), answer)
+                memo.store(key, lambda: trace.recorded(composed), answer)
         return answer
 
     def _planned(
@@ -381,9 +388,14 @@ class Engine:
             return
         if any(rule.per_pod for _, rule in chosen) or len(trace.renders) != len(chosen):
             return
-        plans.remember(
-            _plan_key(chosen), lambda: plan_of(Recorded.of(view.reads), chosen, trace.renders, mutation.patch)
-        )
+        # Kept at the second sight of its rules with this record: a pod of a shape no other
+        # pod has (another number of env variables, say) makes and sizes no plan.
+        record, key = trace.recorded(view), _plan_key(chosen)
+        try:
+            sight: Any = (key, hash(record))
+        except TypeError:  # (an answer that cannot be hashed: the rules alone)
+            sight = key
+        plans.remember(key, lambda: plan_of(record, chosen, trace.renders, mutation.patch), sight=sight)
 
     def _choose_rule(self, request: SecretRequest) -> Rule:
         reasons = []
