@@ -152,3 +152,20 @@ def test_the_encoder_keeps_an_item_whose_text_comes_again_not_one_whose_id_does(
         + (b'{"name":"gcp-pull-secret-0","image":"x"}}]')
     )
     assert encoder.cache.get(id(kept)) == (kept, texts[0][53:-2].decode())
+
+
+def test_approx_size_once_counts_a_shared_part_once() -> None:
+    """A plan's item shapes share the constant parts of each fragment's shape: counted once
+    per reference they made a plan five times its size."""
+    import sys
+
+    from secretpatch.core.budget import approx_size
+
+    part = ("volumeMounts", ("list", (("name", "gcp-secret-vol"), ("mountPath", "/etc/flyte/secrets"))))
+    shapes = tuple((("name", f"c-{n}"), part) for n in range(10))
+    assert approx_size(shapes, once=True) < approx_size(shapes)
+    # (the interned "name" is counted once too)
+    assert approx_size(shapes, once=True) <= approx_size(shapes) - 9 * approx_size(part)
+    assert approx_size(shapes, once=True) >= sum(sys.getsizeof(shape) for shape in shapes)
+    tree = {"a": [1, "x", {"b": ("y", 2.5)}], "c": None}  # no object referenced twice
+    assert approx_size(tree, once=True) == approx_size(tree)

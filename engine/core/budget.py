@@ -27,17 +27,25 @@ V = TypeVar("V")
 ENTRY_OVERHEAD = 200
 
 
-def approx_size(value: Any, shared: frozenset[int] = frozenset()) -> int:
+def approx_size(value: Any, shared: frozenset[int] = frozenset(), *, once: bool = False) -> int:
     """The bytes `value` holds, counting each object once per reference (shared objects are
     counted twice: an upper bound), except the objects whose ids are in `shared`, which are
-    held elsewhere for as long (a rule's constant fragments). Walks mappings, lists, tuples,
+    held elsewhere for as long (a rule's constant fragments). With `once`, each object is
+    counted (and walked) once however often it is referenced: for values built of shared
+    parts, such as a plan's item shapes, which share the constant parts of each fragment's
+    shape (a fifth of the bytes, in a third of the time). Walks mappings, lists, tuples,
     sets and objects with a `__dict__`, without recursion."""
     total = 0
     stack = [value]
+    seen: set[int] = set()
     while stack:
         node = stack.pop()
         if shared and id(node) in shared:
             continue
+        if once:
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
         total += sys.getsizeof(node)
         kind = type(node)
         if kind is dict:

@@ -81,7 +81,7 @@ class Plan:
     shapes: tuple[tuple[Any, ...], ...]
 
     def size(self) -> int:
-        return self.record.size() + approx_size(self.shapes) + 16 * len(self.indices)
+        return self.record.size() + approx_size(self.shapes, once=True) + 16 * len(self.indices)
 
     def fits(
         self,
