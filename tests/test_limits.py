@@ -296,3 +296,23 @@ def test_what_the_server_estimates_a_review_costs_before_choosing_where_to_run_i
     document: Any, cost: int
 ) -> None:
     assert estimated_cost_us(document) == cost
+
+
+@pytest.mark.parametrize(
+    ("query", "seconds"),
+    [
+        (b"timeout=10s", 9.0),
+        (b"timeout=1ms", 0.0009),
+        (b"timeout=1m30s", 27.0),  # at most 30 s, the API server's own maximum
+        (b"x=1&timeout=2s", 1.8),
+        (b"timeout=bogus", 7.0),
+        (b"", 7.0),
+        (b"x=" + b"a" * 100 + b"&timeout=5s", 4.5),  # long: worked out without the cache
+        (b"timeout=" + b"9" * 40 + b"s", 7.0),  # past 32 characters: the default
+    ],
+)
+def test_the_review_timeout_is_the_api_servers_less_a_tenth(query: bytes, seconds: float) -> None:
+    from secretpatch.webhook.bodies import review_timeout
+
+    for _ in range(2):  # the second from the cache, for the short ones
+        assert review_timeout(query, 7.0) == pytest.approx(seconds)

@@ -8,6 +8,7 @@ name from the pod made safe for a log line.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from typing import Any, NamedTuple
@@ -160,6 +161,17 @@ def review_timeout(query: bytes, default: float) -> float:
     """The time a review may take: the API server's `?timeout=` (a Go duration such as
     `10s`, the time it will wait, rounded up to a second) less a tenth so that the answer
     arrives while it still waits; `default` when there is none."""
+    if len(query) <= 64:  # the API server sends the same few: worked out once each
+        return _known_timeout(query, default)
+    return _timeout(query, default)
+
+
+@functools.lru_cache(maxsize=64)
+def _known_timeout(query: bytes, default: float) -> float:
+    return _timeout(query, default)
+
+
+def _timeout(query: bytes, default: float) -> float:
     for part in query.split(b"&"):
         name, _, value = part.partition(b"=")
         if name != b"timeout":
