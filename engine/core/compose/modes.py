@@ -122,13 +122,10 @@ class MergeMode:
         with `VARIES` for each computed value), a function giving `shape` of each item it
         renders, worked out at load as far as the skeleton decides it; None when the
         skeleton does not decide how many items there are, or the mode's shape is its own."""
-        if type(self).shape is not MergeMode.shape:
+        each = item_skeletons(skeleton)
+        if type(self).shape is not MergeMode.shape or each is None:
             return None
-        if type(skeleton) is dict:
-            return (skeleton_shape(skeleton),)
-        if type(skeleton) is list and all(type(s) is dict or s is VARIES for s in skeleton):
-            return tuple(self.shape if s is VARIES else skeleton_shape(s) for s in skeleton)
-        return None
+        return tuple(self.shape if s is VARIES else skeleton_shape(s) for s in each)
 
     def targets(self, list_name: str, field: str | None, start: int, end: int) -> list[Key]:
         """The targets in one list named by `into`: the list itself, or with `field` that
@@ -272,6 +269,17 @@ class SetKeys(MergeMode):
     def shape(self, item: Mapping[str, Any]) -> Any:
         """All of it: each value is compared with the pod's."""
         return tuple((key, repr(value)) for key, value in item.items())
+
+
+def item_skeletons(skeleton: Any) -> tuple[Any, ...] | None:
+    """The skeleton of each item a fragment built on `skeleton` renders (`MergeMode.items`: a
+    mapping is one item, a list's elements are its items; `VARIES` for one computed whole),
+    or None when the skeleton does not decide how many items there are."""
+    if type(skeleton) is dict:
+        return (skeleton,)
+    if type(skeleton) is list and all(type(s) is dict or s is VARIES for s in skeleton):
+        return tuple(skeleton)
+    return None
 
 
 def add_unless_named(patch: PodPatch, key: Key, item: Mapping[str, Any]) -> None:

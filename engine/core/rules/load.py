@@ -11,7 +11,7 @@ from typing import Any
 import jinja2
 
 from .. import yamldoc
-from ..compose.modes import MODES, EntryError, MergeMode
+from ..compose.modes import MODES, EntryError, MergeMode, item_skeletons
 from ..errors import LoadError, RenderError
 from ..jsontypes import VARIES, compact_json, skeleton_json
 from ..options import DEFAULT_PROFILE, FLYTE_PROFILES, closest
@@ -163,25 +163,18 @@ def compile_rule(
 
 
 def _item_json(skeleton: Any) -> tuple[Callable[[Any], str], ...] | None:
-    """How to make the JSON text of each item a fragment built on `skeleton` renders (a
-    mapping is one item, a list's elements are its items); None when the skeleton does not
-    decide how many there are."""
-    if type(skeleton) is dict:
-        made = skeleton_json(skeleton)
-        return None if made is None else (made,)
-    if type(skeleton) is not list:
+    """How to make the JSON text of each item a fragment built on `skeleton` renders
+    (`item_skeletons`); None when the skeleton does not decide how many there are."""
+    each = item_skeletons(skeleton)
+    if each is None:
         return None
-    each = []
-    for element in skeleton:
-        made = None
-        if element is VARIES:
-            made = compact_json
-        elif type(element) is dict:
-            made = skeleton_json(element)
+    texts = []
+    for element in each:
+        made = compact_json if element is VARIES else skeleton_json(element)
         if made is None:
             return None
-        each.append(made)
-    return tuple(each)
+        texts.append(made)
+    return tuple(texts)
 
 
 def _request_fields_read(rule: Rule) -> frozenset[str]:
