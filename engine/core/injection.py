@@ -40,6 +40,15 @@ class Composer:
         self.render_cached = render_cached
         self.managers = managers
 
+    def render(self, key: RenderKey, fresh: Container[int]) -> Rendered | PodRendered:
+        """A render of a rule that does not read the pod: from the render cache, or without it
+        when a request's id is in `fresh` (its annotation's first sight: the cache is not
+        asked for it, and keeps nothing of it)."""
+        requests = key[1] if isinstance(key[1], tuple) else (key[1],)
+        if any(id(request) in fresh for request in requests):
+            return render_uncached(key)
+        return self.render_cached(key)
+
     def compose(
         self,
         patch: PodPatch,
@@ -81,21 +90,21 @@ class Composer:
                 index = patch.length("initContainers")
             else:
                 index = base + patch.matched.get(("initContainers",), 0)
-            if rule.reads_pod:
-                rendered = rule.render(request, index, pod)
-            elif id(request) in fresh:
-                rendered = rule.render(request, index, {})  # as render_uncached does
-            else:
-                rendered = cast(Rendered, self.render_cached((rule, request, index)))
+            rendered = (
+                rule.render(request, index, pod)
+                if rule.reads_pod
+                else cast(Rendered, self.render((rule, request, index), fresh))
+            )
             if renders is not None:
                 renders.append((index, rendered))
             batch = pending.pop(rule, None)
             whole: PodRendered | None = None
             if batch is not None:
-                if rule.reads_pod or any(id(r) in fresh for r in batch):
-                    whole = rule.render_pod(batch, index, pod if rule.reads_pod else {})
-                else:
-                    whole = cast(PodRendered, self.render_cached((rule, tuple(batch), index)))
+                whole = (
+                    rule.render_pod(batch, index, pod)
+                    if rule.reads_pod
+                    else cast(PodRendered, self.render((rule, tuple(batch), index), fresh))
+                )
             name = request.label() if patch.track_sources else ""  # provenance only
             for position, spec in enumerate(rule.fragments):
                 if spec.per == "pod":

@@ -40,10 +40,12 @@ class _Trace:
     fresh: bool = False
     _record: Recorded | None = None
 
-    def recorded(self, view: PodView) -> Recorded:
-        """The record of the pod's answers, made once (the memo and plans both keep it)."""
+    def recorded(self) -> Recorded:
+        """The record of the pod's answers through `view`, made once (the memo and plans
+        both keep it); only once the composition has set the view."""
         if self._record is None:
-            self._record = Recorded.of(view.reads)
+            assert self.view is not None
+            self._record = Recorded.of(self.view.reads)
         return self._record
 
 
@@ -336,11 +338,10 @@ class Engine:
         )
         if memo is not None and key is not None:
             # A plan's record holds for this pod: composing it would have asked its questions.
-            composed = trace.view
             if record is not None:
                 memo.store(key, lambda: record, answer)
-            elif composed is not None:
-                memo.store(key, lambda: trace.recorded(composed), answer)
+            elif trace.view is not None:
+                memo.store(key, trace.recorded, answer)
         return answer
 
     def _planned(
@@ -357,13 +358,12 @@ class Engine:
         plans = self._plans
         if plans is None or not chosen or any(rule.per_pod for _, rule in chosen):
             return None
-        render = self._composer.render_cached
+        render = self._composer.render
         fitted: list[tuple[Plan, list[Rendered]]] = []
 
         def rendered(rule: Rule, request: SecretRequest, index: int) -> Rendered:
             check_deadline(deadline)
-            key = (rule, request, index)
-            return cast(Rendered, render_uncached(key) if id(request) in fresh else render(key))
+            return cast(Rendered, render((rule, request, index), fresh))
 
         def fits(plan: Plan) -> bool:
             renders = plan.fits(view, chosen, rendered)
@@ -390,7 +390,7 @@ class Engine:
             return
         # Kept at the second sight of its rules with this record: a pod of a shape no other
         # pod has (another number of env variables, say) makes and sizes no plan.
-        record, key = trace.recorded(view), _plan_key(chosen)
+        record, key = trace.recorded(), _plan_key(chosen)
         try:
             sight: Any = (key, hash(record))
         except TypeError:  # (an answer that cannot be hashed: the rules alone)
