@@ -10,7 +10,7 @@ mappings and lists are those of the template, and only the values its expression
 vary. So for a fragment's `skeleton` (its template with each computed value replaced by
 `jsontypes.VARIES`) `skeleton_shape` works out the fixed part once, and gives a function that reads
 only the values that vary. It gives what `item_shape` gives for any item built on that
-skeleton (tests/test_plans.py checks the two agree).
+skeleton (tests/test_skeletons.py checks the two agree).
 """
 
 from __future__ import annotations

@@ -23,8 +23,6 @@ REQUEST_FIELDS = ("group", "group_version", "key", "env_var")
 # The oldest Kubernetes a rule's patched pods are valid for when it does not say.
 DEFAULT_MINIMUM_KUBERNETES = "1.31"
 
-# Whatever a rule allows, a value from a pod is printable ASCII of bounded length.
-
 SAMPLE_REQUEST = SecretRequest(annotation="flyte.secrets/s0", group="sample-secret", group_version="1")
 SAMPLE_POD: Mapping[str, Any] = {
     "apiVersion": "v1",
@@ -134,6 +132,7 @@ class Rule:
                 )
             if len(value) > MAX_FIELD_LENGTH:
                 return "invalid-field", f"{name} is {len(value)} characters long; it {grammar.rule}"
+            # Whatever a rule allows, a value from a pod is printable ASCII of bounded length.
             if not (value.isascii() and value.isprintable()) or not grammar.pattern.fullmatch(value):
                 return "invalid-field", f"{name} {quote_value(value)} is not valid: it {grammar.rule}"
         return None
