@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from secretpatch.core.requests import MAX_ANNOTATION_LENGTH, encode_request
 from secretpatch.webhook import certs
-from workload import realistic_pod, review_for, sibling, start_webhook
+from workload import process_tree, realistic_pod, review_for, sibling, start_webhook, status_mib
 
 TARGET_P99_RATIO = 3.0
 TARGET_RSS_MIB = 200.0
@@ -345,34 +345,10 @@ class Phase:
         )
 
 
-def process_tree(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parents[int(stat.parent.name)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    tree = {pid}
-    for _ in range(3):
-        tree |= {child for child, parent in parents.items() if parent in tree}
-    return tree
-
-
-def process_rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def rss_mib(pid: int) -> float:
     """The RSS of the server and every process under it (its review process): what a
     container's memory limit counts, near enough."""
-    return sum(process_rss_mib(member) for member in process_tree(pid))
+    return sum(status_mib(member, "VmRSS") for member in process_tree(pid))
 
 
 def measure(target: Target, pid: int, seconds: float, phase: Phase, attacking: threading.Event) -> None:
@@ -419,7 +395,7 @@ def measure(target: Target, pid: int, seconds: float, phase: Phase, attacking: t
     def sample() -> None:
         while not stop.is_set():
             rss.append(rss_mib(pid))
-            own.append(process_rss_mib(pid))
+            own.append(status_mib(pid, "VmRSS"))
             stop.wait(0.05)
 
     threads = [threading.Thread(target=f) for f in (normal, probe, sample)]

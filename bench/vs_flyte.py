@@ -68,7 +68,16 @@ from secretpatch import Engine
 from secretpatch.webhook import certs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workload import ROOT, free_port, realistic_pod, review_for, run_wrk_script, sibling, tree_cpu
+from workload import (
+    ROOT,
+    free_port,
+    peak_rss_mib,
+    realistic_pod,
+    review_for,
+    run_wrk_script,
+    sibling,
+    tree_cpu,
+)
 
 BASELINE = ROOT.parent / "shared" / "flyte-go-baseline"
 BINARY = "flytegcp-baseline"
@@ -346,6 +355,7 @@ class Served:
     cpu: float  # server CPU microseconds per review
     errors: int
     responses: int
+    peak_mib: float  # the server's peak RSS so far (its review process included)
 
 
 class Server:
@@ -442,6 +452,7 @@ def run_wrk(server: Server, connections: int, seconds: float, script: Path, pin:
         cpu=cpu / max(responses, 1) * 1e6,
         errors=errors,
         responses=responses,
+        peak_mib=peak_rss_mib(server.pid),
     )
 
 
@@ -461,6 +472,89 @@ def ratios(ours: list[float], theirs: list[float]) -> list[float]:
 
 
 # --- main ----------------------------------------------------------------------------------
+
+
+# Issue 14's targets, judged on one run: each figure is the median over the rounds of the
+# per-round ratio, as in the tables.
+CPU_TARGET = {"never-seen": 1.0, "siblings": 0.2}  # secretpatch's CPU per review over Go's
+TAIL_TARGET = 3.0  # secretpatch's p99 over its p50, at concurrency 1, every case
+# The server and its review process, whatever is sent (bench/hostile.py, test_hostile_load.py).
+MEMORY_BUDGET_MIB = 200.0
+
+
+def judged(
+    inproc: dict[tuple[int, str], list[tuple[float, float, float, float]]],
+    served: dict[tuple[int, str, int, str], list[Served]],
+) -> list[tuple[str, str, bool | None]]:
+    """Rows of (target, this run's figures, met); met is None for a row shown, not judged."""
+    rows: list[tuple[str, str, bool | None]] = []
+    for mode in MODES:
+        for count in COUNTS:
+            inproc_ratio = statistics.median(r[0] / r[2] for r in inproc[(count, mode)])
+            figures = [("in-process", inproc_ratio)]
+            for k in CONCURRENCY if served else ():
+                ours, go = served[(count, mode, k, "secretpatch")], served[(count, mode, k, "Go")]
+                figures.append(
+                    (f"c={k}", statistics.median(ratios([r.cpu for r in ours], [r.cpu for r in go])))
+                )
+            limit = CPU_TARGET[mode]
+            rows.append(
+                (
+                    f"{MODE_LABEL[mode]}, {count} secret{'s' if count > 1 else ''}: "
+                    f"CPU per review at most {limit:g}x Go's",
+                    ", ".join(f"{label} {ratio:.2f}x" for label, ratio in figures),
+                    all(ratio <= limit for _, ratio in figures) and bool(served),
+                )
+            )
+    for count in COUNTS:
+        shaped = statistics.median(r[0] / r[2] for r in inproc[(count, NEW_SHAPE)])
+        rows.append(
+            (
+                f"{MODE_LABEL[NEW_SHAPE]}, {count} secret{'s' if count > 1 else ''} "
+                "(the first pod of a shape; shown, not a target)",
+                f"in-process {shaped:.2f}x",
+                None,
+            )
+        )
+    if not served:
+        rows.append(("p99 and memory", "not measured (no served runs)", False))
+        return rows
+    tails = {
+        (count, mode): statistics.median(
+            r.p99 / r.p50 for r in served[(count, mode, 1, "secretpatch")] if r.p50 > 0
+        )
+        for count in COUNTS
+        for mode in MODES
+    }
+    worst = max(tails, key=lambda key: tails[key])
+    rows.append(
+        (
+            f"p99 within {TAIL_TARGET:g}x of p50 at concurrency 1, every case",
+            f"{min(tails.values()):.1f}x to {tails[worst]:.1f}x "
+            f"(the most: {worst[0]} secret{'s' if worst[0] > 1 else ''}, {MODE_LABEL[worst[1]]})",
+            tails[worst] <= TAIL_TARGET,
+        )
+    )
+    ours_peak = max(r.peak_mib for (*_, side), runs in served.items() if side == "secretpatch" for r in runs)
+    go_peak = max(r.peak_mib for (*_, side), runs in served.items() if side == "Go" for r in runs)
+    rows.append(
+        (
+            f"peak RSS of the server and its review process under {MEMORY_BUDGET_MIB:g} MiB",
+            f"{ours_peak:.0f} MiB at most (Go: {go_peak:.0f} MiB)",
+            ours_peak < MEMORY_BUDGET_MIB,
+        )
+    )
+    return rows
+
+
+def print_judged(rows: list[tuple[str, str, bool | None]]) -> None:
+    print("\nAgainst issue 14's targets (medians over the rounds of each round's ratio):\n")
+    print("| target | this run | |")
+    print("|---|---|---|")
+    for target, figures, met in rows:
+        print(f"| {target} | {figures} | {'' if met is None else 'met' if met else '**missed**'} |")
+    missed = [target for target, _, met in rows if met is False]
+    print("\nevery target met" if not missed else f"\nmissed: {'; '.join(missed)}")
 
 
 def main() -> None:
@@ -572,9 +666,11 @@ def main() -> None:
 
         if args.skip_served:
             print("\nserved: skipped (--skip-served)")
+            print_judged(judged(inproc, {}))
             return
         if shutil.which("wrk") is None:
             print("\nserved: skipped: wrk not found (apt-get install wrk; `make bench` installs it)")
+            print_judged(judged(inproc, {}))
             return
 
         cert_dir = work / "certs"
@@ -670,6 +766,7 @@ def main() -> None:
                 f"| {statistics.median(r.responses for r in sp_runs):,.0f} / {statistics.median(r.responses for r in go_runs):,.0f} "
                 f"| {sum(r.errors for r in sp_runs)} / {sum(r.errors for r in go_runs)} |"
             )
+        print_judged(judged(inproc, served))
     finally:
         for server in servers:
             with contextlib.suppress(Exception):

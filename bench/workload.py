@@ -249,6 +249,38 @@ def tree_cpu(pid: int) -> float:
     return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> set[int]:
+    """`pid` and the processes under it, three levels down (a server, its review process)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree = {pid}
+    for _ in range(3):
+        tree |= {child for child, parent in parents.items() if parent in tree}
+    return tree
+
+
+def status_mib(pid: int, field: str) -> float:
+    """A size from /proc/PID/status (VmRSS now, VmHWM the peak) in MiB; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The peak RSS of a server and each process under it, added up: at least what the tree
+    held at once, so what a container's memory limit would have seen, or a little more."""
+    return sum(status_mib(member, "VmHWM") for member in process_tree(pid))
+
+
 def run_wrk_script(
     url: str,
     connections: int,
