@@ -188,6 +188,20 @@ def test_malformed_calls_get_400_with_the_reason_and_the_server_keeps_serving(
     assert check.getresponse().status == 200
 
 
+def test_an_answer_names_no_server_software(server: Server) -> None:
+    connection = server.connect()
+    connection.request(
+        "POST",
+        "/mutate--v1-pod?timeout=10s",
+        body=json.dumps(admission_review(flyte_pod())).encode(),
+        headers={"Content-Type": "application/json", "X-Forwarded-For": "203.0.113.9"},
+    )
+    response = connection.getresponse()
+    assert response.status == 200 and json.loads(response.read())["response"]["allowed"] is True
+    names = {name.lower() for name, _ in response.getheaders()}
+    assert names == {"content-type", "content-length", "date"}, names
+
+
 def test_other_routes_and_methods(server: Server) -> None:
     connection = server.connect()
     connection.request("GET", "/mutate--v1-pod")

@@ -127,6 +127,11 @@ def serve(
         lifespan="on",
         access_log=False,
         log_config=None,
+        # The API server calls the webhook directly: no proxy's X-Forwarded-* headers to
+        # trust (uvicorn's middleware for them cost a layer per request), and no
+        # `server: uvicorn` header telling a caller what to attack.
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=int(grace),
     )
     try:
