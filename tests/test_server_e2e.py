@@ -202,6 +202,32 @@ def test_an_answer_names_no_server_software(server: Server) -> None:
     assert names == {"content-type", "content-length", "date"}, names
 
 
+def test_an_answer_leaves_in_one_tls_record_and_a_head_request_still_gets_its_head(
+    server: Server,
+) -> None:
+    """uvicorn writes a response's status line and headers apart from its body; the server
+    sends them together, in one TLS record (SSLSocket.recv returns one record's data)."""
+    body = json.dumps(admission_review(flyte_pod({"group": "a", "group_version": "1"}))).encode()
+    request = b"POST /mutate--v1-pod?timeout=10s HTTP/1.1\r\nHost: webhook\r\n"
+    request += b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        server.context().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        for _ in range(2):
+            tls.sendall(request)
+            head, _, answer = tls.recv(1 << 20).partition(b"\r\n\r\n")
+            length = re.search(rb"content-length: (\d+)", head)
+            assert length is not None and len(answer) == int(length.group(1)) > 0
+            assert json.loads(answer)["response"]["allowed"] is True
+        # A HEAD answer has no body to carry its head: the head leaves when it is complete.
+        tls.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: webhook\r\n\r\n")
+        head = tls.recv(1 << 20)
+        assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: webhook\r\n\r\n")
+        assert tls.recv(1 << 20).endswith(b"\r\n\r\nok\n")
+
+
 def test_other_routes_and_methods(server: Server) -> None:
     connection = server.connect()
     connection.request("GET", "/mutate--v1-pod")

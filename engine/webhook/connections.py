@@ -15,9 +15,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,56 @@ def _status(code: int, reason: str, text: str) -> bytes:
     body = text.encode("ascii") + b"\n"
     head = f"HTTP/1.1 {code} {reason}\r\ncontent-length: {len(body)}\r\n".encode("ascii")
     return head + _CLOSE + b"\r\n" + body
+
+
+class HeadWithBody:
+    """A response's transport, as its uvicorn cycle writes to it: the status line and headers
+    are held until the body's first write and leave with it in one write.
+
+    uvicorn writes them apart, so every answer cost two TLS records and two sends, and the
+    client two reads. Sending a 2 KB answer over TLS on loopback, one write took 23 us of the
+    sender's CPU against 41 for two; a served review answered from the memo costs about
+    200. Only the head is held, and only until the cycle writes again, closes, or completes
+    without a body (a HEAD request); a `100 Continue`, written before the response starts,
+    goes out at once. Everything else is the transport's."""
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._transport = cycle.transport
+        self._cycle = cycle
+        self._on_response = cycle.on_response
+        self._head: bytes | None = None
+        self._waiting = True  # for the head: the first write after the response starts
+        cycle.transport = cast(asyncio.Transport, self)
+        cycle.on_response = self._completed
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif self._waiting and self._cycle.response_started:
+            self._waiting = False
+            self._head = bytes(data)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def _completed(self) -> None:
+        self.flush()  # a response with no body (HEAD)
+        self._on_response()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._head = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...
+        return getattr(self._transport, name)
 
 
 class LengthRequired(Exception):
@@ -164,7 +214,10 @@ def guarded_protocol(
                 # past, that uvicorn would keep. The API server always sends Content-Length.
                 self._length_required = True
                 raise LengthRequired
+            earlier = self.cycle
             super().on_headers_complete()
+            if self.cycle is not None and self.cycle is not earlier:
+                HeadWithBody(self.cycle)
 
         def send_400_response(self, msg: str) -> None:
             # uvicorn's answer to what httptools cannot parse (and to LengthRequired), with
