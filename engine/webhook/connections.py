@@ -67,9 +67,9 @@ class HeadWithBody:
     are held until the body's first write and leave with it in one write.
 
     uvicorn writes them apart, so every answer cost two TLS records and two sends, and the
-    client two reads. Sending a 2 KB answer over TLS on loopback, one write took 23 us of the
-    sender's CPU against 41 for two; a served review answered from the memo costs about
-    200. Only the head is held, and only until the cycle writes again, closes, or completes
+    client two reads. A uvloop TLS server on loopback spent 21 us of CPU per 2 KB answer
+    written once against 26 written in two, and 64 against 72 per 59 KB answer (50 secrets);
+    a served review answered from the memo costs about 200 in all. Only the head is held, and only until the cycle writes again, closes, or completes
     without a body (a HEAD request); a `100 Continue`, written before the response starts,
     goes out at once. Everything else is the transport's."""
 
