@@ -360,6 +360,14 @@ class Served:
     errors: int
     responses: int
     peak_mib: float  # the server's peak RSS so far (its review process included)
+    steal: float  # the share of the machine's CPU time the hypervisor took meanwhile
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """The machine's stolen and total CPU ticks (/proc/stat): time a virtual machine's
+    cores were runnable but the hypervisor ran something else, which no process here sees."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
 class Server:
@@ -438,6 +446,7 @@ def lua_script(work: Path, directory: Path, limit: int) -> Path:
 
 
 def run_wrk(server: Server, connections: int, seconds: float, script: Path, pin: list[str]) -> Served:
+    steal, total = cpu_ticks()
     fields, cpu = run_wrk_script(
         f"https://127.0.0.1:{server.port}{PATH}",
         connections,
@@ -448,6 +457,7 @@ def run_wrk(server: Server, connections: int, seconds: float, script: Path, pin:
         # the API server's timeout for a webhook (wrk's default, 2 s, drops the tail)
         options=("--latency", "--timeout", "10s"),
     )
+    steal_after, total_after = cpu_ticks()
     responses, active_us, p50, p99, errors, _ = (int(x) for x in fields)
     return Served(
         rate=responses / max(active_us, 1) * 1e6,
@@ -457,6 +467,7 @@ def run_wrk(server: Server, connections: int, seconds: float, script: Path, pin:
         errors=errors,
         responses=responses,
         peak_mib=peak_rss_mib(server.pid),
+        steal=(steal_after - steal) / max(total_after - total, 1),
     )
 
 
@@ -770,6 +781,13 @@ def main() -> None:
                 f"| {statistics.median(r.responses for r in sp_runs):,.0f} / {statistics.median(r.responses for r in go_runs):,.0f} "
                 f"| {sum(r.errors for r in sp_runs)} / {sum(r.errors for r in go_runs)} |"
             )
+        stolen = {key: max(r.steal for r in runs) for key, runs in served.items()}
+        worst = max(stolen, key=lambda key: stolen[key])
+        print(
+            f"\nCPU time the hypervisor took (steal, /proc/stat) during a served run: median "
+            f"{statistics.median(r.steal for runs in served.values() for r in runs):.1%}, at most "
+            f"{stolen[worst]:.1%} ({worst[0]} secrets, {MODE_LABEL[worst[1]]}, c={worst[2]}, {worst[3]})"
+        )
         print_judged(judged(inproc, served))
     finally:
         for server in servers:
