@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/server.py
+	$(BIN)/python bench/floor.py
 	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/vs_flyte.py
 
