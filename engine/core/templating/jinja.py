@@ -49,18 +49,19 @@ def shquote(value: object) -> str:
 
 def path_join(base: object, *parts: object) -> str:
     """Go's filepath.Join (join, then clean), refusing a result outside `base`."""
-    if len(parts) == 1 and type(base) is str and type(parts[0]) is str:
-        # The common case below, for one name (a secret's group, then its version).
-        part: str = parts[0]
-        root, inside, plain = _cleaned_root(base)
-        if plain and part and "/" not in part and part not in {".", ".."}:
-            return inside + part
-    if not isinstance(base, str) or not all(isinstance(p, str) for p in parts):
+    if not isinstance(base, str):
         raise TypeError("path_join expects strings")
     root, inside, plain = _cleaned_root(base)
     # The common case, a clean absolute base and names without "/" (a secret's group and
-    # version): cleaning would change nothing but the base, already clean.
-    if plain and parts and all(p and "/" not in p and p not in {".", ".."} for p in parts):  # type: ignore[operator]
+    # version): cleaning would change nothing but the base, already clean. (One loop, no
+    # generator: it runs for every secret's render.)
+    as_they_are = plain and bool(parts)
+    for part in parts:
+        if not isinstance(part, str):
+            raise TypeError("path_join expects strings")
+        if as_they_are and (not part or "/" in part or part in {".", ".."}):
+            as_they_are = False
+    if as_they_are:
         return inside + "/".join(parts)  # type: ignore[arg-type]
     joined = "/".join([p for p in (base, *parts) if p])  # type: ignore[misc]
     cleaned = posixpath.normpath(joined) if joined else ""
