@@ -36,6 +36,7 @@ from secretpatch.webhook import certs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vs_flyte
 from bare_app import FIXED
+from workload import uvicorn_command
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(FIXED)
 
@@ -94,15 +95,9 @@ def main() -> None:
     source = vs_flyte.body_source(vs_flyte.realistic_pod(), args.secrets, "siblings", secrets.token_hex(3))
     bodies = vs_flyte.write_bodies(work / "bodies", source, vs_flyte.SIBLINGS)
     script = vs_flyte.lua_script(work, bodies, 0)
-    here = str(Path(__file__).resolve().parent)
     commands = {
         "TLS floor": [sys.executable, __file__, "--serve-floor", str(cert_dir), "{port}"],
-        "uvicorn": [
-            sys.executable, "-m", "uvicorn", "bare_app:fixed", "--app-dir", here, "--host", "127.0.0.1",
-            "--port", "{port}", "--ssl-certfile", str(cert_dir / "tls.crt"), "--ssl-keyfile",
-            str(cert_dir / "tls.key"), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-            "--log-level", "warning", "--no-proxy-headers", "--no-server-header", "--lifespan", "off",
-        ],
+        "uvicorn": [*uvicorn_command("bare_app:fixed", "{port}", cert_dir), "--lifespan", "off"],
         "secretpatch": [
             sys.executable, "-m", "secretpatch.cli", "serve", "--host", "127.0.0.1", "--port", "{port}",
             "--cert-dir", str(cert_dir),

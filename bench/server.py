@@ -33,6 +33,7 @@ from workload import (
     sibling,
     start_server,
     start_webhook,
+    uvicorn_command,
 )
 
 LUA = """
@@ -62,13 +63,7 @@ def start(kind: str, cert_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     if kind == "secretpatch":
         return start_webhook(cert_dir)
     port = free_port()
-    command = [
-        sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(port),
-        "--ssl-certfile", str(cert_dir / "tls.crt"), "--ssl-keyfile", str(cert_dir / "tls.key"),
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-        "--no-proxy-headers", "--no-server-header",  # as secretpatch serve (webhook/run.py)
-        "--app-dir", str(Path(__file__).resolve().parent),
-    ]  # fmt: skip
+    command = uvicorn_command("bare_app:app", port, cert_dir)
     return start_server(command, port, cert_dir / "ca.crt"), port
 
 

@@ -306,6 +306,19 @@ def run_wrk_script(
     return [float(x) for x in line.split()[1:]], cpu
 
 
+def uvicorn_command(app: str, port: int | str, cert_dir: Path) -> list[str]:
+    """uvicorn serving `app` (a bench/ module's "module:attribute") over TLS with the
+    settings `secretpatch serve` uses (engine/webhook/run.py): uvloop, httptools, no access
+    log, no proxy headers, no server header."""
+    return [
+        sys.executable, "-m", "uvicorn", app, "--app-dir", str(Path(__file__).resolve().parent),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--ssl-certfile", str(cert_dir / "tls.crt"), "--ssl-keyfile", str(cert_dir / "tls.key"),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        "--no-proxy-headers", "--no-server-header",
+    ]  # fmt: skip
+
+
 def start_server(command: list[str], port: int, ca_file: Path) -> subprocess.Popen[bytes]:
     """Start a TLS server on loopback and wait until it completes a handshake (30 s at most)."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
