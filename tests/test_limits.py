@@ -309,6 +309,9 @@ def test_what_the_server_estimates_a_review_costs_before_choosing_where_to_run_i
         (b"", 7.0),
         (b"x=" + b"a" * 100 + b"&timeout=5s", 4.5),  # long: worked out without the cache
         (b"timeout=" + b"9" * 40 + b"s", 7.0),  # past 32 characters: the default
+        # The most a request line can carry (the 16 KiB header cap) of timeouts that say
+        # nothing: one pass over the parts, each a match of a few characters; the default.
+        (b"timeout=0s&" * (16 * 1024 // 11), 7.0),
     ],
 )
 def test_the_review_timeout_is_the_api_servers_less_a_tenth(query: bytes, seconds: float) -> None:
