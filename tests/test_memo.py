@@ -192,7 +192,7 @@ SHAPE_CHANGES = {
 
 @pytest.mark.parametrize("change", SHAPE_CHANGES.values(), ids=SHAPE_CHANGES.keys())
 def test_a_pod_of_another_shape_is_composed_afresh(change: Any) -> None:
-    engine = Engine.from_config(None)
+    engine = remembering_at_first_sight(Engine.from_config(None))
     answer(engine, task_pod())
     pod = task_pod(name="another")
     change(pod)
@@ -207,7 +207,7 @@ def test_a_pod_of_another_shape_is_composed_afresh(change: Any) -> None:
 
 @pytest.mark.parametrize("value", [{}, "", 0])
 def test_an_empty_list_and_an_empty_non_list_are_told_apart(value: Any) -> None:
-    engine = Engine.from_config(None)
+    engine = remembering_at_first_sight(Engine.from_config(None))
     pod = task_pod()
     pod["spec"]["volumes"] = []
     answer(engine, pod)
@@ -218,7 +218,7 @@ def test_an_empty_list_and_an_empty_non_list_are_told_apart(value: Any) -> None:
 
 
 def test_the_same_requests_in_other_annotations_are_another_key() -> None:
-    engine = Engine.from_config(None)
+    engine = remembering_at_first_sight(Engine.from_config(None))
     pod = task_pod()
     answer(engine, pod)
     swapped = copy.deepcopy(pod)
