@@ -19,10 +19,11 @@ class Recorded(NamedTuple):
     """A composition's questions and answers, arranged to be asked again of another pod.
 
     Where-is questions (`positions`, `container-name`) are grouped by list and field: per
-    group, the values that were nowhere, checked against the new pod's index in one set
-    operation, and the values that were somewhere, with their places. A pod asking for 100
-    secrets asks 100 such questions of its container lists; a sibling pod answers them in a
-    few dictionary passes. The other questions are asked again in the order first asked."""
+    group, the values that were nowhere and the values that were somewhere, with their
+    places. A pod asking for 100 secrets asks 100 such questions of its container lists; a
+    sibling pod answers them in one pass over each list (`PodView.any_of` when every value
+    was nowhere, else the list's index, checked in one set operation). The other questions
+    are asked again in the order first asked."""
 
     ordered: tuple[tuple[Question, Any], ...]
     lookups: Lookups
@@ -70,6 +71,10 @@ class Recorded(NamedTuple):
                 if view.answer(question) != answer:
                     return False
             for key, field, nowhere, somewhere in self.lookups:
+                if not somewhere:
+                    if view.any_of(key, field, nowhere):
+                        return False
+                    continue
                 index = view.index(key, field)
                 if not nowhere.isdisjoint(index):
                     return False

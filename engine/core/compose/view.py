@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, Final, NamedTuple, Protocol
 
 from ..errors import InputError
@@ -245,6 +246,21 @@ class PodView:
                             index[text] = (position,) if before is None else (*before, position)
             self._indexes[(key, field)] = index
         return index
+
+    def any_of(self, key: Key, field: str, values: AbstractSet[str]) -> bool:
+        """Whether an object in the list at `key` has a `field` that is one of `values`: what
+        a record asks of the names its composition found nowhere (most of them, for a pod
+        seen before). One pass that builds nothing and stops at the first found, where
+        `index` places every item of the list; the answer is what `index` gives."""
+        items = self._checked(key)
+        if items is None:
+            return False
+        for item in items:
+            if type(item) is dict or isinstance(item, Mapping):
+                text = item.get(field)
+                if type(text) is str and text in values:
+                    return True
+        return False
 
     def _container_name(self, name: str) -> tuple[tuple[int, ...], ...]:
         return tuple(self._positions((list_name,), "name", name) for list_name in CONTAINER_ORDER)
