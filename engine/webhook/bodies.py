@@ -22,6 +22,7 @@ from ..core.jsontypes import is_object
 from ..core.limits import PARSER_DEPTH
 from ..core.requests import secret_annotations
 from ..core.runtime import Engine
+from .glance import glance
 
 MAX_REVIEW_TIMEOUT = 30.0  # the API server's own maximum for timeoutSeconds
 _GO_DURATION = re.compile(r"(?:([0-9]+(?:\.[0-9]*)?)(h|m|s|ms|us|\u00b5s|ns))+")
@@ -123,6 +124,15 @@ class BodyReader:
         ):
             raise Malformed(too_deep_message)
         return document
+
+    def glance(self, body: bytes) -> dict[str, Any] | None:
+        """The fields of the review that asking the memo reads (`glance.py`), within the same
+        limits as `parse`; None when only the whole parse can tell (a stricter depth cap than
+        the parser's own, with more brackets than it allows levels)."""
+        self.check(body)
+        if self.max_depth < PARSER_DEPTH and body.count(b"{") + body.count(b"[") > self.max_depth:
+            return None
+        return glance(body)
 
     def review_document(self, document: Any, deadline: float) -> Summary:
         return summarize(self.engine.review_outcome(document, deadline=deadline))
