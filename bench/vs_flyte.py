@@ -18,8 +18,10 @@ gives both sides the same AdmissionReview files:
 Two measurements, in one run:
 
 - in-process, no TLS or HTTP: `flytegcp-baseline -bench 'DIR/*.json' -n N` against
-  `Engine.review` on the body parsed and the answer serialised with orjson, as the server
-  parses and answers (engine/webhook/bodies.py), each pinned to the same core, Go with GOMAXPROCS=1. Median and p99 microseconds per review.
+  the server's own steps from body to answer without HTTP (engine/webhook/bodies.py: the
+  glance and the memo, else the whole parse and `Engine.review_outcome`, then the answer
+  serialised with orjson), each pinned to the same core, Go with GOMAXPROCS=1. Median and
+  p99 microseconds per review.
   In never-seen mode every Python review gets a body that engine has not seen (a fresh engine
   per case and round, one body per iteration).
 - served: `secretpatch serve` and `flytegcp-baseline -addr` with the same certificates, both
@@ -49,6 +51,7 @@ import gc
 import hashlib
 import http.client
 import json
+import math
 import os
 import platform
 import secrets
@@ -67,9 +70,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonpatch
-import orjson
 from secretpatch import Engine
 from secretpatch.webhook import certs
+from secretpatch.webhook.bodies import BodyReader, summarize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import (
@@ -297,17 +300,23 @@ def percentiles(times: list[float]) -> tuple[float, float]:
 
 
 def python_inproc(case: Case, bodies: list[bytes], *, plans: bool = True) -> tuple[float, float]:
-    """Engine.review on the body parsed and the answer serialised with orjson, per body,
-    with a fresh engine (so never-seen bodies are never seen) warmed on bodies apart from
-    the measured ones.
+    """A body to the answer's JSON by the server's own steps (webhook/bodies.py: the glance
+    and the memo, else the whole parse and Engine.review_outcome, then the answer serialised
+    with orjson), per body, with a fresh engine (so never-seen bodies are never seen) warmed
+    on bodies apart from the measured ones.
     Without `plans`, no pod gets the plan of an earlier one (engine/core/plans.py): each is
     composed, as the first pod of a shape no pod had is."""
     engine = Engine.from_config(None)
     if not plans:
         engine._plans = None  # the engine keeps plans whenever it keeps a memo
 
-    def review(body: bytes) -> bytes:  # as the server reads and answers (webhook/bodies.py)
-        return orjson.dumps(engine.review(orjson.loads(body)))
+    reader = BodyReader(engine)
+
+    def review(body: bytes) -> bytes:  # as WebhookApp._answer_review, without HTTP
+        outcome, document = reader.remembered(body)
+        if outcome is not None:
+            return summarize(outcome).response
+        return reader.review_document(document, math.inf).response
 
     for body in case.inproc_warm:
         review(body)

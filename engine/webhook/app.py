@@ -20,7 +20,7 @@ from typing import Any, Literal
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..core.admission import MUTATE_PATH, Outcome
+from ..core.admission import MUTATE_PATH
 from ..core.errors import DeadlineExceeded, InputError, quote_value
 from ..core.runtime import Engine
 from .bodies import BodyReader, Malformed, Overloaded, Summary, estimated_cost_us, review_timeout, summarize
@@ -182,7 +182,7 @@ class WebhookApp:
         deadline = time.monotonic() + timeout
         try:
             if len(body) <= INLINE_BODY:
-                outcome, document = self._remembered(body)
+                outcome, document = self.reader.remembered(body)
                 if outcome is not None:
                     summary = summarize(outcome)
                 elif estimated_cost_us(document) <= INLINE_COST_US:
@@ -233,27 +233,6 @@ class WebhookApp:
                 "duration_ms": round(elapsed * 1000, 3),
             }
         )
-
-    def _remembered(self, body: bytes) -> tuple[Outcome | None, Any]:
-        """The outcome of a review that costs no composing (`Engine.remembered_outcome`), else
-        None and the parsed body to review. The memo is asked with what a glance at the body
-        decodes (`glance.py`); the body is parsed whole only when that gives no answer, and
-        then a refusal, or a body the glance could not read, is worked out again from it, so
-        that its message is the one a whole parse gives."""
-        glanced = self.reader.glance(body) if self.engine.memo is not None else None
-        asked = False  # whether the memo was asked, on the same fields, and had no answer
-        if glanced is not None:
-            try:
-                outcome = self.engine.remembered_outcome(glanced)
-            except InputError:
-                outcome = None
-            else:
-                if outcome is None:
-                    asked = True
-                elif outcome.result != "denied":
-                    return outcome, None
-        document = self.reader.parse(body)
-        return (None if asked else self.engine.remembered_outcome(document)), document
 
     async def _in_worker(self, work: Callable[[Any, float], Summary], data: Any, deadline: float) -> Summary:
         future = asyncio.wrap_future(self._worker.submit(work, data, deadline))

@@ -134,6 +134,27 @@ class BodyReader:
             return None
         return glance(body)
 
+    def remembered(self, body: bytes) -> tuple[Outcome | None, Any]:
+        """The outcome of a review that costs no composing (`Engine.remembered_outcome`), else
+        None and the parsed body to review. The memo is asked with what a glance at the body
+        decodes (`glance.py`); the body is parsed whole only when that gives no answer, and
+        then a refusal, or a body the glance could not read, is worked out again from it, so
+        that its message is the one a whole parse gives."""
+        glanced = self.glance(body) if self.engine.memo is not None else None
+        asked = False  # whether the memo was asked, on the same fields, and had no answer
+        if glanced is not None:
+            try:
+                outcome = self.engine.remembered_outcome(glanced)
+            except InputError:
+                outcome = None
+            else:
+                if outcome is None:
+                    asked = True
+                elif outcome.result != "denied":
+                    return outcome, None
+        document = self.parse(body)
+        return (None if asked else self.engine.remembered_outcome(document)), document
+
     def review_document(self, document: Any, deadline: float) -> Summary:
         return summarize(self.engine.review_outcome(document, deadline=deadline))
 
