@@ -13,6 +13,9 @@ from typing import Any, TextIO
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from ..core.runtime import Engine
@@ -62,6 +65,11 @@ class Metrics:
             "When the served certificate expires, in Unix time; alert well before it",
             registry=self.registry,
         )
+        # The client library's standard process, Python and collector metrics (process_*,
+        # python_info, python_gc_*): memory, CPU, open files, and how much the collector
+        # finds to do (a served review leaves nothing for it: test_server_e2e).
+        for standard in (ProcessCollector, PlatformCollector, GCCollector):
+            standard(registry=self.registry)
         self._children: dict[tuple[Counter, str], Any] = {}
 
     def count(self, counter: Counter, label: str) -> None:
