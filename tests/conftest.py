@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import random
@@ -117,6 +118,22 @@ def admission_review(
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     return Engine.from_config(None)
+
+
+def post_to_app(app: Any, body: bytes) -> tuple[int, bytes]:
+    """POST `body` to the webhook path of an ASGI `app` in-process: the status and the body."""
+    sent: list[dict[str, Any]] = []
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/mutate--v1-pod", "headers": headers}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], sent[1]["body"]
 
 
 def remembering_at_first_sight(engine: Engine) -> Engine:

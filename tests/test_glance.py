@@ -4,7 +4,6 @@ parsed every body whole."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from secretpatch.webhook.app import WebhookApp
 from secretpatch.webhook.bodies import BodyReader, Malformed, summarize
 from secretpatch.webhook.glance import GLANCED, glance
 
-from .conftest import admission_review, flyte_pod, remembering_at_first_sight
+from .conftest import admission_review, flyte_pod, post_to_app, remembering_at_first_sight
 from .strategies import json_scalars, reviews, text
 from .test_properties import SETTINGS
 
@@ -144,21 +143,6 @@ def task_review(name: str, **changes: Any) -> dict[str, Any]:
     return review
 
 
-def answer(app: WebhookApp, body: bytes) -> tuple[int, bytes]:
-    sent: list[dict[str, Any]] = []
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/mutate--v1-pod", "headers": headers}
-    asyncio.run(app(scope, receive, send))
-    return sent[0]["status"], sent[1]["body"]
-
-
 class Counting(BodyReader):
     """A BodyReader that counts the whole parses it is asked for."""
 
@@ -181,10 +165,10 @@ def app_counting(engine: Engine | None = None) -> tuple[WebhookApp, Counting]:
 def test_a_remembered_pod_is_answered_from_the_glance_and_a_new_one_parsed_once() -> None:
     app, reader = app_counting()
     first = orjson.dumps(task_review("a"))
-    assert answer(app, first)[0] == 200
+    assert post_to_app(app, first)[0] == 200
     assert reader.parsed == 1, "the memo had no answer: the body was parsed whole, once"
     sibling = orjson.dumps(task_review("b", managedFields=[{"manager": "other"}] * 50))
-    status, body = answer(app, sibling)
+    status, body = post_to_app(app, sibling)
     assert reader.parsed == 1, "answered from the memo with no whole parse"
     assert status == 200
     fresh = Engine.from_config(None).review(orjson.loads(sibling))
@@ -204,11 +188,11 @@ def test_a_body_only_the_whole_parse_can_judge_is_refused_as_before(managed: byt
         Engine.from_config({"secretpatch": {"limits": {"maxJsonDepth": 100}}})
     )
     app, reader = app_counting(engine)
-    answer(app, orjson.dumps(task_review("a")))
+    post_to_app(app, orjson.dumps(task_review("a")))
     body = orjson.dumps(task_review("b", managedFields=None)).replace(
         b'"managedFields":null', b'"managedFields":' + managed
     )
-    status, text = answer(app, body)
+    status, text = post_to_app(app, body)
     assert status == 400, why
     with pytest.raises(Malformed) as refused:
         reader.parse(body)
@@ -218,11 +202,11 @@ def test_a_body_only_the_whole_parse_can_judge_is_refused_as_before(managed: byt
 def test_a_number_beyond_a_double_where_the_glance_skips_is_not_refused() -> None:
     """The one difference glance.py names: Go's decoder does not refuse it either."""
     app, reader = app_counting()
-    answer(app, orjson.dumps(task_review("a")))
+    post_to_app(app, orjson.dumps(task_review("a")))
     body = orjson.dumps(task_review("b", managedFields=None)).replace(
         b'"managedFields":null', b'"managedFields":1e400'
     )
-    status, text = answer(app, body)
+    status, text = post_to_app(app, body)
     assert (status, reader.parsed) == (200, 1)
     assert json.loads(text)["response"]["patch"]
     with pytest.raises(Malformed, match="not JSON"):
@@ -261,7 +245,7 @@ def test_every_body_gets_the_answer_a_whole_parse_gives(bodies: list[bytes]) -> 
     whole, _ = app_counting()
     whole.reader.glance = lambda body: None  # type: ignore[method-assign]
     for body in bodies:
-        assert answer(glancing, body) == answer(whole, body)
+        assert post_to_app(glancing, body) == post_to_app(whole, body)
 
 
 class Reads(dict[str, Any]):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from secretpatch.core.limits import Limits
 from secretpatch.webhook.app import WebhookApp
 from secretpatch.webhook.bodies import estimated_cost_us, too_deep
 
-from .conftest import admission_review, flyte_pod
+from .conftest import admission_review, flyte_pod, post_to_app
 
 
 def engine_with(**limits: int) -> Engine:
@@ -116,19 +115,8 @@ def test_limit_mistakes_are_located(tmp_path: Path, limits: str, message: str) -
 
 
 def call(app: WebhookApp, body: bytes) -> tuple[int, dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(
-        app({"type": "http", "method": "POST", "path": "/mutate--v1-pod", "headers": headers}, receive, send)
-    )
-    return sent[0]["status"], json.loads(sent[1]["body"])
+    status, answer = post_to_app(app, body)
+    return status, json.loads(answer)
 
 
 def test_the_server_refuses_deep_json_and_large_bodies_naming_the_cap() -> None:
