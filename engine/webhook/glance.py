@@ -11,10 +11,12 @@ objects (the API server writes one entry per annotation and per field of each co
 does not name are checked as JSON syntax and skipped, not built, which is how Go's decoder
 (and Flyte's webhook) reads the fields its types do not name. What it decodes is decoded as
 orjson does in `BodyReader.parse`: the same values for the same text, the last of repeated
-keys. The server answers from the glance only what the memo answers (an answer
-remembered, a pod that asks for nothing, a review that is not a CREATE); for anything else,
-or a body the glance cannot read, the body is parsed whole and reviewed as before, so a
-malformed review gets the same refusal whichever way it came.
+keys (but an integer beyond 64 bits, which orjson makes a float and msgspec an int; the memo
+compares such values by their JSON text, so they can only make it miss). The server
+answers from the glance only what the memo answers (an answer remembered, a pod that asks
+for nothing, a review that is not a CREATE); for anything else, or a body the glance cannot
+read, the body is parsed whole and reviewed as before, so a malformed review gets the same
+refusal whichever way it came.
 
 One difference is left, as Go's decoder leaves it: a number beyond a double's range (1e400)
 in a field the glance skips is not refused, where the whole parse refuses the body as not
