@@ -11,17 +11,21 @@ objects (the API server writes one entry per annotation and per field of each co
 does not name are checked as JSON syntax and skipped, not built, which is how Go's decoder
 (and Flyte's webhook) reads the fields its types do not name. What it decodes is decoded as
 orjson does in `BodyReader.parse`: the same values for the same text, the last of repeated
-keys (but an integer beyond 64 bits, which orjson makes a float and msgspec an int; the memo
-compares such values by their JSON text, so they can only make it miss). The server
+keys (but an integer beyond 64 bits, which orjson makes a float and msgspec an int: the memo
+compares such values by their JSON text, so up to a double's range they make it miss, and a
+log line names the pod's type int, not float). The server
 answers from the glance only what the memo answers (an answer remembered, a pod that asks
 for nothing, a review that is not a CREATE); for anything else, or a body the glance cannot
 read, the body is parsed whole and reviewed as before, so a malformed review gets the same
 refusal whichever way it came.
 
-One difference is left, as Go's decoder leaves it: a number beyond a double's range (1e400)
-in a field the glance skips is not refused, where the whole parse refuses the body as not
-JSON. The API server encodes a pod from Go types and never sends one; a client that does
-gets the answer the rest of its review asks for.
+One difference is left, as Go's decoder leaves it: a number beyond a double's range is not
+refused, where the whole parse refuses the body as not JSON. That is any such number (1e400)
+in a field the glance skips, and an integer of 309 to 4300 digits in a field it decodes,
+which msgspec reads exactly (longer ones it refuses). The API server encodes a pod from Go
+types and never sends one; a client that does gets the answer the rest of its review asks
+for (the memo's, or that a pod asking for nothing or a review that is not a CREATE is let
+through).
 """
 
 from __future__ import annotations
