@@ -36,7 +36,7 @@ from secretpatch.webhook import certs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vs_flyte
 from bare_app import FIXED
-from workload import uvicorn_command
+from workload import serve_command, uvicorn_command
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(FIXED)
 
@@ -98,11 +98,8 @@ def main() -> None:
     commands = {
         "TLS floor": [sys.executable, __file__, "--serve-floor", str(cert_dir), "{port}"],
         "uvicorn": [*uvicorn_command("bare_app:fixed", "{port}", cert_dir), "--lifespan", "off"],
-        "secretpatch": [
-            sys.executable, "-m", "secretpatch.cli", "serve", "--host", "127.0.0.1", "--port", "{port}",
-            "--cert-dir", str(cert_dir),
-        ],
-    }  # fmt: skip
+        "secretpatch": serve_command("{port}", cert_dir),
+    }
     results: dict[tuple[str, int], list[vs_flyte.Served]] = {}
     print(
         f"{args.secrets} secret(s), siblings of one task; each server on core {server_core}, wrk on "

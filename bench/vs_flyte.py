@@ -82,6 +82,7 @@ from workload import (
     realistic_pod,
     review_for,
     run_wrk_script,
+    serve_command,
     sibling,
     tree_cpu,
 )
@@ -699,14 +700,7 @@ def main() -> None:
 
         cert_dir = work / "certs"
         certs.write_files(certs.generate("secretpatch", "default", dev=True, days=1), cert_dir)
-        ours_server = Server(
-            "secretpatch",
-            [
-                *pin(server_core), sys.executable, "-m", "secretpatch.cli", "serve", "--host", "127.0.0.1",
-                "--port", "{port}", "--cert-dir", str(cert_dir),
-            ],
-            cert_dir,
-        )  # fmt: skip
+        ours_server = Server("secretpatch", [*pin(server_core), *serve_command("{port}", cert_dir)], cert_dir)
         go_server = Server(
             "Go",
             [

@@ -319,6 +319,15 @@ def uvicorn_command(app: str, port: int | str, cert_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def serve_command(port: int | str, cert_dir: Path, *options: str) -> list[str]:
+    """`secretpatch serve` on loopback at `port` (or a "{port}" placeholder) with the
+    certificates in `cert_dir`."""
+    return [
+        sys.executable, "-m", "secretpatch.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--cert-dir", str(cert_dir), *options,
+    ]  # fmt: skip
+
+
 def start_server(command: list[str], port: int, ca_file: Path) -> subprocess.Popen[bytes]:
     """Start a TLS server on loopback and wait until it completes a handshake (30 s at most)."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -344,17 +353,5 @@ def start_webhook(
 ) -> tuple[subprocess.Popen[bytes], int]:
     """`secretpatch serve` on a free loopback port with the certificates in `cert_dir`."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "secretpatch.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--cert-dir",
-        str(cert_dir),
-        *options,
-    ]
+    command = serve_command(port, cert_dir, *options)
     return start_server(command, port, ca_file or cert_dir / "ca.crt"), port
