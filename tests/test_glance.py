@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from secretpatch import Engine
-from secretpatch.webhook.app import WebhookApp
+from secretpatch.webhook.app import INLINE_BODY, WebhookApp
 from secretpatch.webhook.bodies import BodyReader, Malformed, summarize
 from secretpatch.webhook.glance import GLANCED, glance
 
@@ -217,6 +217,27 @@ def test_a_number_beyond_a_double_is_not_refused_by_the_glance(where: tuple[byte
     assert json.loads(text)["response"]["patch"]
     with pytest.raises(Malformed, match="not JSON"):
         reader.parse(body)
+
+
+def test_the_costliest_body_the_glance_reads_is_bounded_by_the_number_cap_and_the_inline_size() -> None:
+    """Decoding a decimal integer costs more than linear time in its digits, so the glance's
+    work on a body is bounded by the longest integer msgspec reads (4300 digits: one more and
+    it refuses, and the body is parsed whole) times how many fit in a body it glances at
+    (INLINE_BODY; larger bodies are never glanced at). The worst case, a body of such numbers
+    at that size, is answered as the memo answers it."""
+    longest = b"9" * 4300
+    assert glance(b'{"request": {"uid": ' + longest + b"}}") == {"request": {"uid": int(longest)}}
+    assert glance(b'{"request": {"uid": ' + longest + b"9}}") is None
+    app, reader = app_counting()
+    post_to_app(app, orjson.dumps(task_review("a")))
+    body = orjson.dumps(task_review("b", managedFields=None))
+    room = INLINE_BODY - len(body)
+    numbers = b",".join([longest] * (room // (len(longest) + 1)))
+    body = body.replace(b'"labels":{', b'"labels":{"x":[' + numbers + b"],", 1)
+    assert INLINE_BODY - len(longest) <= len(body) <= INLINE_BODY
+    status, text = post_to_app(app, body)
+    assert (status, reader.parsed) == (200, 1)
+    assert json.loads(text)["response"]["patch"]
 
 
 def sequences() -> st.SearchStrategy[list[bytes]]:
