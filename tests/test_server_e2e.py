@@ -118,6 +118,12 @@ def post(
     return response.status, json.loads(data) if data.startswith(b"{") else data
 
 
+def metrics_text(connection: http.client.HTTPSConnection) -> str:
+    """What GET /metrics answers, as text."""
+    connection.request("GET", "/metrics")
+    return connection.getresponse().read().decode()
+
+
 def test_a_review_is_patched_over_tls_with_keep_alive(server: Server) -> None:
     engine = Engine.from_config(None)
     connection = server.connect()
@@ -254,8 +260,7 @@ def test_metrics_count_results_denials_and_secrets(server: Server) -> None:
         ).encode(),
     )
     post(connection, b"{", "application/json")
-    connection.request("GET", "/metrics")
-    text = connection.getresponse().read().decode()
+    text = metrics_text(connection)
     assert 'secretpatch_reviews_total{result="patched"} 3.0' in text
     assert 'secretpatch_reviews_total{result="denied"} 1.0' in text
     assert 'secretpatch_reviews_total{result="malformed"} 1.0' in text
@@ -276,8 +281,7 @@ def test_metrics_count_results_denials_and_secrets(server: Server) -> None:
 
 def collected(connection: http.client.HTTPSConnection) -> float:
     """The objects the server's garbage collector has freed so far, every generation."""
-    connection.request("GET", "/metrics")
-    text = connection.getresponse().read().decode()
+    text = metrics_text(connection)
     found = re.findall(r'^python_gc_objects_collected_total\{generation="\d"\} ([0-9.e+]+)$', text, re.M)
     assert len(found) == 3, "the standard Python metrics are served"
     return sum(map(float, found))
@@ -339,8 +343,7 @@ def test_an_admitted_refusal_is_answered_warned_counted_and_logged(tmp_path: Pat
         response = answer["response"]
         assert response["allowed"] is True and "patch" not in response
         assert "mount_requirement ENV_VAR is not supported" in response["warnings"][1]
-        connection.request("GET", "/metrics")
-        text = connection.getresponse().read().decode()
+        text = metrics_text(connection)
         assert 'secretpatch_reviews_total{result="admitted"} 1.0' in text
         assert 'secretpatch_admitted_refusals_total{reason="mount-requirement"} 1.0' in text
         assert 'secretpatch_denials_total{reason="mount-requirement"}' not in text
@@ -359,8 +362,7 @@ def test_an_admitted_refusal_is_answered_warned_counted_and_logged(tmp_path: Pat
 
 def reloads(server: Server) -> str:
     connection = server.connect()
-    connection.request("GET", "/metrics")
-    text = connection.getresponse().read().decode()
+    text = metrics_text(connection)
     return " ".join(
         line for line in text.splitlines() if line.startswith("secretpatch_certificate_reloads_total")
     )
